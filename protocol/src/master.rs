@@ -1,0 +1,728 @@
+//! The master session: the daemon's side of a link (docs/protocol.md §8).
+//!
+//! One `Master` serves one link: a serial bus (one request in flight at a time, half duplex)
+//! or an MQTT connection (one request in flight per device). It owns the per-device counters
+//! and anti-replay windows, matches replies to requests, times requests out and retries them
+//! with fresh counters. It performs no I/O: the caller feeds received bytes with
+//! [`Master::handle_input`], sends what [`Master::poll_transmit`] returns, calls
+//! [`Master::handle_timeout`] at [`Master::poll_timeout`], and drains [`Master::poll_event`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::decoder::SerialDecoder;
+use crate::error::{EncodeError, RejectReason};
+use crate::frame::{Address, FrameRef, Framing, KeyId, Seal};
+use crate::mac::Key;
+use crate::message::{Message, MessageType};
+use crate::replay::{ReplayWindow, TxCounter};
+
+/// Link-wide settings.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub framing: Framing,
+    /// How long to wait for a reply once the request has been transmitted.
+    pub reply_timeout: Duration,
+    /// Wire time of one byte (10 bits at the line's baud rate on serial, zero on MQTT); added
+    /// to the timeout for the request's own transmission time.
+    pub byte_time: Duration,
+    /// Retransmissions after the first attempt.
+    pub retries: u8,
+    /// Requests awaiting a reply at once: 1 on a half-duplex bus.
+    pub max_in_flight: usize,
+}
+
+impl MasterConfig {
+    /// Settings for a serial bus at `baud` (8N1: 10 bits per byte).
+    pub fn serial(baud: u32) -> Self {
+        Self {
+            framing: Framing::Serial,
+            reply_timeout: Duration::from_millis(200),
+            byte_time: Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1))),
+            retries: 2,
+            max_in_flight: 1,
+        }
+    }
+
+    /// Settings for an MQTT link.
+    pub fn mqtt() -> Self {
+        Self {
+            framing: Framing::Datagram,
+            reply_timeout: Duration::from_secs(5),
+            byte_time: Duration::ZERO,
+            retries: 2,
+            max_in_flight: usize::MAX,
+        }
+    }
+}
+
+/// What the master knows about one device; the application persists `tx.lease_end()`,
+/// `rx.highest()` and `birth` so that a restart neither reuses nor re-accepts counters.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub key_id: KeyId,
+    pub key: Key,
+    pub address: Address,
+    pub tx: TxCounter,
+    pub rx: ReplayWindow,
+    pub birth: Option<BirthRecord>,
+}
+
+/// The device's current session as announced by its last BIRTH: what a last-will DEATH must
+/// match (docs/protocol.md §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BirthRecord {
+    pub boot_seq: u32,
+    pub counter: u32,
+    pub death_seen: bool,
+}
+
+/// Identifies a request for the lifetime of a `Master`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Requests of higher priority are sent first; commands pre-empt polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    Poll,
+    Command,
+}
+
+/// Bytes to put on the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The device (or group, for broadcast) whose key signed it.
+    pub key_id: KeyId,
+    pub destination: Address,
+    pub request: Option<RequestId>,
+    pub bytes: Vec<u8>,
+}
+
+/// Something that happened on the link.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MasterEvent {
+    /// The device answered a request.
+    Reply {
+        request: RequestId,
+        key_id: KeyId,
+        message: Message,
+        attempts: u8,
+    },
+    /// An authentic frame that answers no request: heartbeat, birth, death, unsolicited status
+    /// or sounding report, or a reply that came after its request was given up.
+    Unsolicited { key_id: KeyId, message: Message },
+    /// One attempt went unanswered; the request will be sent again.
+    Timeout {
+        request: RequestId,
+        key_id: KeyId,
+        attempt: u8,
+    },
+    /// Every attempt went unanswered.
+    Failed {
+        request: RequestId,
+        key_id: KeyId,
+        attempts: u8,
+    },
+    /// A frame was refused. `key_id` is set when the frame named a key this master holds.
+    Rejected {
+        reason: RejectReason,
+        key_id: Option<KeyId>,
+    },
+    /// The counter lease under `key_id` runs low: persist `up_to`, then call
+    /// [`Master::grant_lease`].
+    LeaseWanted { key_id: KeyId, up_to: u32 },
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no device with key id {0}")]
+    UnknownPeer(u16),
+    #[error("no broadcast group with key id {0}")]
+    UnknownGroup(u16),
+    #[error("a master does not send {0:?}")]
+    WrongDirection(MessageType),
+    #[error("{0:?} may not be broadcast")]
+    NotBroadcastable(MessageType),
+}
+
+#[derive(Debug)]
+struct Peer {
+    config: PeerConfig,
+    lease_asked: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    key: Key,
+    tx: TxCounter,
+    lease_asked: bool,
+}
+
+#[derive(Debug)]
+struct Queued {
+    id: RequestId,
+    key_id: KeyId,
+    message: Message,
+    broadcast: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: RequestId,
+    message: Message,
+    priority: Priority,
+    /// Counters of every attempt sent so far: a late reply to any of them answers it.
+    counters: Vec<u32>,
+    /// `None` while a (re)transmission is due.
+    deadline: Option<Instant>,
+}
+
+/// The master session for one link.
+#[derive(Debug)]
+pub struct Master {
+    config: MasterConfig,
+    peers: HashMap<KeyId, Peer>,
+    groups: HashMap<KeyId, Group>,
+    commands: VecDeque<Queued>,
+    polls: VecDeque<Queued>,
+    in_flight: HashMap<KeyId, InFlight>,
+    events: VecDeque<MasterEvent>,
+    decoder: SerialDecoder,
+    next_request: u64,
+    scratch: Vec<u8>,
+}
+
+impl Master {
+    pub fn new(config: MasterConfig) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+            groups: HashMap::new(),
+            commands: VecDeque::new(),
+            polls: VecDeque::new(),
+            in_flight: HashMap::new(),
+            events: VecDeque::new(),
+            decoder: SerialDecoder::new(),
+            next_request: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds (or replaces) a device.
+    pub fn add_peer(&mut self, config: PeerConfig) {
+        self.peers.insert(
+            config.key_id,
+            Peer {
+                config,
+                lease_asked: false,
+            },
+        );
+    }
+
+    /// Adds (or replaces) a broadcast group key, with its transmit counter.
+    pub fn add_group(&mut self, key_id: KeyId, key: Key, tx: TxCounter) {
+        self.groups.insert(
+            key_id,
+            Group {
+                key,
+                tx,
+                lease_asked: false,
+            },
+        );
+    }
+
+    /// The device's current counters and session, for persistence.
+    pub fn peer(&self, key_id: KeyId) -> Option<&PeerConfig> {
+        self.peers.get(&key_id).map(|p| &p.config)
+    }
+
+    /// A group's transmit counter, for persistence.
+    pub fn group_counter(&self, key_id: KeyId) -> Option<TxCounter> {
+        self.groups.get(&key_id).map(|g| g.tx)
+    }
+
+    /// Extends the transmit lease under `key_id` to `up_to`, which the caller has persisted.
+    pub fn grant_lease(&mut self, key_id: KeyId, up_to: u32) {
+        if let Some(p) = self.peers.get_mut(&key_id) {
+            p.config.tx.grant(up_to);
+            p.lease_asked = false;
+        }
+        if let Some(g) = self.groups.get_mut(&key_id) {
+            g.tx.grant(up_to);
+            g.lease_asked = false;
+        }
+    }
+
+    /// Requests waiting to be sent or awaiting replies.
+    pub fn pending(&self) -> usize {
+        self.commands.len() + self.polls.len() + self.in_flight.len()
+    }
+
+    /// Whether a request to `key_id` is queued or awaiting its reply.
+    pub fn is_busy(&self, key_id: KeyId) -> bool {
+        self.in_flight.contains_key(&key_id)
+            || self
+                .commands
+                .iter()
+                .chain(&self.polls)
+                .any(|q| q.key_id == key_id)
+    }
+
+    /// Queues a request to one device. Replies arrive as [`MasterEvent::Reply`].
+    pub fn request(
+        &mut self,
+        key_id: KeyId,
+        message: Message,
+        priority: Priority,
+    ) -> Result<RequestId, RequestError> {
+        let ty = message.message_type();
+        if ty.from_outstation() {
+            return Err(RequestError::WrongDirection(ty));
+        }
+        if !self.peers.contains_key(&key_id) {
+            return Err(RequestError::UnknownPeer(key_id.0));
+        }
+        let id = self.next_id();
+        let queued = Queued {
+            id,
+            key_id,
+            message,
+            broadcast: false,
+        };
+        match priority {
+            Priority::Command => self.commands.push_back(queued),
+            Priority::Poll => self.polls.push_back(queued),
+        }
+        Ok(id)
+    }
+
+    /// Queues a broadcast under a group key. Broadcasts get no reply and pre-empt polls.
+    pub fn broadcast(&mut self, group: KeyId, message: Message) -> Result<RequestId, RequestError> {
+        let ty = message.message_type();
+        if !ty.broadcast_allowed() {
+            return Err(RequestError::NotBroadcastable(ty));
+        }
+        if !self.groups.contains_key(&group) {
+            return Err(RequestError::UnknownGroup(group.0));
+        }
+        let id = self.next_id();
+        self.commands.push_back(Queued {
+            id,
+            key_id: group,
+            message,
+            broadcast: true,
+        });
+        Ok(id)
+    }
+
+    fn next_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// The next bytes to send, if the link may carry them now.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        // Retransmissions first: on a bus they hold the line.
+        if let Some(t) = self.retransmit(now) {
+            return Some(t);
+        }
+        let waiting = self
+            .in_flight
+            .values()
+            .filter(|f| f.deadline.is_some())
+            .count();
+        for priority in [Priority::Command, Priority::Poll] {
+            let queue = match priority {
+                Priority::Command => &self.commands,
+                Priority::Poll => &self.polls,
+            };
+            let sendable = queue.iter().position(|q| {
+                q.broadcast
+                    || (waiting < self.config.max_in_flight
+                        && !self.in_flight.contains_key(&q.key_id))
+            });
+            let Some(index) = sendable else { continue };
+            let queue = match priority {
+                Priority::Command => &mut self.commands,
+                Priority::Poll => &mut self.polls,
+            };
+            let Some(q) = queue.remove(index) else {
+                continue;
+            };
+            if q.broadcast {
+                match self.seal_broadcast(&q) {
+                    Ok(t) => return Some(t),
+                    Err(q) => {
+                        self.commands.push_front(q);
+                        return None;
+                    }
+                }
+            }
+            let flight = InFlight {
+                id: q.id,
+                message: q.message,
+                priority,
+                counters: Vec::new(),
+                deadline: None,
+            };
+            self.in_flight.insert(q.key_id, flight);
+            return self.send_attempt(now, q.key_id);
+        }
+        None
+    }
+
+    fn retransmit(&mut self, now: Instant) -> Option<Transmit> {
+        let key_id = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline.is_none() && !f.counters.is_empty())
+            .max_by_key(|(_, f)| f.priority)
+            .map(|(k, _)| *k)?;
+        self.send_attempt(now, key_id)
+    }
+
+    fn send_attempt(&mut self, now: Instant, key_id: KeyId) -> Option<Transmit> {
+        let peer = self.peers.get_mut(&key_id)?;
+        let flight = self.in_flight.get_mut(&key_id)?;
+        let counter = match peer.config.tx.allocate(key_id.0) {
+            Ok(c) => c,
+            Err(_) => {
+                // No counter until the application persists a lease: leave it due.
+                if !peer.lease_asked {
+                    if let Some(up_to) = peer.config.tx.lease_wanted() {
+                        peer.lease_asked = true;
+                        self.events
+                            .push_back(MasterEvent::LeaseWanted { key_id, up_to });
+                    }
+                }
+                return None;
+            }
+        };
+        if !peer.lease_asked {
+            if let Some(up_to) = peer.config.tx.lease_wanted() {
+                peer.lease_asked = true;
+                self.events
+                    .push_back(MasterEvent::LeaseWanted { key_id, up_to });
+            }
+        }
+        self.scratch.clear();
+        let seal = Seal {
+            destination: peer.config.address,
+            source: Address::MASTER,
+            key_id,
+            key: &peer.config.key,
+            counter,
+        };
+        if let Err(e) = seal.encode(&flight.message, self.config.framing, &mut self.scratch) {
+            // Only an over-long message can fail here; it would fail every time.
+            debug_assert!(matches!(
+                e,
+                EncodeError::Oversize(_) | EncodeError::TooMany(_)
+            ));
+            let id = flight.id;
+            let attempts = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
+            self.in_flight.remove(&key_id);
+            self.events.push_back(MasterEvent::Failed {
+                request: id,
+                key_id,
+                attempts,
+            });
+            return None;
+        }
+        flight.counters.push(counter);
+        let wire = self.config.byte_time * u32::try_from(self.scratch.len()).unwrap_or(u32::MAX);
+        flight.deadline = Some(now + wire + self.config.reply_timeout);
+        Some(Transmit {
+            key_id,
+            destination: peer.config.address,
+            request: Some(flight.id),
+            bytes: self.scratch.clone(),
+        })
+    }
+
+    fn seal_broadcast(&mut self, q: &Queued) -> Result<Transmit, Queued> {
+        let Some(group) = self.groups.get_mut(&q.key_id) else {
+            return Err(Queued {
+                id: q.id,
+                key_id: q.key_id,
+                message: q.message.clone(),
+                broadcast: true,
+            });
+        };
+        let counter = match group.tx.allocate(q.key_id.0) {
+            Ok(c) => c,
+            Err(_) => {
+                if !group.lease_asked {
+                    if let Some(up_to) = group.tx.lease_wanted() {
+                        group.lease_asked = true;
+                        self.events.push_back(MasterEvent::LeaseWanted {
+                            key_id: q.key_id,
+                            up_to,
+                        });
+                    }
+                }
+                return Err(Queued {
+                    id: q.id,
+                    key_id: q.key_id,
+                    message: q.message.clone(),
+                    broadcast: true,
+                });
+            }
+        };
+        let mut bytes = Vec::new();
+        let seal = Seal {
+            destination: Address::BROADCAST,
+            source: Address::MASTER,
+            key_id: q.key_id,
+            key: &group.key,
+            counter,
+        };
+        if seal
+            .encode(&q.message, self.config.framing, &mut bytes)
+            .is_err()
+        {
+            return Err(Queued {
+                id: q.id,
+                key_id: q.key_id,
+                message: q.message.clone(),
+                broadcast: true,
+            });
+        }
+        Ok(Transmit {
+            key_id: q.key_id,
+            destination: Address::BROADCAST,
+            request: Some(q.id),
+            bytes,
+        })
+    }
+
+    /// When [`Master::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.in_flight.values().filter_map(|f| f.deadline).min()
+    }
+
+    /// Expires unanswered attempts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let max_attempts = usize::from(self.config.retries) + 1;
+        let expired: Vec<KeyId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key_id in expired {
+            let Some(flight) = self.in_flight.get_mut(&key_id) else {
+                continue;
+            };
+            let attempt = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
+            if flight.counters.len() >= max_attempts {
+                let id = flight.id;
+                self.in_flight.remove(&key_id);
+                self.events.push_back(MasterEvent::Failed {
+                    request: id,
+                    key_id,
+                    attempts: attempt,
+                });
+            } else {
+                flight.deadline = None;
+                self.events.push_back(MasterEvent::Timeout {
+                    request: flight.id,
+                    key_id,
+                    attempt,
+                });
+            }
+        }
+    }
+
+    /// Feeds received bytes: a chunk of the serial stream, or one whole MQTT payload.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        match self.config.framing {
+            Framing::Datagram => self.handle_frame(now, bytes),
+            Framing::Serial => {
+                let mut decoder = std::mem::take(&mut self.decoder);
+                decoder.push(bytes);
+                self.drain_decoder(now, &mut decoder);
+                self.decoder = decoder;
+            }
+        }
+    }
+
+    /// Tells the session the serial line went idle: a partial frame is reported as truncated.
+    pub fn handle_line_idle(&mut self, now: Instant) {
+        let mut decoder = std::mem::take(&mut self.decoder);
+        decoder.line_idle();
+        self.drain_decoder(now, &mut decoder);
+        self.decoder = decoder;
+    }
+
+    fn drain_decoder(&mut self, now: Instant, decoder: &mut SerialDecoder) {
+        while let Some(result) = decoder.next_frame() {
+            match result {
+                Ok(frame) => self.handle_frame(now, frame),
+                Err(reason) => self.events.push_back(MasterEvent::Rejected {
+                    reason,
+                    key_id: None,
+                }),
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, _now: Instant, frame: &[u8]) {
+        match self.accept(frame) {
+            Ok(Some((key_id, message))) => self.dispatch(key_id, message),
+            Ok(None) => {}
+            Err((reason, key_id)) => self
+                .events
+                .push_back(MasterEvent::Rejected { reason, key_id }),
+        }
+    }
+
+    /// Checks a frame in the order of docs/protocol.md §7. `Ok(None)`: not for us.
+    fn accept(
+        &mut self,
+        frame: &[u8],
+    ) -> Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)> {
+        let parsed = FrameRef::parse(frame).map_err(|r| (r, None))?;
+        let h = parsed.header;
+        if !h.from_outstation() || h.destination != Address::MASTER {
+            // Our own echo on a bus, or another master's traffic.
+            return Ok(None);
+        }
+        let key_id = h.key_id;
+        let peer = self
+            .peers
+            .get_mut(&key_id)
+            .ok_or((RejectReason::UnknownKeyId, None))?;
+        let fail = |r| (r, Some(key_id));
+        if !parsed.verify(&peer.config.key) {
+            return Err(fail(RejectReason::BadMac));
+        }
+        if h.source != peer.config.address {
+            return Err(fail(RejectReason::AddressMismatch));
+        }
+        match peer.config.rx.check(h.counter) {
+            Ok(()) => {
+                peer.config.rx.accept(h.counter);
+                let message =
+                    Message::decode(h.message_type, parsed.payload).map_err(|e| fail(e.into()))?;
+                if let Message::Birth(b) = &message {
+                    peer.config.birth = Some(BirthRecord {
+                        boot_seq: b.boot_seq,
+                        counter: h.counter,
+                        death_seen: false,
+                    });
+                }
+                if let (Message::Death(d), Some(birth)) = (&message, peer.config.birth.as_mut()) {
+                    if d.boot_seq == birth.boot_seq {
+                        birth.death_seen = true;
+                    }
+                }
+                Ok(Some((key_id, message)))
+            }
+            Err(replayed) => {
+                // The one exception: a last-will DEATH, sealed just before the BIRTH of the
+                // same session and published by the broker long after.
+                if h.message_type == MessageType::Death as u8 {
+                    let message = Message::decode(h.message_type, parsed.payload)
+                        .map_err(|e| fail(e.into()))?;
+                    if let (Message::Death(d), Some(birth)) = (&message, peer.config.birth.as_mut())
+                    {
+                        if !birth.death_seen
+                            && d.boot_seq == birth.boot_seq
+                            && h.counter.checked_add(1) == Some(birth.counter)
+                        {
+                            birth.death_seen = true;
+                            return Ok(Some((key_id, message)));
+                        }
+                    }
+                }
+                Err(fail(replayed))
+            }
+        }
+    }
+
+    fn dispatch(&mut self, key_id: KeyId, message: Message) {
+        if let Some(flight) = self.in_flight.get(&key_id) {
+            if answers(&flight.message, &flight.counters, &message) {
+                let attempts = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
+                let request = flight.id;
+                self.in_flight.remove(&key_id);
+                self.events.push_back(MasterEvent::Reply {
+                    request,
+                    key_id,
+                    message,
+                    attempts,
+                });
+                return;
+            }
+        }
+        self.events
+            .push_back(MasterEvent::Unsolicited { key_id, message });
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<MasterEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// Whether `reply` answers `request`, sent under the counters `sent`.
+fn answers(request: &Message, sent: &[u32], reply: &Message) -> bool {
+    let ty = request.message_type() as u8;
+    match (request, reply) {
+        (
+            _,
+            Message::Nak {
+                counter,
+                message_type,
+                ..
+            },
+        ) => *message_type == ty && sent.contains(counter),
+        (Message::StatusRequest, Message::StatusReport(_)) => true,
+        (Message::TimeSyncRequest { t1_us }, Message::TimeSyncReply { t1_us: echoed, .. }) => {
+            t1_us == echoed
+        }
+        (Message::ReportRequest { campaign }, Message::SoundingReport(r)) => {
+            r.campaign == *campaign
+        }
+        (
+            _,
+            Message::Ack {
+                counter,
+                message_type,
+            },
+        ) => request.message_type().is_command() && *message_type == ty && sent.contains(counter),
+        _ => false,
+    }
+}
+
+/// Offset and round trip from one time-sync exchange (NTP's on-wire calculation).
+///
+/// `t1` master transmit, `t2` device receive, `t3` device transmit (device clock), `t4`
+/// master receive. `offset_us` is what must be added to the device clock to agree with the
+/// master's, assuming symmetric paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSample {
+    pub offset_us: i64,
+    pub round_trip_us: i64,
+}
+
+impl TimeSample {
+    pub fn compute(t1: i64, t2: i64, t3: i64, t4: i64) -> Self {
+        // Widened to avoid overflow on absurd device clocks (the inputs come from outside).
+        let (t1, t2, t3, t4) = (
+            i128::from(t1),
+            i128::from(t2),
+            i128::from(t3),
+            i128::from(t4),
+        );
+        let offset = ((t1 - t2) + (t4 - t3)) / 2;
+        let rtt = (t4 - t1) - (t3 - t2);
+        let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+        Self {
+            offset_us: clamp(offset),
+            round_trip_us: clamp(rtt),
+        }
+    }
+}
