@@ -2,9 +2,5 @@
 //! issue; until then the binary only reports which protocol version it speaks.
 
 fn main() {
-    println!(
-        "sirend {} (protocol version {})",
-        env!("CARGO_PKG_VERSION"),
-        siren_proto::VERSION
-    );
+    println!("sirend {} (protocol version {})", env!("CARGO_PKG_VERSION"), siren_proto::VERSION);
 }

@@ -7,13 +7,8 @@ use siren_proto::vectors;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for v in vectors::all() {
         let key = v.key();
-        let seal = Seal {
-            destination: v.destination,
-            source: v.source,
-            key_id: v.key_id,
-            key: &key,
-            counter: v.counter,
-        };
+        let seal =
+            Seal { destination: v.destination, source: v.source, key_id: v.key_id, key: &key, counter: v.counter };
         let mut frame = Vec::new();
         seal.encode(&v.message, Framing::Datagram, &mut frame)?;
         let mut envelope = Vec::new();

@@ -22,12 +22,7 @@ pub struct SerialDecoder {
 impl SerialDecoder {
     /// An empty decoder.
     pub fn new() -> Self {
-        Self {
-            buf: Vec::with_capacity(MAX_ENVELOPE * 2),
-            pos: 0,
-            noise_bytes: 0,
-            idle: false,
-        }
+        Self { buf: Vec::with_capacity(MAX_ENVELOPE * 2), pos: 0, noise_bytes: 0, idle: false }
     }
 
     /// Appends received bytes.

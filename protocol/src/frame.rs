@@ -120,9 +120,7 @@ pub struct FrameRef<'a> {
 impl<'a> FrameRef<'a> {
     /// Checks a bare frame's structure (the MQTT payload, or a frame out of an envelope).
     pub fn parse(frame: &'a [u8]) -> Result<Self, RejectReason> {
-        let head = frame
-            .first_chunk::<HEADER_LEN>()
-            .ok_or(RejectReason::Truncated)?;
+        let head = frame.first_chunk::<HEADER_LEN>().ok_or(RejectReason::Truncated)?;
         let header = Header::read(head);
         if header.version != crate::VERSION {
             return Err(RejectReason::UnknownVersion);
@@ -138,12 +136,7 @@ impl<'a> FrameRef<'a> {
             return Err(RejectReason::Malformed);
         }
         let (signed, mac) = frame.split_at(len - MAC_LEN);
-        Ok(Self {
-            header,
-            signed,
-            payload: &signed[HEADER_LEN..],
-            mac,
-        })
+        Ok(Self { header, signed, payload: &signed[HEADER_LEN..], mac })
     }
 
     /// Whether the MAC verifies under `key`.
@@ -162,20 +155,14 @@ pub struct VerifiedFrame {
 
 /// Parses, authenticates and decodes a bare frame. Sessions use the pieces separately so
 /// that they can check the counter between MAC and payload; this is for tools and tests.
-pub fn open(
-    frame: &[u8],
-    key_for: impl FnOnce(KeyId) -> Option<Key>,
-) -> Result<VerifiedFrame, RejectReason> {
+pub fn open(frame: &[u8], key_for: impl FnOnce(KeyId) -> Option<Key>) -> Result<VerifiedFrame, RejectReason> {
     let parsed = FrameRef::parse(frame)?;
     let key = key_for(parsed.header.key_id).ok_or(RejectReason::UnknownKeyId)?;
     if !parsed.verify(&key) {
         return Err(RejectReason::BadMac);
     }
     let message = Message::decode(parsed.header.message_type, parsed.payload)?;
-    Ok(VerifiedFrame {
-        header: parsed.header,
-        message,
-    })
+    Ok(VerifiedFrame { header: parsed.header, message })
 }
 
 /// Everything needed to seal a message into a frame.
@@ -190,12 +177,7 @@ pub struct Seal<'k> {
 
 impl Seal<'_> {
     /// Appends the frame (with the serial envelope when `framing` is serial) to `out`.
-    pub fn encode(
-        &self,
-        message: &Message,
-        framing: Framing,
-        out: &mut Vec<u8>,
-    ) -> Result<(), EncodeError> {
+    pub fn encode(&self, message: &Message, framing: Framing, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let before = out.len();
         let result = self.encode_inner(message, framing, out);
         if result.is_err() {
@@ -204,12 +186,7 @@ impl Seal<'_> {
         result
     }
 
-    fn encode_inner(
-        &self,
-        message: &Message,
-        framing: Framing,
-        out: &mut Vec<u8>,
-    ) -> Result<(), EncodeError> {
+    fn encode_inner(&self, message: &Message, framing: Framing, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if framing == Framing::Serial {
             out.extend_from_slice(&SYNC);
         }
@@ -227,8 +204,7 @@ impl Seal<'_> {
         if payload_len > MAX_PAYLOAD {
             return Err(EncodeError::Oversize(payload_len));
         }
-        let len_bytes =
-            u16::try_from(payload_len).map_err(|_| EncodeError::Oversize(payload_len))?;
+        let len_bytes = u16::try_from(payload_len).map_err(|_| EncodeError::Oversize(payload_len))?;
         out[start + 13..start + HEADER_LEN].copy_from_slice(&len_bytes.to_be_bytes());
         let mac = self.key.sign(&out[start..]);
         out.extend_from_slice(&mac);

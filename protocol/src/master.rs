@@ -7,7 +7,7 @@
 //! [`Master::handle_input`], sends what [`Master::poll_transmit`] returns, calls
 //! [`Master::handle_timeout`] at [`Master::poll_timeout`], and drains [`Master::poll_event`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::decoder::SerialDecoder;
@@ -102,32 +102,16 @@ pub struct Transmit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MasterEvent {
     /// The device answered a request.
-    Reply {
-        request: RequestId,
-        key_id: KeyId,
-        message: Message,
-        attempts: u8,
-    },
+    Reply { request: RequestId, key_id: KeyId, message: Message, attempts: u8 },
     /// An authentic frame that answers no request: heartbeat, birth, death, unsolicited status
     /// or sounding report, or a reply that came after its request was given up.
     Unsolicited { key_id: KeyId, message: Message },
     /// One attempt went unanswered; the request will be sent again.
-    Timeout {
-        request: RequestId,
-        key_id: KeyId,
-        attempt: u8,
-    },
+    Timeout { request: RequestId, key_id: KeyId, attempt: u8 },
     /// Every attempt went unanswered.
-    Failed {
-        request: RequestId,
-        key_id: KeyId,
-        attempts: u8,
-    },
+    Failed { request: RequestId, key_id: KeyId, attempts: u8 },
     /// A frame was refused. `key_id` is set when the frame named a key this master holds.
-    Rejected {
-        reason: RejectReason,
-        key_id: Option<KeyId>,
-    },
+    Rejected { reason: RejectReason, key_id: Option<KeyId> },
     /// The counter lease under `key_id` runs low: persist `up_to`, then call
     /// [`Master::grant_lease`].
     LeaseWanted { key_id: KeyId, up_to: u32 },
@@ -187,6 +171,11 @@ pub struct Master {
     commands: VecDeque<Queued>,
     polls: VecDeque<Queued>,
     in_flight: HashMap<KeyId, InFlight>,
+    /// Reply deadlines of in-flight requests, soonest first.
+    deadlines: BTreeMap<(Instant, RequestId), KeyId>,
+    /// In-flight requests due for (re)transmission, by priority, oldest first.
+    due_commands: VecDeque<KeyId>,
+    due_polls: VecDeque<KeyId>,
     events: VecDeque<MasterEvent>,
     decoder: SerialDecoder,
     next_request: u64,
@@ -202,6 +191,9 @@ impl Master {
             commands: VecDeque::new(),
             polls: VecDeque::new(),
             in_flight: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            due_commands: VecDeque::new(),
+            due_polls: VecDeque::new(),
             events: VecDeque::new(),
             decoder: SerialDecoder::new(),
             next_request: 0,
@@ -211,25 +203,12 @@ impl Master {
 
     /// Adds (or replaces) a device.
     pub fn add_peer(&mut self, config: PeerConfig) {
-        self.peers.insert(
-            config.key_id,
-            Peer {
-                config,
-                lease_asked: false,
-            },
-        );
+        self.peers.insert(config.key_id, Peer { config, lease_asked: false });
     }
 
     /// Adds (or replaces) a broadcast group key, with its transmit counter.
     pub fn add_group(&mut self, key_id: KeyId, key: Key, tx: TxCounter) {
-        self.groups.insert(
-            key_id,
-            Group {
-                key,
-                tx,
-                lease_asked: false,
-            },
-        );
+        self.groups.insert(key_id, Group { key, tx, lease_asked: false });
     }
 
     /// The device's current counters and session, for persistence.
@@ -261,21 +240,11 @@ impl Master {
 
     /// Whether a request to `key_id` is queued or awaiting its reply.
     pub fn is_busy(&self, key_id: KeyId) -> bool {
-        self.in_flight.contains_key(&key_id)
-            || self
-                .commands
-                .iter()
-                .chain(&self.polls)
-                .any(|q| q.key_id == key_id)
+        self.in_flight.contains_key(&key_id) || self.commands.iter().chain(&self.polls).any(|q| q.key_id == key_id)
     }
 
     /// Queues a request to one device. Replies arrive as [`MasterEvent::Reply`].
-    pub fn request(
-        &mut self,
-        key_id: KeyId,
-        message: Message,
-        priority: Priority,
-    ) -> Result<RequestId, RequestError> {
+    pub fn request(&mut self, key_id: KeyId, message: Message, priority: Priority) -> Result<RequestId, RequestError> {
         let ty = message.message_type();
         if ty.from_outstation() {
             return Err(RequestError::WrongDirection(ty));
@@ -284,12 +253,7 @@ impl Master {
             return Err(RequestError::UnknownPeer(key_id.0));
         }
         let id = self.next_id();
-        let queued = Queued {
-            id,
-            key_id,
-            message,
-            broadcast: false,
-        };
+        let queued = Queued { id, key_id, message, broadcast: false };
         match priority {
             Priority::Command => self.commands.push_back(queued),
             Priority::Poll => self.polls.push_back(queued),
@@ -307,12 +271,7 @@ impl Master {
             return Err(RequestError::UnknownGroup(group.0));
         }
         let id = self.next_id();
-        self.commands.push_back(Queued {
-            id,
-            key_id: group,
-            message,
-            broadcast: true,
-        });
+        self.commands.push_back(Queued { id, key_id: group, message, broadcast: true });
         Ok(id)
     }
 
@@ -327,20 +286,15 @@ impl Master {
         if let Some(t) = self.retransmit(now) {
             return Some(t);
         }
-        let waiting = self
-            .in_flight
-            .values()
-            .filter(|f| f.deadline.is_some())
-            .count();
+        // Requests on the wire awaiting a reply; ones parked for a lease do not hold the line.
+        let waiting = self.deadlines.len();
         for priority in [Priority::Command, Priority::Poll] {
             let queue = match priority {
                 Priority::Command => &self.commands,
                 Priority::Poll => &self.polls,
             };
             let sendable = queue.iter().position(|q| {
-                q.broadcast
-                    || (waiting < self.config.max_in_flight
-                        && !self.in_flight.contains_key(&q.key_id))
+                q.broadcast || (waiting < self.config.max_in_flight && !self.in_flight.contains_key(&q.key_id))
             });
             let Some(index) = sendable else { continue };
             let queue = match priority {
@@ -359,27 +313,59 @@ impl Master {
                     }
                 }
             }
-            let flight = InFlight {
-                id: q.id,
-                message: q.message,
-                priority,
-                counters: Vec::new(),
-                deadline: None,
-            };
+            let flight = InFlight { id: q.id, message: q.message, priority, counters: Vec::new(), deadline: None };
             self.in_flight.insert(q.key_id, flight);
-            return self.send_attempt(now, q.key_id);
+            let sent = self.send_attempt(now, q.key_id);
+            if sent.is_none() && self.in_flight.contains_key(&q.key_id) {
+                self.mark_due(q.key_id, priority);
+            }
+            return sent;
         }
         None
     }
 
+    /// Sends the most urgent in-flight request that is due: a retry after a timeout, or a
+    /// first attempt that had to wait for a counter lease.
     fn retransmit(&mut self, now: Instant) -> Option<Transmit> {
-        let key_id = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline.is_none() && !f.counters.is_empty())
-            .max_by_key(|(_, f)| f.priority)
-            .map(|(k, _)| *k)?;
-        self.send_attempt(now, key_id)
+        for priority in [Priority::Command, Priority::Poll] {
+            let len = match priority {
+                Priority::Command => self.due_commands.len(),
+                Priority::Poll => self.due_polls.len(),
+            };
+            for _ in 0..len {
+                let queue = match priority {
+                    Priority::Command => &mut self.due_commands,
+                    Priority::Poll => &mut self.due_polls,
+                };
+                let Some(key_id) = queue.pop_front() else { break };
+                if let Some(t) = self.send_attempt(now, key_id) {
+                    return Some(t);
+                }
+                // Still waiting for a lease: keep its place behind the others.
+                if self.in_flight.contains_key(&key_id) {
+                    match priority {
+                        Priority::Command => self.due_commands.push_back(key_id),
+                        Priority::Poll => self.due_polls.push_back(key_id),
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn mark_due(&mut self, key_id: KeyId, priority: Priority) {
+        match priority {
+            Priority::Command => self.due_commands.push_back(key_id),
+            Priority::Poll => self.due_polls.push_back(key_id),
+        }
+    }
+
+    fn finish(&mut self, key_id: KeyId) -> Option<InFlight> {
+        let flight = self.in_flight.remove(&key_id)?;
+        if let Some(d) = flight.deadline {
+            self.deadlines.remove(&(d, flight.id));
+        }
+        Some(flight)
     }
 
     fn send_attempt(&mut self, now: Instant, key_id: KeyId) -> Option<Transmit> {
@@ -392,8 +378,7 @@ impl Master {
                 if !peer.lease_asked {
                     if let Some(up_to) = peer.config.tx.lease_wanted() {
                         peer.lease_asked = true;
-                        self.events
-                            .push_back(MasterEvent::LeaseWanted { key_id, up_to });
+                        self.events.push_back(MasterEvent::LeaseWanted { key_id, up_to });
                     }
                 }
                 return None;
@@ -402,53 +387,34 @@ impl Master {
         if !peer.lease_asked {
             if let Some(up_to) = peer.config.tx.lease_wanted() {
                 peer.lease_asked = true;
-                self.events
-                    .push_back(MasterEvent::LeaseWanted { key_id, up_to });
+                self.events.push_back(MasterEvent::LeaseWanted { key_id, up_to });
             }
         }
         self.scratch.clear();
-        let seal = Seal {
-            destination: peer.config.address,
-            source: Address::MASTER,
-            key_id,
-            key: &peer.config.key,
-            counter,
-        };
+        let seal =
+            Seal { destination: peer.config.address, source: Address::MASTER, key_id, key: &peer.config.key, counter };
         if let Err(e) = seal.encode(&flight.message, self.config.framing, &mut self.scratch) {
             // Only an over-long message can fail here; it would fail every time.
-            debug_assert!(matches!(
-                e,
-                EncodeError::Oversize(_) | EncodeError::TooMany(_)
-            ));
+            debug_assert!(matches!(e, EncodeError::Oversize(_) | EncodeError::TooMany(_)));
             let id = flight.id;
             let attempts = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
-            self.in_flight.remove(&key_id);
-            self.events.push_back(MasterEvent::Failed {
-                request: id,
-                key_id,
-                attempts,
-            });
+            self.finish(key_id);
+            self.events.push_back(MasterEvent::Failed { request: id, key_id, attempts });
             return None;
         }
         flight.counters.push(counter);
         let wire = self.config.byte_time * u32::try_from(self.scratch.len()).unwrap_or(u32::MAX);
-        flight.deadline = Some(now + wire + self.config.reply_timeout);
-        Some(Transmit {
-            key_id,
-            destination: peer.config.address,
-            request: Some(flight.id),
-            bytes: self.scratch.clone(),
-        })
+        let deadline = now + wire + self.config.reply_timeout;
+        flight.deadline = Some(deadline);
+        let id = flight.id;
+        self.deadlines.insert((deadline, id), key_id);
+        let destination = peer.config.address;
+        Some(Transmit { key_id, destination, request: Some(id), bytes: self.scratch.clone() })
     }
 
     fn seal_broadcast(&mut self, q: &Queued) -> Result<Transmit, Queued> {
         let Some(group) = self.groups.get_mut(&q.key_id) else {
-            return Err(Queued {
-                id: q.id,
-                key_id: q.key_id,
-                message: q.message.clone(),
-                broadcast: true,
-            });
+            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
         };
         let counter = match group.tx.allocate(q.key_id.0) {
             Ok(c) => c,
@@ -456,18 +422,10 @@ impl Master {
                 if !group.lease_asked {
                     if let Some(up_to) = group.tx.lease_wanted() {
                         group.lease_asked = true;
-                        self.events.push_back(MasterEvent::LeaseWanted {
-                            key_id: q.key_id,
-                            up_to,
-                        });
+                        self.events.push_back(MasterEvent::LeaseWanted { key_id: q.key_id, up_to });
                     }
                 }
-                return Err(Queued {
-                    id: q.id,
-                    key_id: q.key_id,
-                    message: q.message.clone(),
-                    broadcast: true,
-                });
+                return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
             }
         };
         let mut bytes = Vec::new();
@@ -478,59 +436,35 @@ impl Master {
             key: &group.key,
             counter,
         };
-        if seal
-            .encode(&q.message, self.config.framing, &mut bytes)
-            .is_err()
-        {
-            return Err(Queued {
-                id: q.id,
-                key_id: q.key_id,
-                message: q.message.clone(),
-                broadcast: true,
-            });
+        if seal.encode(&q.message, self.config.framing, &mut bytes).is_err() {
+            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
         }
-        Ok(Transmit {
-            key_id: q.key_id,
-            destination: Address::BROADCAST,
-            request: Some(q.id),
-            bytes,
-        })
+        Ok(Transmit { key_id: q.key_id, destination: Address::BROADCAST, request: Some(q.id), bytes })
     }
 
     /// When [`Master::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.in_flight.values().filter_map(|f| f.deadline).min()
+        self.deadlines.first_key_value().map(|((d, _), _)| *d)
     }
 
     /// Expires unanswered attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
         let max_attempts = usize::from(self.config.retries) + 1;
-        let expired: Vec<KeyId> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for key_id in expired {
-            let Some(flight) = self.in_flight.get_mut(&key_id) else {
-                continue;
-            };
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key_id = entry.remove();
+            let Some(flight) = self.in_flight.get_mut(&key_id) else { continue };
+            flight.deadline = None;
             let attempt = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
+            let (request, priority) = (flight.id, flight.priority);
             if flight.counters.len() >= max_attempts {
-                let id = flight.id;
                 self.in_flight.remove(&key_id);
-                self.events.push_back(MasterEvent::Failed {
-                    request: id,
-                    key_id,
-                    attempts: attempt,
-                });
+                self.events.push_back(MasterEvent::Failed { request, key_id, attempts: attempt });
             } else {
-                flight.deadline = None;
-                self.events.push_back(MasterEvent::Timeout {
-                    request: flight.id,
-                    key_id,
-                    attempt,
-                });
+                self.mark_due(key_id, priority);
+                self.events.push_back(MasterEvent::Timeout { request, key_id, attempt });
             }
         }
     }
@@ -560,10 +494,7 @@ impl Master {
         while let Some(result) = decoder.next_frame() {
             match result {
                 Ok(frame) => self.handle_frame(now, frame),
-                Err(reason) => self.events.push_back(MasterEvent::Rejected {
-                    reason,
-                    key_id: None,
-                }),
+                Err(reason) => self.events.push_back(MasterEvent::Rejected { reason, key_id: None }),
             }
         }
     }
@@ -572,17 +503,12 @@ impl Master {
         match self.accept(frame) {
             Ok(Some((key_id, message))) => self.dispatch(key_id, message),
             Ok(None) => {}
-            Err((reason, key_id)) => self
-                .events
-                .push_back(MasterEvent::Rejected { reason, key_id }),
+            Err((reason, key_id)) => self.events.push_back(MasterEvent::Rejected { reason, key_id }),
         }
     }
 
     /// Checks a frame in the order of docs/protocol.md §7. `Ok(None)`: not for us.
-    fn accept(
-        &mut self,
-        frame: &[u8],
-    ) -> Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)> {
+    fn accept(&mut self, frame: &[u8]) -> Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)> {
         let parsed = FrameRef::parse(frame).map_err(|r| (r, None))?;
         let h = parsed.header;
         if !h.from_outstation() || h.destination != Address::MASTER {
@@ -590,10 +516,7 @@ impl Master {
             return Ok(None);
         }
         let key_id = h.key_id;
-        let peer = self
-            .peers
-            .get_mut(&key_id)
-            .ok_or((RejectReason::UnknownKeyId, None))?;
+        let peer = self.peers.get_mut(&key_id).ok_or((RejectReason::UnknownKeyId, None))?;
         let fail = |r| (r, Some(key_id));
         if !parsed.verify(&peer.config.key) {
             return Err(fail(RejectReason::BadMac));
@@ -604,14 +527,10 @@ impl Master {
         match peer.config.rx.check(h.counter) {
             Ok(()) => {
                 peer.config.rx.accept(h.counter);
-                let message =
-                    Message::decode(h.message_type, parsed.payload).map_err(|e| fail(e.into()))?;
+                let message = Message::decode(h.message_type, parsed.payload).map_err(|e| fail(e.into()))?;
                 if let Message::Birth(b) = &message {
-                    peer.config.birth = Some(BirthRecord {
-                        boot_seq: b.boot_seq,
-                        counter: h.counter,
-                        death_seen: false,
-                    });
+                    peer.config.birth =
+                        Some(BirthRecord { boot_seq: b.boot_seq, counter: h.counter, death_seen: false });
                 }
                 if let (Message::Death(d), Some(birth)) = (&message, peer.config.birth.as_mut()) {
                     if d.boot_seq == birth.boot_seq {
@@ -624,10 +543,8 @@ impl Master {
                 // The one exception: a last-will DEATH, sealed just before the BIRTH of the
                 // same session and published by the broker long after.
                 if h.message_type == MessageType::Death as u8 {
-                    let message = Message::decode(h.message_type, parsed.payload)
-                        .map_err(|e| fail(e.into()))?;
-                    if let (Message::Death(d), Some(birth)) = (&message, peer.config.birth.as_mut())
-                    {
+                    let message = Message::decode(h.message_type, parsed.payload).map_err(|e| fail(e.into()))?;
+                    if let (Message::Death(d), Some(birth)) = (&message, peer.config.birth.as_mut()) {
                         if !birth.death_seen
                             && d.boot_seq == birth.boot_seq
                             && h.counter.checked_add(1) == Some(birth.counter)
@@ -647,18 +564,12 @@ impl Master {
             if answers(&flight.message, &flight.counters, &message) {
                 let attempts = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
                 let request = flight.id;
-                self.in_flight.remove(&key_id);
-                self.events.push_back(MasterEvent::Reply {
-                    request,
-                    key_id,
-                    message,
-                    attempts,
-                });
+                self.finish(key_id);
+                self.events.push_back(MasterEvent::Reply { request, key_id, message, attempts });
                 return;
             }
         }
-        self.events
-            .push_back(MasterEvent::Unsolicited { key_id, message });
+        self.events.push_back(MasterEvent::Unsolicited { key_id, message });
     }
 
     /// The next event.
@@ -671,28 +582,13 @@ impl Master {
 fn answers(request: &Message, sent: &[u32], reply: &Message) -> bool {
     let ty = request.message_type() as u8;
     match (request, reply) {
-        (
-            _,
-            Message::Nak {
-                counter,
-                message_type,
-                ..
-            },
-        ) => *message_type == ty && sent.contains(counter),
+        (_, Message::Nak { counter, message_type, .. }) => *message_type == ty && sent.contains(counter),
         (Message::StatusRequest, Message::StatusReport(_)) => true,
-        (Message::TimeSyncRequest { t1_us }, Message::TimeSyncReply { t1_us: echoed, .. }) => {
-            t1_us == echoed
+        (Message::TimeSyncRequest { t1_us }, Message::TimeSyncReply { t1_us: echoed, .. }) => t1_us == echoed,
+        (Message::ReportRequest { campaign }, Message::SoundingReport(r)) => r.campaign == *campaign,
+        (_, Message::Ack { counter, message_type }) => {
+            request.message_type().is_command() && *message_type == ty && sent.contains(counter)
         }
-        (Message::ReportRequest { campaign }, Message::SoundingReport(r)) => {
-            r.campaign == *campaign
-        }
-        (
-            _,
-            Message::Ack {
-                counter,
-                message_type,
-            },
-        ) => request.message_type().is_command() && *message_type == ty && sent.contains(counter),
         _ => false,
     }
 }
@@ -711,18 +607,10 @@ pub struct TimeSample {
 impl TimeSample {
     pub fn compute(t1: i64, t2: i64, t3: i64, t4: i64) -> Self {
         // Widened to avoid overflow on absurd device clocks (the inputs come from outside).
-        let (t1, t2, t3, t4) = (
-            i128::from(t1),
-            i128::from(t2),
-            i128::from(t3),
-            i128::from(t4),
-        );
+        let (t1, t2, t3, t4) = (i128::from(t1), i128::from(t2), i128::from(t3), i128::from(t4));
         let offset = ((t1 - t2) + (t4 - t3)) / 2;
         let rtt = (t4 - t1) - (t3 - t2);
         let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-        Self {
-            offset_us: clamp(offset),
-            round_trip_us: clamp(rtt),
-        }
+        Self { offset_us: clamp(offset), round_trip_us: clamp(rtt) }
     }
 }

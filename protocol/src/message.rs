@@ -230,11 +230,7 @@ impl Firmware {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let [major, minor, patch] = r.bytes()?;
-        Ok(Self {
-            major,
-            minor,
-            patch,
-        })
+        Ok(Self { major, minor, patch })
     }
 }
 
@@ -329,9 +325,7 @@ impl StatusReport {
                 if n > MAX_CHANNELS {
                     return Err(DecodeError::Range("channel count"));
                 }
-                (0..n)
-                    .map(|_| ChannelState::read(r))
-                    .collect::<Result<_, _>>()?
+                (0..n).map(|_| ChannelState::read(r)).collect::<Result<_, _>>()?
             },
         };
         Ok(report)
@@ -423,14 +417,7 @@ fn decode_segments(r: &mut Reader<'_>) -> Result<Vec<Segment>, DecodeError> {
     if n == 0 || n > MAX_SEGMENTS {
         return Err(DecodeError::Range("segment count"));
     }
-    (0..n)
-        .map(|_| {
-            Ok(Segment {
-                offset_ms: r.u32()?,
-                pattern: Pattern::decode(r)?,
-            })
-        })
-        .collect()
+    (0..n).map(|_| Ok(Segment { offset_ms: r.u32()?, pattern: Pattern::decode(r)? })).collect()
 }
 
 /// Periodic liveness beacon (MQTT).
@@ -552,10 +539,7 @@ impl Message {
         match self {
             Message::StatusRequest => {}
             Message::TimeSyncRequest { t1_us } => w.i64(*t1_us),
-            Message::ClockAdjust {
-                sync_t1_us,
-                offset_us,
-            } => {
+            Message::ClockAdjust { sync_t1_us, offset_us } => {
                 w.i64(*sync_t1_us);
                 w.i64(*offset_us);
             }
@@ -570,33 +554,20 @@ impl Message {
                 w.i64(t.not_after_us);
                 encode_segments(&t.segments, w)?;
             }
-            Message::Cancel { campaign }
-            | Message::Stop { campaign }
-            | Message::ReportRequest { campaign } => {
+            Message::Cancel { campaign } | Message::Stop { campaign } | Message::ReportRequest { campaign } => {
                 w.u32(*campaign);
             }
-            Message::Ack {
-                counter,
-                message_type,
-            } => {
+            Message::Ack { counter, message_type } => {
                 w.u32(*counter);
                 w.u8(*message_type);
             }
-            Message::Nak {
-                counter,
-                message_type,
-                code,
-            } => {
+            Message::Nak { counter, message_type, code } => {
                 w.u32(*counter);
                 w.u8(*message_type);
                 w.u8(*code as u8);
             }
             Message::StatusReport(s) => s.encode(w)?,
-            Message::TimeSyncReply {
-                t1_us,
-                t2_us,
-                t3_us,
-            } => {
+            Message::TimeSyncReply { t1_us, t2_us, t3_us } => {
                 w.i64(*t1_us);
                 w.i64(*t2_us);
                 w.i64(*t3_us);
@@ -625,20 +596,14 @@ impl Message {
     /// Decodes a payload of the given type byte. Every field is range-checked and the payload
     /// must be consumed exactly.
     pub fn decode(message_type: u8, payload: &[u8]) -> Result<Self, DecodeError> {
-        let ty =
-            MessageType::from_u8(message_type).ok_or(DecodeError::UnknownType(message_type))?;
+        let ty = MessageType::from_u8(message_type).ok_or(DecodeError::UnknownType(message_type))?;
         let mut reader = Reader::new(payload);
         let r = &mut reader;
         let message = match ty {
             MessageType::StatusRequest => Message::StatusRequest,
             MessageType::TimeSyncRequest => Message::TimeSyncRequest { t1_us: r.i64()? },
-            MessageType::ClockAdjust => Message::ClockAdjust {
-                sync_t1_us: r.i64()?,
-                offset_us: r.i64()?,
-            },
-            MessageType::TimeSet => Message::TimeSet {
-                master_time_us: r.i64()?,
-            },
+            MessageType::ClockAdjust => Message::ClockAdjust { sync_t1_us: r.i64()?, offset_us: r.i64()? },
+            MessageType::TimeSet => Message::TimeSet { master_time_us: r.i64()? },
             MessageType::ArmTest => Message::ArmTest(decode_arm(r)?),
             MessageType::ArmLive => Message::ArmLive(decode_arm(r)?),
             MessageType::TriggerTest => Message::TriggerTest(decode_trigger(r)?),
@@ -646,21 +611,10 @@ impl Message {
             MessageType::Cancel => Message::Cancel { campaign: r.u32()? },
             MessageType::Stop => Message::Stop { campaign: r.u32()? },
             MessageType::ReportRequest => Message::ReportRequest { campaign: r.u32()? },
-            MessageType::Ack => Message::Ack {
-                counter: r.u32()?,
-                message_type: r.u8()?,
-            },
-            MessageType::Nak => Message::Nak {
-                counter: r.u32()?,
-                message_type: r.u8()?,
-                code: NakCode::read(r)?,
-            },
+            MessageType::Ack => Message::Ack { counter: r.u32()?, message_type: r.u8()? },
+            MessageType::Nak => Message::Nak { counter: r.u32()?, message_type: r.u8()?, code: NakCode::read(r)? },
             MessageType::StatusReport => Message::StatusReport(StatusReport::decode(r)?),
-            MessageType::TimeSyncReply => Message::TimeSyncReply {
-                t1_us: r.i64()?,
-                t2_us: r.i64()?,
-                t3_us: r.i64()?,
-            },
+            MessageType::TimeSyncReply => Message::TimeSyncReply { t1_us: r.i64()?, t2_us: r.i64()?, t3_us: r.i64()? },
             MessageType::SoundingReport => Message::SoundingReport(SoundingReport::decode(r)?),
             MessageType::Heartbeat => Message::Heartbeat(Heartbeat {
                 boot_seq: r.u32()?,
@@ -674,10 +628,7 @@ impl Message {
                 capabilities: r.u16()?,
                 heartbeat_period_s: r.u16()?,
             }),
-            MessageType::Death => Message::Death(Death {
-                boot_seq: r.u32()?,
-                cause: DeathCause::read(r)?,
-            }),
+            MessageType::Death => Message::Death(Death { boot_seq: r.u32()?, cause: DeathCause::read(r)? }),
         };
         reader.finish()?;
         Ok(message)
@@ -685,26 +636,15 @@ impl Message {
 }
 
 fn decode_arm(r: &mut Reader<'_>) -> Result<Arm, DecodeError> {
-    Ok(Arm {
-        campaign: r.u32()?,
-        start_us: r.i64()?,
-        segments: decode_segments(r)?,
-    })
+    Ok(Arm { campaign: r.u32()?, start_us: r.i64()?, segments: decode_segments(r)? })
 }
 
 fn decode_trigger(r: &mut Reader<'_>) -> Result<Trigger, DecodeError> {
-    Ok(Trigger {
-        campaign: r.u32()?,
-        not_after_us: r.i64()?,
-        segments: decode_segments(r)?,
-    })
+    Ok(Trigger { campaign: r.u32()?, not_after_us: r.i64()?, segments: decode_segments(r)? })
 }
 
 fn channel_count(n: usize) -> Result<u8, EncodeError> {
-    u8::try_from(n)
-        .ok()
-        .filter(|&c| usize::from(c) <= MAX_CHANNELS)
-        .ok_or(EncodeError::TooMany("channels"))
+    u8::try_from(n).ok().filter(|&c| usize::from(c) <= MAX_CHANNELS).ok_or(EncodeError::TooMany("channels"))
 }
 
 fn read_bool(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {

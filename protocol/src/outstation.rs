@@ -50,10 +50,7 @@ pub struct RequestToken {
 pub enum OutstationEvent {
     /// An authentic request. For commands, persist [`Outstation::rx_highest`] before acting
     /// (docs/protocol.md §4.3), then answer with [`Outstation::respond`] (ACK or NAK).
-    Request {
-        token: RequestToken,
-        message: Message,
-    },
+    Request { token: RequestToken, message: Message },
     /// A frame addressed to this device (or its group) was refused.
     Rejected(RejectReason),
     /// Time to publish a heartbeat.
@@ -105,10 +102,7 @@ impl Outstation {
 
     /// The highest accepted counter under each group key, for persistence.
     pub fn group_rx_highest(&self) -> impl Iterator<Item = (KeyId, u32)> + '_ {
-        self.config
-            .groups
-            .iter()
-            .map(|g| (g.key_id, g.rx.highest()))
+        self.config.groups.iter().map(|g| (g.key_id, g.rx.highest()))
     }
 
     /// Extends the transmit lease to `up_to`, which the caller has persisted.
@@ -219,11 +213,7 @@ impl Outstation {
         if broadcast && !message_type.broadcast_allowed() {
             return Err(RejectReason::Malformed);
         }
-        let token = RequestToken {
-            counter: h.counter,
-            message_type,
-            broadcast,
-        };
+        let token = RequestToken { counter: h.counter, message_type, broadcast };
         Ok(Some(OutstationEvent::Request { token, message }))
     }
 
@@ -238,25 +228,12 @@ impl Outstation {
 
     /// Acknowledges a command.
     pub fn ack(&mut self, token: &RequestToken) -> Result<(), EncodeError> {
-        self.respond(
-            token,
-            &Message::Ack {
-                counter: token.counter,
-                message_type: token.message_type as u8,
-            },
-        )
+        self.respond(token, &Message::Ack { counter: token.counter, message_type: token.message_type as u8 })
     }
 
     /// Refuses a request.
     pub fn nak(&mut self, token: &RequestToken, code: NakCode) -> Result<(), EncodeError> {
-        self.respond(
-            token,
-            &Message::Nak {
-                counter: token.counter,
-                message_type: token.message_type as u8,
-                code,
-            },
-        )
+        self.respond(token, &Message::Nak { counter: token.counter, message_type: token.message_type as u8, code })
     }
 
     /// Sends a message of the device's own accord (heartbeat, birth, status, report, death).
@@ -273,8 +250,7 @@ impl Outstation {
         if !self.lease_asked {
             if let Some(up_to) = self.config.tx.lease_wanted() {
                 self.lease_asked = true;
-                self.events
-                    .push_back(OutstationEvent::LeaseWanted { up_to });
+                self.events.push_back(OutstationEvent::LeaseWanted { up_to });
             }
         }
         let mut out = Vec::new();

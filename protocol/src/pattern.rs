@@ -135,13 +135,7 @@ pub mod catalogue {
     use super::{Pattern, Step, Tone};
 
     fn pattern(repeats: u16, steps: &[(Tone, u32)]) -> Pattern {
-        Pattern {
-            repeats,
-            steps: steps
-                .iter()
-                .map(|&(tone, duration_ms)| Step { tone, duration_ms })
-                .collect(),
-        }
+        Pattern { repeats, steps: steps.iter().map(|&(tone, duration_ms)| Step { tone, duration_ms }).collect() }
     }
 
     /// China civil-defence pre-warning (预先警报): 36 s on, 24 s off, three times (3 min).
@@ -166,24 +160,11 @@ pub mod catalogue {
 
     /// Short chime for time signals: two 1 s chimes 1 s apart.
     pub fn chime() -> Pattern {
-        pattern(
-            1,
-            &[
-                (Tone::Chime, 1_000),
-                (Tone::Off, 1_000),
-                (Tone::Chime, 1_000),
-            ],
-        )
+        pattern(1, &[(Tone::Chime, 1_000), (Tone::Off, 1_000), (Tone::Chime, 1_000)])
     }
 
     /// Catalogue names, for configuration files and help text.
-    pub const NAMES: [&str; 5] = [
-        "pre-warning",
-        "air-raid",
-        "all-clear",
-        "silent-test",
-        "chime",
-    ];
+    pub const NAMES: [&str; 5] = ["pre-warning", "air-raid", "all-clear", "silent-test", "chime"];
 
     /// The catalogue pattern with this name.
     pub fn by_name(name: &str) -> Option<Pattern> {

@@ -20,10 +20,7 @@ pub struct ReplayWindow {
 impl Default for ReplayWindow {
     fn default() -> Self {
         // Counter 0 is never valid, so it starts out as "seen".
-        Self {
-            highest: 0,
-            seen: 1,
-        }
+        Self { highest: 0, seen: 1 }
     }
 }
 
@@ -31,10 +28,7 @@ impl ReplayWindow {
     /// A window restored from the persisted highest counter. Everything at or below it is
     /// treated as seen: after a restart the receiver cannot know which late frames it took.
     pub fn restored(highest: u32) -> Self {
-        Self {
-            highest,
-            seen: u64::MAX,
-        }
+        Self { highest, seen: u64::MAX }
     }
 
     /// The highest accepted counter (what a receiver persists).
@@ -59,11 +53,7 @@ impl ReplayWindow {
     pub fn accept(&mut self, counter: u32) {
         if counter > self.highest {
             let shift = counter - self.highest;
-            self.seen = if shift >= WINDOW {
-                0
-            } else {
-                self.seen << shift
-            };
+            self.seen = if shift >= WINDOW { 0 } else { self.seen << shift };
             self.seen |= 1;
             self.highest = counter;
         } else {
@@ -91,10 +81,7 @@ pub struct TxCounter {
 impl TxCounter {
     /// A counter with a lease `[next, lease_end)` that the application has already persisted.
     pub fn new(next: u32, lease_end: u32) -> Self {
-        Self {
-            next: next.max(1),
-            lease_end,
-        }
+        Self { next: next.max(1), lease_end }
     }
 
     /// A counter resumed after a restart from the last persisted lease end: nothing may be

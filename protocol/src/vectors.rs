@@ -6,9 +6,8 @@
 use crate::frame::{Address, KeyId};
 use crate::mac::Key;
 use crate::message::{
-    Arm, Birth, ChannelState, ChargerState, Death, DeathCause, DeviceState, FaultBits, Firmware,
-    Heartbeat, Message, NakCode, Outcome, Segment, SoundingReport, SpeakerState, StatusReport,
-    Trigger,
+    Arm, Birth, ChannelState, ChargerState, Death, DeathCause, DeviceState, FaultBits, Firmware, Heartbeat, Message,
+    NakCode, Outcome, Segment, SoundingReport, SpeakerState, StatusReport, Trigger,
 };
 use crate::pattern::catalogue;
 
@@ -19,9 +18,7 @@ pub fn device_key() -> Key {
 
 /// The bus group test key: bytes 0x20, 0x21, ..., 0x3F. Never deploy it.
 pub fn group_key() -> Key {
-    Key::new(core::array::from_fn(|i| {
-        u8::try_from(i + 0x20).unwrap_or(0)
-    }))
+    Key::new(core::array::from_fn(|i| u8::try_from(i + 0x20).unwrap_or(0)))
 }
 
 /// Key id of [`device_key`] in the vectors.
@@ -45,11 +42,7 @@ pub struct Vector {
 impl Vector {
     /// The key that seals this vector.
     pub fn key(&self) -> Key {
-        if self.key_id == GROUP_KEY_ID {
-            group_key()
-        } else {
-            device_key()
-        }
+        if self.key_id == GROUP_KEY_ID { group_key() } else { device_key() }
     }
 }
 
@@ -83,18 +76,9 @@ pub fn all() -> Vec<Vector> {
         message,
     };
     let air_defence = vec![
-        Segment {
-            offset_ms: 0,
-            pattern: catalogue::pre_warning(),
-        },
-        Segment {
-            offset_ms: 240_000,
-            pattern: catalogue::air_raid(),
-        },
-        Segment {
-            offset_ms: 480_000,
-            pattern: catalogue::all_clear(),
-        },
+        Segment { offset_ms: 0, pattern: catalogue::pre_warning() },
+        Segment { offset_ms: 240_000, pattern: catalogue::air_raid() },
+        Segment { offset_ms: 480_000, pattern: catalogue::all_clear() },
     ];
     vec![
         down("status-request", 1, Message::StatusRequest),
@@ -115,11 +99,7 @@ pub fn all() -> Vec<Vector> {
                 door_open: false,
                 speaker: SpeakerState::Ok,
                 clock_sync_age_s: 300,
-                firmware: Firmware {
-                    major: 2,
-                    minor: 4,
-                    patch: 1,
-                },
+                firmware: Firmware { major: 2, minor: 4, patch: 1 },
                 link_quality: 88,
                 faults: FaultBits(0),
                 last_campaign: 511,
@@ -127,13 +107,7 @@ pub fn all() -> Vec<Vector> {
                 channels: vec![ChannelState::Ok; 4],
             }),
         ),
-        down(
-            "time-sync-request",
-            2,
-            Message::TimeSyncRequest {
-                t1_us: START_US - 900_000_000,
-            },
-        ),
+        down("time-sync-request", 2, Message::TimeSyncRequest { t1_us: START_US - 900_000_000 }),
         up(
             "time-sync-reply",
             2,
@@ -143,66 +117,19 @@ pub fn all() -> Vec<Vector> {
                 t3_us: START_US - 900_000_000 + 1_250_000 + 47_000,
             },
         ),
-        down(
-            "clock-adjust",
-            3,
-            Message::ClockAdjust {
-                sync_t1_us: START_US - 900_000_000,
-                offset_us: -1_250_000,
-            },
-        ),
-        up(
-            "ack",
-            3,
-            Message::Ack {
-                counter: 3,
-                message_type: 0x03,
-            },
-        ),
-        broadcast(
-            "time-set-broadcast",
-            1,
-            Message::TimeSet {
-                master_time_us: START_US - 660_000_000,
-            },
-        ),
-        down(
-            "arm-test",
-            4,
-            Message::ArmTest(Arm {
-                campaign: 512,
-                start_us: START_US,
-                segments: air_defence.clone(),
-            }),
-        ),
-        up(
-            "nak",
-            4,
-            Message::Nak {
-                counter: 4,
-                message_type: 0x10,
-                code: NakCode::ClockUnsynced,
-            },
-        ),
-        down(
-            "arm-live",
-            5,
-            Message::ArmLive(Arm {
-                campaign: 513,
-                start_us: START_US,
-                segments: air_defence,
-            }),
-        ),
+        down("clock-adjust", 3, Message::ClockAdjust { sync_t1_us: START_US - 900_000_000, offset_us: -1_250_000 }),
+        up("ack", 3, Message::Ack { counter: 3, message_type: 0x03 }),
+        broadcast("time-set-broadcast", 1, Message::TimeSet { master_time_us: START_US - 660_000_000 }),
+        down("arm-test", 4, Message::ArmTest(Arm { campaign: 512, start_us: START_US, segments: air_defence.clone() })),
+        up("nak", 4, Message::Nak { counter: 4, message_type: 0x10, code: NakCode::ClockUnsynced }),
+        down("arm-live", 5, Message::ArmLive(Arm { campaign: 513, start_us: START_US, segments: air_defence })),
         down(
             "trigger-test",
             6,
             Message::TriggerTest(Trigger {
                 campaign: 514,
                 not_after_us: START_US + 2_000_000,
-                segments: vec![Segment {
-                    offset_ms: 0,
-                    pattern: catalogue::silent_test(),
-                }],
+                segments: vec![Segment { offset_ms: 0, pattern: catalogue::silent_test() }],
             }),
         ),
         broadcast(
@@ -211,19 +138,12 @@ pub fn all() -> Vec<Vector> {
             Message::TriggerLive(Trigger {
                 campaign: 515,
                 not_after_us: START_US + 2_000_000,
-                segments: vec![Segment {
-                    offset_ms: 0,
-                    pattern: catalogue::air_raid(),
-                }],
+                segments: vec![Segment { offset_ms: 0, pattern: catalogue::air_raid() }],
             }),
         ),
         down("cancel", 7, Message::Cancel { campaign: 513 }),
         down("stop", 8, Message::Stop { campaign: 0 }),
-        down(
-            "report-request",
-            9,
-            Message::ReportRequest { campaign: 512 },
-        ),
+        down("report-request", 9, Message::ReportRequest { campaign: 512 }),
         up(
             "sounding-report",
             5,
@@ -247,24 +167,13 @@ pub fn all() -> Vec<Vector> {
                 faults: FaultBits(FaultBits::MAINS_LOST | FaultBits::DOOR_OPEN),
             }),
         ),
-        up(
-            "death",
-            7,
-            Message::Death(Death {
-                boot_seq: 7,
-                cause: DeathCause::ConnectionLost,
-            }),
-        ),
+        up("death", 7, Message::Death(Death { boot_seq: 7, cause: DeathCause::ConnectionLost })),
         up(
             "birth",
             8,
             Message::Birth(Birth {
                 boot_seq: 7,
-                firmware: Firmware {
-                    major: 2,
-                    minor: 4,
-                    patch: 1,
-                },
+                firmware: Firmware { major: 2, minor: 4, patch: 1 },
                 capabilities: Birth::CAN_MEASURE_SOUND | Birth::CAN_MEASURE_CURRENT,
                 heartbeat_period_s: 30,
             }),

@@ -13,10 +13,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let (head, rest) = self
-            .buf
-            .split_first_chunk::<N>()
-            .ok_or(DecodeError::Short)?;
+        let (head, rest) = self.buf.split_first_chunk::<N>().ok_or(DecodeError::Short)?;
         self.buf = rest;
         Ok(*head)
     }
@@ -43,11 +40,7 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte was consumed.
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing)
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(DecodeError::Trailing) }
     }
 }
 

@@ -16,15 +16,9 @@ fn seal(counter: u32) -> (Key, impl Fn(&siren_proto::Message, Framing) -> Vec<u8
     let k2 = k.clone();
     (k, move |m: &siren_proto::Message, framing| {
         let mut out = Vec::new();
-        Seal {
-            destination: Address(3),
-            source: Address::MASTER,
-            key_id: KeyId(9),
-            key: &k2,
-            counter,
-        }
-        .encode(m, framing, &mut out)
-        .expect("a valid message encodes");
+        Seal { destination: Address(3), source: Address::MASTER, key_id: KeyId(9), key: &k2, counter }
+            .encode(m, framing, &mut out)
+            .expect("a valid message encodes");
         out
     })
 }
@@ -125,18 +119,14 @@ proptest! {
 
 #[test]
 fn every_rejection_reason_is_distinct() {
-    let labels: std::collections::BTreeSet<_> =
-        RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+    let labels: std::collections::BTreeSet<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(labels.len(), RejectReason::ALL.len());
 }
 
 #[test]
 fn structural_rejections_have_their_own_reasons() {
     let (k, seal) = seal(1);
-    let good = seal(
-        &siren_proto::Message::Stop { campaign: 1 },
-        Framing::Datagram,
-    );
+    let good = seal(&siren_proto::Message::Stop { campaign: 1 }, Framing::Datagram);
     let with = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut b = good.clone();
         f(&mut b);
@@ -144,17 +134,11 @@ fn structural_rejections_have_their_own_reasons() {
     };
     assert_eq!(with(&|_| {}), Ok(()));
     assert_eq!(with(&|b| b.truncate(10)), Err(RejectReason::Truncated));
-    assert_eq!(
-        with(&|b| b.truncate(b.len() - 1)),
-        Err(RejectReason::Truncated)
-    );
+    assert_eq!(with(&|b| b.truncate(b.len() - 1)), Err(RejectReason::Truncated));
     assert_eq!(with(&|b| b.push(0)), Err(RejectReason::Malformed));
     assert_eq!(with(&|b| b[0] = 2), Err(RejectReason::UnknownVersion));
     assert_eq!(with(&|b| b[1] = 0x40), Err(RejectReason::Malformed));
-    assert_eq!(
-        with(&|b| b[13..15].copy_from_slice(&513u16.to_be_bytes())),
-        Err(RejectReason::Oversize)
-    );
+    assert_eq!(with(&|b| b[13..15].copy_from_slice(&513u16.to_be_bytes())), Err(RejectReason::Oversize));
     assert_eq!(with(&|b| b[7] ^= 1), Err(RejectReason::UnknownKeyId));
     assert_eq!(with(&|b| b[20] ^= 1), Err(RejectReason::BadMac));
     // An authentic frame of an unknown type, and one whose payload is short.
@@ -181,20 +165,14 @@ fn serial_envelope_rejections() {
     bad_crc[last] ^= 0xFF;
     let mut decoder = SerialDecoder::new();
     decoder.push(&bad_crc);
-    assert_eq!(
-        decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)),
-        Some(Err(RejectReason::BadCrc))
-    );
+    assert_eq!(decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)), Some(Err(RejectReason::BadCrc)));
     while decoder.next_frame().is_some() {}
 
     let mut oversize = good.clone();
     oversize[15..17].copy_from_slice(&600u16.to_be_bytes());
     let mut decoder = SerialDecoder::new();
     decoder.push(&oversize);
-    assert_eq!(
-        decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)),
-        Some(Err(RejectReason::Oversize))
-    );
+    assert_eq!(decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)), Some(Err(RejectReason::Oversize)));
 
     // A frame cut short, then the line goes idle, then a good frame.
     let mut decoder = SerialDecoder::new();
@@ -202,10 +180,7 @@ fn serial_envelope_rejections() {
     assert!(decoder.next_frame().is_none());
     assert!(decoder.is_mid_frame());
     decoder.line_idle();
-    assert_eq!(
-        decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)),
-        Some(Err(RejectReason::Truncated))
-    );
+    assert_eq!(decoder.next_frame().map(|r| r.map(<[u8]>::to_vec)), Some(Err(RejectReason::Truncated)));
     while decoder.next_frame().is_some() {}
     decoder.push(&good);
     assert!(matches!(decoder.next_frame(), Some(Ok(_))));

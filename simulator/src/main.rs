@@ -2,9 +2,5 @@
 //! until then the binary only reports which protocol version it speaks.
 
 fn main() {
-    println!(
-        "siren-sim {} (protocol version {})",
-        env!("CARGO_PKG_VERSION"),
-        siren_proto::VERSION
-    );
+    println!("siren-sim {} (protocol version {})", env!("CARGO_PKG_VERSION"), siren_proto::VERSION);
 }

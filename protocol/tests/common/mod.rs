@@ -3,9 +3,8 @@
 
 use proptest::prelude::*;
 use siren_proto::message::{
-    Arm, Birth, ChannelState, ChargerState, Death, DeathCause, DeviceState, FaultBits, Firmware,
-    Heartbeat, Message, NakCode, Outcome, Segment, SoundingReport, SpeakerState, StatusReport,
-    Trigger,
+    Arm, Birth, ChannelState, ChargerState, Death, DeathCause, DeviceState, FaultBits, Firmware, Heartbeat, Message,
+    NakCode, Outcome, Segment, SoundingReport, SpeakerState, StatusReport, Trigger,
 };
 use siren_proto::pattern::{Pattern, Step, Tone};
 
@@ -18,19 +17,14 @@ fn percent() -> impl Strategy<Value = u8> {
 }
 
 fn firmware() -> impl Strategy<Value = Firmware> {
-    any::<[u8; 3]>().prop_map(|[major, minor, patch]| Firmware {
-        major,
-        minor,
-        patch,
-    })
+    any::<[u8; 3]>().prop_map(|[major, minor, patch]| Firmware { major, minor, patch })
 }
 
 pub fn pattern() -> impl Strategy<Value = Pattern> {
     (
         1u16..=u16::MAX,
         proptest::collection::vec(
-            (one_of(Tone::ALL), any::<u32>())
-                .prop_map(|(tone, duration_ms)| Step { tone, duration_ms }),
+            (one_of(Tone::ALL), any::<u32>()).prop_map(|(tone, duration_ms)| Step { tone, duration_ms }),
             1..=16,
         ),
     )
@@ -46,30 +40,9 @@ fn segments() -> impl Strategy<Value = Vec<Segment>> {
 
 fn status() -> impl Strategy<Value = StatusReport> {
     (
-        (
-            any::<u32>(),
-            any::<u32>(),
-            any::<i64>(),
-            one_of(DeviceState::ALL),
-            any::<u32>(),
-            any::<bool>(),
-            any::<u16>(),
-        ),
-        (
-            percent(),
-            one_of(ChargerState::ALL),
-            any::<i16>(),
-            any::<bool>(),
-            one_of(SpeakerState::ALL),
-            any::<u32>(),
-        ),
-        (
-            firmware(),
-            percent(),
-            any::<u32>(),
-            any::<u32>(),
-            one_of(Outcome::ALL),
-        ),
+        (any::<u32>(), any::<u32>(), any::<i64>(), one_of(DeviceState::ALL), any::<u32>(), any::<bool>(), any::<u16>()),
+        (percent(), one_of(ChargerState::ALL), any::<i16>(), any::<bool>(), one_of(SpeakerState::ALL), any::<u32>()),
+        (firmware(), percent(), any::<u32>(), any::<u32>(), one_of(Outcome::ALL)),
         proptest::collection::vec(one_of(ChannelState::ALL), 0..=16),
     )
         .prop_map(|(a, b, c, channels)| StatusReport {
@@ -105,21 +78,16 @@ pub fn message() -> impl Strategy<Value = Message> {
         })
     };
     let trigger = || {
-        (any::<u32>(), any::<i64>(), segments()).prop_map(|(campaign, not_after_us, segments)| {
-            Trigger {
-                campaign,
-                not_after_us,
-                segments,
-            }
+        (any::<u32>(), any::<i64>(), segments()).prop_map(|(campaign, not_after_us, segments)| Trigger {
+            campaign,
+            not_after_us,
+            segments,
         })
     };
     prop_oneof![
         Just(Message::StatusRequest),
         any::<i64>().prop_map(|t1_us| Message::TimeSyncRequest { t1_us }),
-        (any::<i64>(), any::<i64>()).prop_map(|(sync_t1_us, offset_us)| Message::ClockAdjust {
-            sync_t1_us,
-            offset_us
-        }),
+        (any::<i64>(), any::<i64>()).prop_map(|(sync_t1_us, offset_us)| Message::ClockAdjust { sync_t1_us, offset_us }),
         any::<i64>().prop_map(|master_time_us| Message::TimeSet { master_time_us }),
         arm().prop_map(Message::ArmTest),
         arm().prop_map(Message::ArmLive),
@@ -128,36 +96,18 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<u32>().prop_map(|campaign| Message::Cancel { campaign }),
         any::<u32>().prop_map(|campaign| Message::Stop { campaign }),
         any::<u32>().prop_map(|campaign| Message::ReportRequest { campaign }),
-        (any::<u32>(), any::<u8>()).prop_map(|(counter, message_type)| Message::Ack {
+        (any::<u32>(), any::<u8>()).prop_map(|(counter, message_type)| Message::Ack { counter, message_type }),
+        (any::<u32>(), any::<u8>(), one_of(NakCode::ALL)).prop_map(|(counter, message_type, code)| Message::Nak {
             counter,
-            message_type
+            message_type,
+            code
         }),
-        (any::<u32>(), any::<u8>(), one_of(NakCode::ALL)).prop_map(
-            |(counter, message_type, code)| Message::Nak {
-                counter,
-                message_type,
-                code
-            }
-        ),
         status().prop_map(Message::StatusReport),
-        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(t1_us, t2_us, t3_us)| {
-            Message::TimeSyncReply {
-                t1_us,
-                t2_us,
-                t3_us,
-            }
-        }),
-        (
-            any::<u32>(),
-            one_of(Outcome::ALL),
-            any::<bool>(),
-            any::<i64>(),
-            any::<i64>(),
-            any::<u16>(),
-            any::<u16>()
-        )
-            .prop_map(
-                |(
+        (any::<i64>(), any::<i64>(), any::<i64>())
+            .prop_map(|(t1_us, t2_us, t3_us)| { Message::TimeSyncReply { t1_us, t2_us, t3_us } }),
+        (any::<u32>(), one_of(Outcome::ALL), any::<bool>(), any::<i64>(), any::<i64>(), any::<u16>(), any::<u16>())
+            .prop_map(|(campaign, outcome, live, started_us, ended_us, sound_level_ddb, amplifier_current_ma)| {
+                Message::SoundingReport(SoundingReport {
                     campaign,
                     outcome,
                     live,
@@ -165,43 +115,21 @@ pub fn message() -> impl Strategy<Value = Message> {
                     ended_us,
                     sound_level_ddb,
                     amplifier_current_ma,
-                )| {
-                    Message::SoundingReport(SoundingReport {
-                        campaign,
-                        outcome,
-                        live,
-                        started_us,
-                        ended_us,
-                        sound_level_ddb,
-                        amplifier_current_ma,
-                    })
-                }
-            ),
-        (
-            any::<u32>(),
-            any::<u32>(),
-            one_of(DeviceState::ALL),
-            any::<u32>()
-        )
-            .prop_map(
-                |(boot_seq, uptime_s, state, f)| Message::Heartbeat(Heartbeat {
-                    boot_seq,
-                    uptime_s,
-                    state,
-                    faults: FaultBits(f)
                 })
-            ),
+            }),
+        (any::<u32>(), any::<u32>(), one_of(DeviceState::ALL), any::<u32>()).prop_map(
+            |(boot_seq, uptime_s, state, f)| Message::Heartbeat(Heartbeat {
+                boot_seq,
+                uptime_s,
+                state,
+                faults: FaultBits(f)
+            })
+        ),
         (any::<u32>(), firmware(), any::<u16>(), any::<u16>()).prop_map(
             |(boot_seq, firmware, capabilities, heartbeat_period_s)| {
-                Message::Birth(Birth {
-                    boot_seq,
-                    firmware,
-                    capabilities,
-                    heartbeat_period_s,
-                })
+                Message::Birth(Birth { boot_seq, firmware, capabilities, heartbeat_period_s })
             }
         ),
-        (any::<u32>(), one_of(DeathCause::ALL))
-            .prop_map(|(boot_seq, cause)| Message::Death(Death { boot_seq, cause })),
+        (any::<u32>(), one_of(DeathCause::ALL)).prop_map(|(boot_seq, cause)| Message::Death(Death { boot_seq, cause })),
     ]
 }
