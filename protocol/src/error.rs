@@ -53,7 +53,7 @@ impl RejectReason {
         RejectReason::AddressMismatch,
     ];
 
-    /// A stable snake_case label for metrics and logs.
+    /// A stable `snake_case` label for metrics and logs.
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::BadCrc => "bad_crc",

@@ -130,6 +130,9 @@ pub enum RequestError {
     NotBroadcastable(MessageType),
 }
 
+/// `Ok(None)`: not for us; `Err`: rejected, with the key id when the frame named a known one.
+type Accepted = Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)>;
+
 #[derive(Debug)]
 struct Peer {
     config: PeerConfig,
@@ -371,25 +374,17 @@ impl Master {
     fn send_attempt(&mut self, now: Instant, key_id: KeyId) -> Option<Transmit> {
         let peer = self.peers.get_mut(&key_id)?;
         let flight = self.in_flight.get_mut(&key_id)?;
-        let counter = match peer.config.tx.allocate(key_id.0) {
+        let counter = match take_counter(&mut peer.config.tx, &mut peer.lease_asked, key_id, &mut self.events) {
             Ok(c) => c,
+            // No counter until the application persists a lease: the request stays due.
+            Err(EncodeError::CounterLeaseExhausted(_)) => return None,
             Err(_) => {
-                // No counter until the application persists a lease: leave it due.
-                if !peer.lease_asked {
-                    if let Some(up_to) = peer.config.tx.lease_wanted() {
-                        peer.lease_asked = true;
-                        self.events.push_back(MasterEvent::LeaseWanted { key_id, up_to });
-                    }
-                }
+                let (request, attempts) = (flight.id, u8::try_from(flight.counters.len()).unwrap_or(u8::MAX));
+                self.finish(key_id);
+                self.events.push_back(MasterEvent::Failed { request, key_id, attempts });
                 return None;
             }
         };
-        if !peer.lease_asked {
-            if let Some(up_to) = peer.config.tx.lease_wanted() {
-                peer.lease_asked = true;
-                self.events.push_back(MasterEvent::LeaseWanted { key_id, up_to });
-            }
-        }
         self.scratch.clear();
         let seal =
             Seal { destination: peer.config.address, source: Address::MASTER, key_id, key: &peer.config.key, counter };
@@ -416,17 +411,8 @@ impl Master {
         let Some(group) = self.groups.get_mut(&q.key_id) else {
             return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
         };
-        let counter = match group.tx.allocate(q.key_id.0) {
-            Ok(c) => c,
-            Err(_) => {
-                if !group.lease_asked {
-                    if let Some(up_to) = group.tx.lease_wanted() {
-                        group.lease_asked = true;
-                        self.events.push_back(MasterEvent::LeaseWanted { key_id: q.key_id, up_to });
-                    }
-                }
-                return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
-            }
+        let Ok(counter) = take_counter(&mut group.tx, &mut group.lease_asked, q.key_id, &mut self.events) else {
+            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
         };
         let mut bytes = Vec::new();
         let seal = Seal {
@@ -508,7 +494,7 @@ impl Master {
     }
 
     /// Checks a frame in the order of docs/protocol.md §7. `Ok(None)`: not for us.
-    fn accept(&mut self, frame: &[u8]) -> Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)> {
+    fn accept(&mut self, frame: &[u8]) -> Accepted {
         let parsed = FrameRef::parse(frame).map_err(|r| (r, None))?;
         let h = parsed.header;
         if !h.from_outstation() || h.destination != Address::MASTER {
@@ -576,6 +562,24 @@ impl Master {
     pub fn poll_event(&mut self) -> Option<MasterEvent> {
         self.events.pop_front()
     }
+}
+
+/// Takes the next counter under `key_id`, asking the application once for a new lease when the
+/// current one runs low.
+fn take_counter(
+    tx: &mut TxCounter,
+    lease_asked: &mut bool,
+    key_id: KeyId,
+    events: &mut VecDeque<MasterEvent>,
+) -> Result<u32, EncodeError> {
+    let counter = tx.allocate(key_id.0);
+    if !*lease_asked {
+        if let Some(up_to) = tx.lease_wanted() {
+            *lease_asked = true;
+            events.push_back(MasterEvent::LeaseWanted { key_id, up_to });
+        }
+    }
+    counter
 }
 
 /// Whether `reply` answers `request`, sent under the counters `sent`.

@@ -380,7 +380,7 @@ pub struct Segment {
     pub pattern: Pattern,
 }
 
-/// Arm a sounding for an absolute start instant (ARM_TEST, ARM_LIVE).
+/// Arm a sounding for an absolute start instant (`ARM_TEST`, `ARM_LIVE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arm {
     pub campaign: u32,
@@ -389,7 +389,7 @@ pub struct Arm {
     pub segments: Vec<Segment>,
 }
 
-/// Sound now (TRIGGER_TEST, TRIGGER_LIVE).
+/// Sound now (`TRIGGER_TEST`, `TRIGGER_LIVE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
     pub campaign: u32,

@@ -4,8 +4,8 @@
 use crate::error::{EncodeError, RejectReason};
 
 /// How far below the highest accepted counter a late frame may still be accepted, once.
-/// MQTT delivers different topics independently, so a heartbeat (QoS 0) can overtake a status
-/// report (QoS 1) sent just before it; the window absorbs that without accepting replays.
+/// MQTT delivers different topics independently, so a heartbeat (`QoS` 0) can overtake a status
+/// report (`QoS` 1) sent just before it; the window absorbs that without accepting replays.
 pub const WINDOW: u32 = 64;
 
 /// The receiver's memory of accepted counters under one key: the highest accepted counter and

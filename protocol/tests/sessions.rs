@@ -1,5 +1,6 @@
 //! Master and outstation sessions driven against each other on a virtual clock: no sockets,
 //! no sleeps; time is whatever instant the test passes in.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
 
 use std::time::{Duration, Instant};
 
@@ -124,7 +125,7 @@ fn lost_request_is_retried_with_a_fresh_counter() {
     let id = m.request(KeyId(5), Message::StatusRequest, Priority::Poll).unwrap();
     let _lost = m.poll_transmit(t0).unwrap();
     let deadline = m.poll_timeout().unwrap();
-    m.handle_timeout(deadline - Duration::from_millis(1));
+    m.handle_timeout(deadline.checked_sub(Duration::from_millis(1)).unwrap());
     assert!(events(&mut m).is_empty(), "nothing expires early");
     m.handle_timeout(deadline);
     assert_eq!(events(&mut m), vec![MasterEvent::Timeout { request: id, key_id: KeyId(5), attempt: 1 }]);
@@ -501,7 +502,7 @@ fn heartbeats_are_timed_by_the_session() {
     o.start_heartbeats(t0);
     let due = o.poll_timeout().unwrap();
     assert_eq!(due, t0 + Duration::from_secs(30));
-    o.handle_timeout(due - Duration::from_millis(1));
+    o.handle_timeout(due.checked_sub(Duration::from_millis(1)).unwrap());
     assert!(requests(&mut o).is_empty());
     // A stall of 100 s yields one heartbeat, not a burst, and the schedule stays on the grid.
     o.handle_timeout(t0 + Duration::from_secs(100));
