@@ -27,6 +27,8 @@ mod wire;
 
 #[cfg(feature = "codec")]
 pub mod codec;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 
 pub use decoder::SerialDecoder;
 pub use error::{DecodeError, RejectReason};
