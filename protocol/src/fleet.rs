@@ -163,23 +163,30 @@ impl Fleet {
 
     /// Parses and validates fleet CSV; `file` names the source in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, FleetError> {
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut reader =
+            csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
         let headers = reader.headers().map_err(|e| FleetError::new(file, Some(1), None, e.to_string()))?.clone();
         let column = |name: &'static str| {
             headers.iter().position(|h| h == name).ok_or_else(|| {
-                FleetError::new(file, Some(1), Some(name), format!("missing column (the header must name {FLEET_COLUMNS:?})"))
+                FleetError::new(
+                    file,
+                    Some(1),
+                    Some(name),
+                    format!("missing column (the header must name {FLEET_COLUMNS:?})"),
+                )
             })
         };
         let cols: Vec<usize> = FLEET_COLUMNS.iter().map(|c| column(c)).collect::<Result<_, _>>()?;
         let mut sirens = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|e| {
-                FleetError::new(file, e.position().map(csv::Position::line), None, e.to_string())
-            })?;
+            let record = record
+                .map_err(|e| FleetError::new(file, e.position().map(csv::Position::line), None, e.to_string()))?;
             let line = record.position().map(csv::Position::line);
             let get = |i: usize| record.get(cols[i]).unwrap_or("");
             let err = |field, problem: String| FleetError::new(file, line, Some(field), problem);
-            let number = |i: usize, field| get(i).parse::<f64>().map_err(|_| err(field, format!("`{}` is not a number", get(i))));
+            let number = |i: usize, field| {
+                get(i).parse::<f64>().map_err(|_| err(field, format!("`{}` is not a number", get(i))))
+            };
             let siren = Siren {
                 id: {
                     let id = get(0);
@@ -356,13 +363,14 @@ impl KeyFile {
 
     /// Parses key-file CSV (`key_id,holder,key`).
     pub fn parse(file: &str, text: &str) -> Result<Self, FleetError> {
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut reader =
+            csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
         let mut entries = Vec::new();
         let mut seen = HashSet::new();
         let mut holders = HashSet::new();
         for record in reader.records() {
-            let record =
-                record.map_err(|e| FleetError::new(file, e.position().map(csv::Position::line), None, e.to_string()))?;
+            let record = record
+                .map_err(|e| FleetError::new(file, e.position().map(csv::Position::line), None, e.to_string()))?;
             let line = record.position().map(csv::Position::line);
             let err = |field, problem: String| FleetError::new(file, line, Some(field), problem);
             let get = |i| record.get(i).unwrap_or("");

@@ -26,6 +26,10 @@ pub struct GroupConfig {
 /// The device's identity and persisted counters.
 #[derive(Debug, Clone)]
 pub struct OutstationConfig {
+    /// How [`Outstation::handle_input`] reads bytes and how unsolicited frames are sealed. A
+    /// device with both a serial and an MQTT link uses one session for both (one counter space
+    /// under its one key) and feeds each link through [`Outstation::handle_stream`] or
+    /// [`Outstation::handle_frame`]; answers go back the way their request came.
     pub framing: Framing,
     pub address: Address,
     pub key_id: KeyId,
@@ -43,6 +47,8 @@ pub struct RequestToken {
     pub counter: u32,
     pub message_type: MessageType,
     pub broadcast: bool,
+    /// How the request arrived, and so how the answer is sealed.
+    pub framing: Framing,
 }
 
 /// Something that happened at the outstation.
@@ -140,17 +146,26 @@ impl Outstation {
         }
     }
 
-    /// Feeds received bytes: a chunk of the serial stream, or one whole MQTT payload.
+    /// Feeds received bytes as the configured framing reads them: a chunk of the serial
+    /// stream, or one whole MQTT payload.
     pub fn handle_input(&mut self, bytes: &[u8]) {
         match self.config.framing {
             Framing::Datagram => self.handle_frame(bytes),
-            Framing::Serial => {
-                let mut decoder = std::mem::take(&mut self.decoder);
-                decoder.push(bytes);
-                self.drain(&mut decoder);
-                self.decoder = decoder;
-            }
+            Framing::Serial => self.handle_stream(bytes),
         }
+    }
+
+    /// Feeds a chunk of a serial byte stream.
+    pub fn handle_stream(&mut self, bytes: &[u8]) {
+        let mut decoder = std::mem::take(&mut self.decoder);
+        decoder.push(bytes);
+        self.drain(&mut decoder);
+        self.decoder = decoder;
+    }
+
+    /// Feeds one bare frame (an MQTT payload).
+    pub fn handle_frame(&mut self, frame: &[u8]) {
+        self.accept_into_events(frame, Framing::Datagram);
     }
 
     /// Tells the session the serial line went idle: a partial frame is reported as truncated.
@@ -164,15 +179,14 @@ impl Outstation {
     fn drain(&mut self, decoder: &mut SerialDecoder) {
         while let Some(result) = decoder.next_frame() {
             match result {
-                Ok(frame) => self.handle_frame(frame),
-                // Noise on a shared bus may be anyone's; only count what reached us intact.
+                Ok(frame) => self.accept_into_events(frame, Framing::Serial),
                 Err(reason) => self.events.push_back(OutstationEvent::Rejected(reason)),
             }
         }
     }
 
-    fn handle_frame(&mut self, frame: &[u8]) {
-        match self.accept(frame) {
+    fn accept_into_events(&mut self, frame: &[u8], framing: Framing) {
+        match self.accept(frame, framing) {
             Ok(Some(event)) => self.events.push_back(event),
             Ok(None) => {}
             Err(reason) => self.events.push_back(OutstationEvent::Rejected(reason)),
@@ -180,7 +194,7 @@ impl Outstation {
     }
 
     /// Checks a frame in the order of docs/protocol.md §7. `Ok(None)`: not for this device.
-    fn accept(&mut self, frame: &[u8]) -> Result<Option<OutstationEvent>, RejectReason> {
+    fn accept(&mut self, frame: &[u8], framing: Framing) -> Result<Option<OutstationEvent>, RejectReason> {
         let parsed = FrameRef::parse(frame)?;
         let h = parsed.header;
         if h.from_outstation() {
@@ -213,7 +227,7 @@ impl Outstation {
         if broadcast && !message_type.broadcast_allowed() {
             return Err(RejectReason::Malformed);
         }
-        let token = RequestToken { counter: h.counter, message_type, broadcast };
+        let token = RequestToken { counter: h.counter, message_type, broadcast, framing };
         Ok(Some(OutstationEvent::Request { token, message }))
     }
 
@@ -223,7 +237,9 @@ impl Outstation {
         if token.broadcast {
             return Ok(());
         }
-        self.send(message)
+        let bytes = self.seal_as(message, token.framing)?;
+        self.transmits.push_back(bytes);
+        Ok(())
     }
 
     /// Acknowledges a command.
@@ -246,6 +262,10 @@ impl Outstation {
     /// Seals a message without queueing it: for the MQTT last will, which the broker holds and
     /// publishes later. Seal the will immediately before the BIRTH of the same session.
     pub fn seal(&mut self, message: &Message) -> Result<Vec<u8>, EncodeError> {
+        self.seal_as(message, self.config.framing)
+    }
+
+    fn seal_as(&mut self, message: &Message, framing: Framing) -> Result<Vec<u8>, EncodeError> {
         let counter = self.config.tx.allocate(self.config.key_id.0);
         if !self.lease_asked {
             if let Some(up_to) = self.config.tx.lease_wanted() {
@@ -261,7 +281,7 @@ impl Outstation {
             key: &self.config.key,
             counter: counter?,
         };
-        seal.encode(message, self.config.framing, &mut out)?;
+        seal.encode(message, framing, &mut out)?;
         Ok(out)
     }
 

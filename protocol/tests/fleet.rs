@@ -32,7 +32,10 @@ fn fleet_errors_name_file_line_and_field() {
     let broken = |from: &str, to: &str| Fleet::parse("fleet.csv", &FLEET.replace(from, to)).unwrap_err().to_string();
     assert_eq!(broken("30.0207", "north"), "fleet.csv:4: field `latitude`: `north` is not a number");
     assert_eq!(broken("30.0207", "95"), "fleet.csv:4: field `latitude`: 95 is outside -90..90");
-    assert_eq!(broken("0x0002", "0x0001"), "fleet.csv: field `key_id`: key id 0x0001 is used by both `ZS-DH-0001` and `ZS-DH-0002`");
+    assert_eq!(
+        broken("0x0002", "0x0001"),
+        "fleet.csv: field `key_id`: key id 0x0001 is used by both `ZS-DH-0001` and `ZS-DH-0002`"
+    );
     assert_eq!(broken(",18,", ",17,"), "fleet.csv: field `address`: address 17 appears twice on bus `dh-1`");
     assert!(broken("serial:dh-1;mqtt", "radio").starts_with("fleet.csv:4: field `links`: `radio` is not a link"));
     assert!(broken("zhoushan/putuo/shenjiamen", "zhoushan//x").contains("field `zone`"));
@@ -41,7 +44,8 @@ fn fleet_errors_name_file_line_and_field() {
 }
 
 fn keys() -> KeyFile {
-    let entry = |id, holder: &str| KeyEntry { key_id: KeyId(id), holder: holder.parse().unwrap(), key: vectors::device_key() };
+    let entry =
+        |id, holder: &str| KeyEntry { key_id: KeyId(id), holder: holder.parse().unwrap(), key: vectors::device_key() };
     KeyFile {
         entries: vec![
             entry(1, "siren:ZS-DH-0001"),
@@ -72,7 +76,9 @@ fn key_file_round_trips_and_checks_against_the_fleet() {
     let mut swapped = keys();
     swapped.entries[0].holder = KeyHolder::Siren("ZS-PT-0001".into());
     swapped.entries[2].holder = KeyHolder::Siren("ZS-DH-0001".into());
-    assert!(swapped.check_against(&fleet, "keys.csv").unwrap_err().to_string().contains("belongs to `siren:ZS-PT-0001`"));
+    assert!(
+        swapped.check_against(&fleet, "keys.csv").unwrap_err().to_string().contains("belongs to `siren:ZS-PT-0001`")
+    );
 }
 
 #[test]

@@ -577,3 +577,27 @@ fn master_asks_for_a_new_lease_before_running_out() {
     let tx = m.poll_transmit(t0).unwrap();
     assert_eq!(u32::from_be_bytes(tx.bytes[8..12].try_into().unwrap()), 500, "resumes at the persisted lease end");
 }
+
+#[test]
+fn a_device_with_serial_and_mqtt_links_answers_each_link_in_its_own_framing() {
+    let t0 = Instant::now();
+    let mut serial_master = master(MasterConfig::serial(9600), &[12]);
+    let mut mqtt_master = master(MasterConfig::mqtt(), &[12]);
+    // One session, one counter space under the device's one key.
+    let mut o = outstation(Framing::Datagram, 12);
+    serial_master.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
+    o.handle_stream(&serial_master.poll_transmit(t0).unwrap().bytes);
+    serve(&mut o);
+    let over_serial = o.poll_transmit().unwrap();
+    assert!(over_serial.starts_with(&siren_proto::frame::SYNC), "serial answers are enveloped");
+    mqtt_master.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
+    o.handle_frame(&mqtt_master.poll_transmit(t0).unwrap().bytes);
+    serve(&mut o);
+    let over_mqtt = o.poll_transmit().unwrap();
+    assert_eq!(over_mqtt[0], siren_proto::VERSION, "MQTT answers are bare frames");
+    serial_master.handle_input(t0, &over_serial);
+    mqtt_master.handle_input(t0, &over_mqtt);
+    assert!(matches!(events(&mut serial_master).as_slice(), [MasterEvent::Reply { .. }]));
+    assert!(matches!(events(&mut mqtt_master).as_slice(), [MasterEvent::Reply { .. }]));
+    assert_eq!(o.tx().next(), 3, "both answers came from one counter");
+}
