@@ -1,4 +1,5 @@
 //! Fleet and key files: parse, write back, and precise errors for what an operator gets wrong.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
 
 use siren_proto::fleet::{Fleet, KeyEntry, KeyFile, KeyHolder, Link};
 use siren_proto::frame::{Address, KeyId};

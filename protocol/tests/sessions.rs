@@ -582,7 +582,17 @@ fn master_asks_for_a_new_lease_before_running_out() {
 fn a_device_with_serial_and_mqtt_links_answers_each_link_in_its_own_framing() {
     let t0 = Instant::now();
     let mut serial_master = master(MasterConfig::serial(9600), &[12]);
-    let mut mqtt_master = master(MasterConfig::mqtt(), &[12]);
+    // The daemon must draw both links' counters under one key from one allocator; here the
+    // MQTT side continues where the serial side's range ends.
+    let mut mqtt_master = Master::new(MasterConfig::mqtt());
+    mqtt_master.add_peer(PeerConfig {
+        key_id: KeyId(12),
+        key: device_key(12),
+        address: Address(12),
+        tx: TxCounter::new(500, 1024),
+        rx: ReplayWindow::default(),
+        birth: None,
+    });
     // One session, one counter space under the device's one key.
     let mut o = outstation(Framing::Datagram, 12);
     serial_master.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
