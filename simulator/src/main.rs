@@ -1,6 +1,170 @@
-//! `siren-sim`, simulated siren controllers. The simulator is built by the "Simulator" issue;
-//! until then the binary only reports which protocol version it speaks.
+//! `siren-sim`: simulated siren controllers on real PTYs and real MQTT connections.
 
-fn main() {
-    println!("siren-sim {} (protocol version {})", env!("CARGO_PKG_VERSION"), siren_proto::VERSION);
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use siren_proto::fleet::{Fleet, KeyFile};
+use siren_sim::clock::SimClock;
+use siren_sim::fleet::{BuildOptions, SimFleet};
+use siren_sim::generate::{self, Options};
+use siren_sim::mqtt::MqttConfig;
+use siren_sim::scenario::Scenario;
+
+#[derive(Debug, Parser)]
+#[command(name = "siren-sim", version, about = "Simulated siren controllers for sirennet")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fleet files.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+    /// Serve the sirens of one serial bus on a new pseudo-terminal until stopped.
+    Serial {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The bus to serve (a `serial:<bus>` link in the fleet file).
+        #[arg(long)]
+        bus: String,
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// Where to link the PTY [default: <fleet dir>/pty/<bus>, where the generated sirend.toml looks].
+        #[arg(long)]
+        link: Option<PathBuf>,
+    },
+    /// Run every siren with an MQTT link as its own client of the broker until stopped.
+    Mqtt {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Broker URL.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1884")]
+        broker: String,
+        /// Seconds between heartbeats.
+        #[arg(long, default_value_t = 30)]
+        heartbeat: u64,
+        /// MQTT keep-alive in seconds.
+        #[arg(long, default_value_t = 30)]
+        keep_alive: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Generate a fleet file, a key file and a matching sirend.toml.
+    Generate {
+        #[arg(long, default_value_t = 100)]
+        sirens: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Share of sirens on serial buses, 0 to 1.
+        #[arg(long, default_value_t = 0.3)]
+        serial_share: f64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct FleetArgs {
+    /// The fleet file.
+    #[arg(long)]
+    fleet: PathBuf,
+    /// The key file [default: keys.csv beside the fleet file].
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// A scenario of faults to play from the start.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Seed for clock errors and line noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl FleetArgs {
+    fn load(&self) -> anyhow::Result<(Arc<SimFleet>, Option<Scenario>)> {
+        let fleet = Fleet::load(&self.fleet)?;
+        let keys_path = self.keys.clone().unwrap_or_else(|| beside(&self.fleet, "keys.csv"));
+        let keys = KeyFile::load(&keys_path)?;
+        let scenario = self.scenario.as_ref().map(|p| Scenario::load(p, &fleet)).transpose()?;
+        let options = BuildOptions { seed: self.seed, ..BuildOptions::default() };
+        Ok((Arc::new(SimFleet::build(fleet, &keys, SimClock::real_time(), &options)?), scenario))
+    }
+}
+
+fn beside(file: &Path, name: &str) -> PathBuf {
+    file.parent().map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if cli.json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    match cli.command {
+        Command::Fleet { command: FleetCommand::Generate { sirens, seed, out, serial_share } } => {
+            let generated = generate::generate(&Options { sirens, seed, serial_share, ..Options::default() })?;
+            let written = generate::write(&generated, &out)?;
+            let buses = generated.fleet.buses();
+            println!(
+                "{} sirens ({} on {} serial buses)",
+                generated.fleet.sirens.len(),
+                buses.values().map(Vec::len).sum::<usize>(),
+                buses.len()
+            );
+            println!("fleet   {}", written.fleet.display());
+            println!("keys    {}", written.keys.display());
+            println!("config  {}", written.config.display());
+            Ok(())
+        }
+        Command::Serial { fleet, bus, baud, link } => {
+            let link = link.unwrap_or_else(|| generate::pty_link(fleet.fleet.parent().unwrap_or(Path::new(".")), &bus));
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let (sim, scenario) = fleet.load()?;
+                let served = sim.serve_serial(&bus, baud, Some(link))?;
+                println!("bus {bus}: {} at {baud} baud", served.path().display());
+                if let Some(l) = served.link() {
+                    println!("linked as {}", l.display());
+                }
+                if let Some(s) = scenario {
+                    sim.play(s);
+                }
+                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                drop(served);
+                Ok(())
+            })
+        }
+        Command::Mqtt { fleet, broker, heartbeat, keep_alive } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let (sim, scenario) = fleet.load()?;
+                let mut config = MqttConfig::from_url(&broker)?;
+                config.heartbeat = Duration::from_secs(heartbeat.max(1));
+                config.keep_alive = Duration::from_secs(keep_alive.max(5));
+                let devices = sim.serve_mqtt(&config);
+                println!("{} MQTT sirens on {broker}", devices.len());
+                if let Some(s) = scenario {
+                    sim.play(s);
+                }
+                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                devices.shutdown().await;
+                Ok(())
+            })
+        }
+    }
 }
