@@ -30,6 +30,8 @@ pub struct Options {
     pub seed: u64,
     /// City name, the first zone level.
     pub city: String,
+    /// Short city code that starts every siren id.
+    pub code: String,
     /// Centre of the area, degrees.
     pub centre: (f64, f64),
     /// Half the height and width of the bounding box, degrees of latitude and longitude.
@@ -46,6 +48,7 @@ impl Default for Options {
             sirens: 100,
             seed: 1,
             city: "hangzhou".into(),
+            code: "HZ".into(),
             centre: (30.2741, 120.1551),
             half_extent: (0.18, 0.21),
             serial_share: 0.3,
@@ -70,13 +73,14 @@ pub fn generate(o: &Options) -> anyhow::Result<Generated> {
     anyhow::ensure!(o.sirens < usize::from(GROUP_KEY_BASE), "at most {} sirens", GROUP_KEY_BASE - 1);
     anyhow::ensure!((0.0..=1.0).contains(&o.serial_share), "serial share must be between 0 and 1");
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
-    let code: String = o.city.chars().filter(char::is_ascii_alphabetic).take(2).collect::<String>().to_uppercase();
+    let code = &o.code;
     let mut sirens = Vec::with_capacity(o.sirens);
     let mut per_district: BTreeMap<&str, usize> = BTreeMap::new();
     for i in 0..o.sirens {
         let (dy, dx) = city_offset(&mut rng);
-        let lat = o.centre.0 + dy * o.half_extent.0;
-        let lon = o.centre.1 + dx * o.half_extent.1;
+        // Rounded to the 6 decimals (about 0.1 m) the fleet file keeps.
+        let lat = ((o.centre.0 + dy * o.half_extent.0) * 1e6).round() / 1e6;
+        let lon = ((o.centre.1 + dx * o.half_extent.1) * 1e6).round() / 1e6;
         let (district, town) = district_and_town(dy, dx);
         let n = per_district.entry(district).or_default();
         *n += 1;

@@ -1,2 +1,4 @@
-//! End-to-end tests of sirend and siren-sim live in `tests/tests/`; this library will hold
-//! their shared harness (PTY fleets, brokers, virtual clocks).
+//! Shared harness of the end-to-end tests in `tests/tests/`: real MQTT brokers on free ports
+//! and small helpers around the simulator.
+
+pub mod broker;

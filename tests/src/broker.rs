@@ -1,0 +1,136 @@
+//! MQTT brokers for tests: the embedded rumqttd (always available) and Mosquitto (when the
+//! machine has it; CI installs it and sets `SIRENNET_REQUIRE_MOSQUITTO=1` so that its absence
+//! fails instead of skipping).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// A broker the tests can connect to.
+#[derive(Debug)]
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    kind: &'static str,
+    /// Mosquitto's process, stopped on drop. The embedded broker has no stop: it lives as long
+    /// as the test process.
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBroker {
+    /// `mqtt://host:port` for this broker.
+    pub fn url(&self) -> String {
+        format!("mqtt://{}", self.addr)
+    }
+
+    /// `"embedded"` or `"mosquitto"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Starts an embedded rumqttd on a free port.
+    pub fn embedded() -> anyhow::Result<Self> {
+        let addr = free_port()?;
+        let connections = ConnectionSettings {
+            connection_timeout_ms: 5_000,
+            max_payload_size: 64 * 1024,
+            max_inflight_count: 500,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        };
+        let server = ServerSettings {
+            name: "v4-test".into(),
+            listen: addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections,
+        };
+        let config = Config {
+            id: 0,
+            router: RouterConfig {
+                max_connections: 20_000,
+                max_outgoing_packet_count: 1_000,
+                max_segment_size: 16 * 1024 * 1024,
+                max_segment_count: 10,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: rumqttd::Strategy::default(),
+            },
+            v4: Some(HashMap::from([("v4-test".to_owned(), server)])),
+            ..Config::default()
+        };
+        std::thread::Builder::new().name("test-broker".into()).spawn(move || {
+            let mut broker = Broker::new(config);
+            if let Err(e) = broker.start() {
+                eprintln!("embedded broker stopped: {e}");
+            }
+        })?;
+        wait_listening(addr)?;
+        Ok(Self { addr, kind: "embedded", child: None, _dir: None })
+    }
+
+    /// Starts a private Mosquitto on a free port, if Mosquitto is installed.
+    pub fn mosquitto() -> anyhow::Result<Option<Self>> {
+        let Some(binary) = find_mosquitto() else {
+            anyhow::ensure!(
+                std::env::var_os("SIRENNET_REQUIRE_MOSQUITTO").is_none(),
+                "SIRENNET_REQUIRE_MOSQUITTO is set but no mosquitto binary was found"
+            );
+            return Ok(None);
+        };
+        let addr = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n", addr.port()),
+        )?;
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        wait_listening(addr)?;
+        Ok(Some(Self { addr, kind: "mosquitto", child: Some(child), _dir: Some(dir) }))
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn find_mosquitto() -> Option<String> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/local/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(str::to_owned)
+}
+
+/// A port that was free a moment ago: the broker binds it itself.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("broker at {addr} did not start listening")
+}
