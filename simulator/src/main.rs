@@ -132,7 +132,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serial { fleet, bus, baud, link } => {
-            let link = link.unwrap_or_else(|| generate::pty_link(fleet.fleet.parent().unwrap_or(Path::new(".")), &bus));
+            let link = match link {
+                Some(l) => l,
+                None => {
+                    let fleet_file =
+                        fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
+                    generate::pty_link(fleet_file.parent().unwrap_or(Path::new("/")), &bus)
+                }
+            };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let (sim, scenario) = fleet.load()?;
@@ -144,7 +151,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(s) = scenario {
                     sim.play(s);
                 }
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                shutdown_signal().await?;
                 drop(served);
                 Ok(())
             })
@@ -161,10 +168,21 @@ fn main() -> anyhow::Result<()> {
                 if let Some(s) = scenario {
                     sim.play(s);
                 }
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                shutdown_signal().await?;
                 devices.shutdown().await;
                 Ok(())
             })
         }
     }
+}
+
+/// Waits for Ctrl-C or SIGTERM, so that a service manager's stop also cleans up (PTY links).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

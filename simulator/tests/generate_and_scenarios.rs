@@ -115,3 +115,26 @@ fn random_faults_replay_identically_for_a_seed() {
     assert!((3_000..6_000).contains(&failures), "{failures}");
     assert!(a.events.windows(2).all(|w| w[0].at_us <= w[1].at_us));
 }
+
+#[test]
+fn every_fault_written_in_the_docs_parses() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/fleet-files.md")).unwrap();
+    let section = doc.split("## Scenario files").nth(1).unwrap();
+    let g = generated(200, 1);
+    // The example file in the docs.
+    let example = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let parsed = Scenario::parse("docs example", example, &g.fleet).unwrap();
+    assert!(parsed.events.len() > 2, "the example's random faults are drawn too");
+    // Every fault expression in the table's first column.
+    let mut checked = 0;
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split(" | ").next().unwrap();
+        for expr in first.split('`').skip(1).step_by(2) {
+            let fault = if expr.starts_with('{') { expr.to_owned() } else { format!("\"{expr}\"") };
+            let text = format!("[[event]]\nat = \"1s\"\nsiren = \"HZ-C-0001\"\nfault = {fault}\n");
+            Scenario::parse("docs table", &text, &g.fleet).unwrap_or_else(|e| panic!("`{expr}`: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} fault expressions found in the docs");
+}
