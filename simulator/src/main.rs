@@ -132,13 +132,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serial { fleet, bus, baud, link } => {
-            let link = match link {
-                Some(l) => l,
-                None => {
-                    let fleet_file =
-                        fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
-                    generate::pty_link(fleet_file.parent().unwrap_or(Path::new("/")), &bus)
-                }
+            let link = if let Some(l) = link {
+                l
+            } else {
+                let fleet_file = fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
+                generate::pty_link(fleet_file.parent().unwrap_or(Path::new("/")), &bus)
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {

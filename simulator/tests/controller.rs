@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use siren_proto::frame::{Address, KeyId};
 use siren_proto::master::{Master, MasterConfig, MasterEvent, PeerConfig, Priority, TimeSample};
+use siren_proto::message::MessageType::{ArmTest, ClockAdjust, TimeSyncRequest};
 use siren_proto::message::{Arm, Segment};
 use siren_proto::pattern::catalogue;
 use siren_proto::replay::{ReplayWindow, TxCounter};
@@ -148,6 +149,5 @@ fn time_sync_through_the_protocol_brings_the_start_within_tolerance() {
     assert!((truth.started.unwrap() - start).abs() < 1_000, "started {} µs off", truth.started.unwrap() - start);
     // The ground-truth log holds what it received, in order.
     let kinds: Vec<_> = c.received().iter().map(|r| r.message.message_type()).collect();
-    use siren_proto::message::MessageType::{ArmTest, ClockAdjust, TimeSyncRequest};
     assert_eq!(kinds, [TimeSyncRequest, ClockAdjust, ArmTest]);
 }
