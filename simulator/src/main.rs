@@ -155,6 +155,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Mqtt { fleet, broker, heartbeat, keep_alive } => {
+            raise_open_file_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 let (sim, scenario) = fleet.load()?;
@@ -183,4 +184,19 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Every MQTT siren holds a socket: raise the soft open-file limit to the hard limit, so that
+/// ten thousand sirens fit in one process without the operator tuning `ulimit`.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, "could not raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
 }
