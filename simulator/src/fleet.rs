@@ -34,11 +34,13 @@ pub struct BuildOptions {
     pub clock_offset_ms: i64,
     /// Clock drifts are drawn uniformly from ± this many ppm.
     pub clock_drift_ppm: f64,
+    /// How long a reboot keeps a controller off the air, µs.
+    pub reboot_time_us: i64,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { seed: 1, clock_offset_ms: 2_000, clock_drift_ppm: 5.0 }
+        Self { seed: 1, clock_offset_ms: 2_000, clock_drift_ppm: 5.0, reboot_time_us: crate::device::REBOOT_TIME_US }
     }
 }
 
@@ -70,7 +72,8 @@ impl SimFleet {
             } else {
                 0.0
             };
-            let spec = DeviceSpec { rating_db: s.rating_db, ..DeviceSpec::default() };
+            let spec =
+                DeviceSpec { rating_db: s.rating_db, reboot_time_us: options.reboot_time_us, ..DeviceSpec::default() };
             let device = Device::new(spec, now, DeviceClock::new(now, offset_us, drift), rng.random_range(1..1000));
             let identity = Identity { siren_id: s.id.clone(), address: s.address, key_id: s.key_id, key, group };
             controllers.insert(s.id.clone(), Arc::new(Mutex::new(Controller::new(identity, device))));

@@ -38,7 +38,8 @@ fn sim() -> Arc<SimFleet> {
             .map(|n| KeyEntry { key_id: KeyId(n), holder: format!("siren:HZ-C-000{n}").parse().unwrap(), key: key(n) })
             .collect(),
     };
-    Arc::new(SimFleet::build(fleet, &keys, SimClock::real_time(), &BuildOptions::default()).unwrap())
+    let options = BuildOptions { reboot_time_us: 500_000, ..BuildOptions::default() };
+    Arc::new(SimFleet::build(fleet, &keys, SimClock::real_time(), &options).unwrap())
 }
 
 /// The daemon's part: subscribes to everything and checks every frame.
@@ -152,7 +153,18 @@ async fn birth_heartbeat_death_and_commands(broker: &TestBroker) {
     let death = watcher.expect("a death", |ch, e| ch == "death" && matches!(from(e, 1), Some(Message::Death(_)))).await;
     assert!(matches!(from(&death, 1), Some(Message::Death(d)) if d.cause == DeathCause::ConnectionLost));
     sim.inject("HZ-C-0001", &Fault::LinkRestore).unwrap();
-    watcher.expect("a new birth", |ch, e| ch == "birth" && matches!(from(e, 1), Some(Message::Birth(_)))).await;
+    let restored =
+        watcher.expect("a new birth", |ch, e| ch == "birth" && matches!(from(e, 1), Some(Message::Birth(_)))).await;
+    let Some(Message::Birth(before)) = from(&restored, 1).cloned() else { unreachable!() };
+
+    // A reboot: the connection dies with the controller, and it comes back with the next boot
+    // sequence number.
+    sim.inject("HZ-C-0001", &Fault::Reboot).unwrap();
+    watcher.expect("a death on reboot", |ch, e| ch == "death" && matches!(from(e, 1), Some(Message::Death(_)))).await;
+    let reborn = watcher
+        .expect("a birth after reboot", |ch, e| ch == "birth" && matches!(from(e, 1), Some(Message::Birth(_))))
+        .await;
+    assert!(matches!(from(&reborn, 1), Some(Message::Birth(b)) if b.boot_seq == before.boot_seq + 1), "{reborn:?}");
 
     // The controller hangs: no DISCONNECT, the broker notices by keep-alive.
     sim.inject("HZ-C-0002", &Fault::SilentDeath).unwrap();

@@ -22,7 +22,7 @@ const SECOND: i64 = 1_000_000;
 const MAX_STEP: i64 = SECOND;
 /// Reports a device keeps for `REPORT_REQUEST` (the spec asks for at least 4).
 const KEPT_REPORTS: usize = 8;
-/// How long a reboot keeps the controller off the air.
+/// How long a reboot keeps a controller off the air unless its spec says otherwise.
 pub const REBOOT_TIME_US: i64 = 20 * SECOND;
 /// Ambient temperature in the cabinet, 0.1 °C.
 const AMBIENT_DC: i16 = 220;
@@ -40,6 +40,8 @@ pub struct DeviceSpec {
     pub can_measure_sound: bool,
     pub can_measure_current: bool,
     pub live_enabled: bool,
+    /// How long a reboot keeps the controller off the air, µs.
+    pub reboot_time_us: i64,
 }
 
 impl Default for DeviceSpec {
@@ -52,6 +54,7 @@ impl Default for DeviceSpec {
             can_measure_sound: true,
             can_measure_current: true,
             live_enabled: true,
+            reboot_time_us: REBOOT_TIME_US,
         }
     }
 }
@@ -543,7 +546,7 @@ impl Device {
         self.abort_active(Outcome::Aborted);
         self.boot_seq = self.boot_seq.wrapping_add(1);
         self.booted_at = self.now;
-        self.down_until = Some(self.now + REBOOT_TIME_US);
+        self.down_until = Some(self.now + self.spec.reboot_time_us);
     }
 
     /// Cabinet temperature, 0.1 °C: ambient, warmer while sounding, hot when the cabinet's
