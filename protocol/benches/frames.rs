@@ -79,6 +79,7 @@ fn frames(c: &mut Criterion) {
                     tx: TxCounter::new(1, 1024),
                     rx: ReplayWindow::default(),
                     birth: None,
+                    links: vec![],
                 });
                 m
             },

@@ -1,11 +1,14 @@
-//! The master session: the daemon's side of a link (docs/protocol.md §8).
+//! The master session: the daemon's side of the protocol (docs/protocol.md §8).
 //!
-//! One `Master` serves one link: a serial bus (one request in flight at a time, half duplex)
-//! or an MQTT connection (one request in flight per device). It owns the per-device counters
-//! and anti-replay windows, matches replies to requests, times requests out and retries them
-//! with fresh counters. It performs no I/O: the caller feeds received bytes with
-//! [`Master::handle_input`], sends what [`Master::poll_transmit`] returns, calls
-//! [`Master::handle_timeout`] at [`Master::poll_timeout`], and drains [`Master::poll_event`].
+//! One `Master` serves every link of a daemon: serial buses (one request in flight per bus,
+//! half duplex) and MQTT connections (one request in flight per device). It owns each device's
+//! counters and anti-replay window once, whichever link carries its frames, so that a siren
+//! with a serial and an MQTT link sees one counter sequence under its one key. It matches
+//! replies to requests, times requests out and retries them with fresh counters. It performs
+//! no I/O: the caller feeds received bytes with [`Master::handle_link_input`], sends what
+//! [`Master::poll_transmit`] returns on the link it names, calls [`Master::handle_timeout`] at
+//! [`Master::poll_timeout`], and drains [`Master::poll_event`]. A master made with
+//! [`Master::new`] has one link, [`LinkId::DEFAULT`], which the single-link shorthands use.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -17,7 +20,16 @@ use crate::mac::Key;
 use crate::message::{Message, MessageType};
 use crate::replay::{ReplayWindow, TxCounter};
 
-/// Link-wide settings.
+/// Identifies one link of a master: a serial bus or an MQTT connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u16);
+
+impl LinkId {
+    /// The link a master made with [`Master::new`] starts with.
+    pub const DEFAULT: LinkId = LinkId(0);
+}
+
+/// Settings of one link.
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub framing: Framing,
@@ -66,6 +78,9 @@ pub struct PeerConfig {
     pub tx: TxCounter,
     pub rx: ReplayWindow,
     pub birth: Option<BirthRecord>,
+    /// The links that reach the device, preferred first. Frames under its key arriving on any
+    /// other link are refused; requests go out on the current link ([`Master::set_link`]).
+    pub links: Vec<LinkId>,
 }
 
 /// The device's current session as announced by its last BIRTH: what a last-will DEATH must
@@ -88,9 +103,10 @@ pub enum Priority {
     Command,
 }
 
-/// Bytes to put on the link.
+/// Bytes to put on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    pub link: LinkId,
     /// The device (or group, for broadcast) whose key signed it.
     pub key_id: KeyId,
     pub destination: Address,
@@ -98,7 +114,7 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
-/// Something that happened on the link.
+/// Something that happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MasterEvent {
     /// The device answered a request.
@@ -108,10 +124,10 @@ pub enum MasterEvent {
     Unsolicited { key_id: KeyId, message: Message },
     /// One attempt went unanswered; the request will be sent again.
     Timeout { request: RequestId, key_id: KeyId, attempt: u8 },
-    /// Every attempt went unanswered.
+    /// Every attempt went unanswered (or the request could not be sent at all).
     Failed { request: RequestId, key_id: KeyId, attempts: u8 },
     /// A frame was refused. `key_id` is set when the frame named a key this master holds.
-    Rejected { reason: RejectReason, key_id: Option<KeyId> },
+    Rejected { link: LinkId, reason: RejectReason, key_id: Option<KeyId> },
     /// The counter lease under `key_id` runs low: persist `up_to`, then call
     /// [`Master::grant_lease`].
     LeaseWanted { key_id: KeyId, up_to: u32 },
@@ -124,6 +140,8 @@ pub enum RequestError {
     UnknownPeer(u16),
     #[error("no broadcast group with key id {0}")]
     UnknownGroup(u16),
+    #[error("no link {0}")]
+    UnknownLink(u16),
     #[error("a master does not send {0:?}")]
     WrongDirection(MessageType),
     #[error("{0:?} may not be broadcast")]
@@ -136,11 +154,14 @@ type Accepted = Result<Option<(KeyId, Message)>, (RejectReason, Option<KeyId>)>;
 #[derive(Debug)]
 struct Peer {
     config: PeerConfig,
+    /// The link requests go out on.
+    link: LinkId,
     lease_asked: bool,
 }
 
 #[derive(Debug)]
 struct Group {
+    link: LinkId,
     key: Key,
     tx: TxCounter,
     lease_asked: bool,
@@ -157,6 +178,7 @@ struct Queued {
 #[derive(Debug)]
 struct InFlight {
     id: RequestId,
+    link: LinkId,
     message: Message,
     priority: Priority,
     /// Counters of every attempt sent so far: a late reply to any of them answers it.
@@ -165,53 +187,126 @@ struct InFlight {
     deadline: Option<Instant>,
 }
 
-/// The master session for one link.
+/// One link's timing, decoder, queues and reply slots.
 #[derive(Debug)]
-pub struct Master {
+struct Link {
     config: MasterConfig,
-    peers: HashMap<KeyId, Peer>,
-    groups: HashMap<KeyId, Group>,
+    decoder: SerialDecoder,
     commands: VecDeque<Queued>,
     polls: VecDeque<Queued>,
-    in_flight: HashMap<KeyId, InFlight>,
-    /// Reply deadlines of in-flight requests, soonest first.
-    deadlines: BTreeMap<(Instant, RequestId), KeyId>,
     /// In-flight requests due for (re)transmission, by priority, oldest first.
     due_commands: VecDeque<KeyId>,
     due_polls: VecDeque<KeyId>,
+    /// Requests on the wire awaiting a reply.
+    waiting: usize,
+}
+
+impl Link {
+    fn new(config: MasterConfig) -> Self {
+        Self {
+            config,
+            decoder: SerialDecoder::new(),
+            commands: VecDeque::new(),
+            polls: VecDeque::new(),
+            due_commands: VecDeque::new(),
+            due_polls: VecDeque::new(),
+            waiting: 0,
+        }
+    }
+
+    fn queue(&mut self, priority: Priority) -> &mut VecDeque<Queued> {
+        match priority {
+            Priority::Command => &mut self.commands,
+            Priority::Poll => &mut self.polls,
+        }
+    }
+
+    fn due(&mut self, priority: Priority) -> &mut VecDeque<KeyId> {
+        match priority {
+            Priority::Command => &mut self.due_commands,
+            Priority::Poll => &mut self.due_polls,
+        }
+    }
+}
+
+/// The master session.
+#[derive(Debug)]
+pub struct Master {
+    links: BTreeMap<LinkId, Link>,
+    peers: HashMap<KeyId, Peer>,
+    groups: HashMap<KeyId, Group>,
+    in_flight: HashMap<KeyId, InFlight>,
+    /// Reply deadlines of in-flight requests, soonest first.
+    deadlines: BTreeMap<(Instant, RequestId), KeyId>,
     events: VecDeque<MasterEvent>,
-    decoder: SerialDecoder,
     next_request: u64,
+    /// Where the next `poll_transmit` starts, so no link starves the others.
+    next_link: usize,
     scratch: Vec<u8>,
 }
 
 impl Master {
+    /// A master with one link, [`LinkId::DEFAULT`].
     pub fn new(config: MasterConfig) -> Self {
+        let mut m = Self::without_links();
+        m.add_link(LinkId::DEFAULT, config);
+        m
+    }
+
+    /// A master with no links yet.
+    pub fn without_links() -> Self {
         Self {
-            config,
+            links: BTreeMap::new(),
             peers: HashMap::new(),
             groups: HashMap::new(),
-            commands: VecDeque::new(),
-            polls: VecDeque::new(),
             in_flight: HashMap::new(),
             deadlines: BTreeMap::new(),
-            due_commands: VecDeque::new(),
-            due_polls: VecDeque::new(),
             events: VecDeque::new(),
-            decoder: SerialDecoder::new(),
             next_request: 0,
+            next_link: 0,
             scratch: Vec::new(),
         }
     }
 
-    /// Adds (or replaces) a device.
-    pub fn add_peer(&mut self, config: PeerConfig) {
-        self.peers.insert(config.key_id, Peer { config, lease_asked: false });
+    /// Adds (or reconfigures) a link.
+    pub fn add_link(&mut self, id: LinkId, config: MasterConfig) {
+        match self.links.get_mut(&id) {
+            Some(link) => link.config = config,
+            None => {
+                self.links.insert(id, Link::new(config));
+            }
+        }
     }
 
-    /// Adds (or replaces) a broadcast group key, with its transmit counter.
+    /// Adds (or replaces) a device. A device with no links listed is reached on
+    /// [`LinkId::DEFAULT`].
+    pub fn add_peer(&mut self, mut config: PeerConfig) {
+        if config.links.is_empty() {
+            config.links.push(LinkId::DEFAULT);
+        }
+        let link = config.links[0];
+        self.peers.insert(config.key_id, Peer { config, link, lease_asked: false });
+    }
+
+    /// Sends the device's future requests on `link` (one of its links), for example while its
+    /// preferred link is down. Requests already queued stay where they are.
+    pub fn set_link(&mut self, key_id: KeyId, link: LinkId) -> Result<(), RequestError> {
+        let peer = self.peers.get_mut(&key_id).ok_or(RequestError::UnknownPeer(key_id.0))?;
+        if !peer.config.links.contains(&link) {
+            return Err(RequestError::UnknownLink(link.0));
+        }
+        peer.link = link;
+        Ok(())
+    }
+
+    /// Adds (or replaces) a broadcast group key on [`LinkId::DEFAULT`].
     pub fn add_group(&mut self, key_id: KeyId, key: Key, tx: TxCounter) {
-        self.groups.insert(key_id, Group { key, tx, lease_asked: false });
+        self.add_group_on(LinkId::DEFAULT, key_id, key, tx);
+    }
+
+    /// Adds (or replaces) a serial bus's broadcast group key, with its transmit counter.
+    pub fn add_group_on(&mut self, link: LinkId, key_id: KeyId, key: Key, tx: TxCounter) {
+        self.groups.insert(key_id, Group { link, key, tx, lease_asked: false });
     }
 
     /// The device's current counters and session, for persistence.
@@ -236,45 +331,42 @@ impl Master {
         }
     }
 
-    /// Requests waiting to be sent or awaiting replies.
+    /// Requests waiting to be sent or awaiting replies, on every link.
     pub fn pending(&self) -> usize {
-        self.commands.len() + self.polls.len() + self.in_flight.len()
+        self.links.values().map(|l| l.commands.len() + l.polls.len()).sum::<usize>() + self.in_flight.len()
     }
 
     /// Whether a request to `key_id` is queued or awaiting its reply.
     pub fn is_busy(&self, key_id: KeyId) -> bool {
-        self.in_flight.contains_key(&key_id) || self.commands.iter().chain(&self.polls).any(|q| q.key_id == key_id)
+        self.in_flight.contains_key(&key_id)
+            || self.links.values().any(|l| l.commands.iter().chain(&l.polls).any(|q| q.key_id == key_id))
     }
 
-    /// Queues a request to one device. Replies arrive as [`MasterEvent::Reply`].
+    /// Queues a request to one device on its current link. Replies arrive as
+    /// [`MasterEvent::Reply`].
     pub fn request(&mut self, key_id: KeyId, message: Message, priority: Priority) -> Result<RequestId, RequestError> {
         let ty = message.message_type();
         if ty.from_outstation() {
             return Err(RequestError::WrongDirection(ty));
         }
-        if !self.peers.contains_key(&key_id) {
-            return Err(RequestError::UnknownPeer(key_id.0));
-        }
+        let link = self.peers.get(&key_id).ok_or(RequestError::UnknownPeer(key_id.0))?.link;
         let id = self.next_id();
-        let queued = Queued { id, key_id, message, broadcast: false };
-        match priority {
-            Priority::Command => self.commands.push_back(queued),
-            Priority::Poll => self.polls.push_back(queued),
-        }
+        let queue = self.links.get_mut(&link).ok_or(RequestError::UnknownLink(link.0))?.queue(priority);
+        queue.push_back(Queued { id, key_id, message, broadcast: false });
         Ok(id)
     }
 
-    /// Queues a broadcast under a group key. Broadcasts get no reply and pre-empt polls.
+    /// Queues a broadcast under a group key on the group's bus. Broadcasts get no reply and
+    /// pre-empt polls.
     pub fn broadcast(&mut self, group: KeyId, message: Message) -> Result<RequestId, RequestError> {
         let ty = message.message_type();
         if !ty.broadcast_allowed() {
             return Err(RequestError::NotBroadcastable(ty));
         }
-        if !self.groups.contains_key(&group) {
-            return Err(RequestError::UnknownGroup(group.0));
-        }
+        let link = self.groups.get(&group).ok_or(RequestError::UnknownGroup(group.0))?.link;
         let id = self.next_id();
-        self.commands.push_back(Queued { id, key_id: group, message, broadcast: true });
+        let queue = self.links.get_mut(&link).ok_or(RequestError::UnknownLink(link.0))?.queue(Priority::Command);
+        queue.push_back(Queued { id, key_id: group, message, broadcast: true });
         Ok(id)
     }
 
@@ -283,90 +375,80 @@ impl Master {
         RequestId(self.next_request)
     }
 
-    /// The next bytes to send, if the link may carry them now.
+    /// The next bytes to send, on whichever link may carry them now.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        let n = ids.len();
+        for i in 0..n {
+            let link = ids[(self.next_link + i) % n];
+            if let Some(t) = self.poll_link(now, link) {
+                self.next_link = (self.next_link + i + 1) % n;
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    fn poll_link(&mut self, now: Instant, link: LinkId) -> Option<Transmit> {
         // Retransmissions first: on a bus they hold the line.
-        if let Some(t) = self.retransmit(now) {
+        if let Some(t) = self.retransmit(now, link) {
             return Some(t);
         }
-        // Requests on the wire awaiting a reply; ones parked for a lease do not hold the line.
-        let waiting = self.deadlines.len();
         for priority in [Priority::Command, Priority::Poll] {
-            let queue = match priority {
-                Priority::Command => &self.commands,
-                Priority::Poll => &self.polls,
-            };
-            let sendable = queue.iter().position(|q| {
-                q.broadcast || (waiting < self.config.max_in_flight && !self.in_flight.contains_key(&q.key_id))
-            });
+            let l = self.links.get_mut(&link)?;
+            let free = l.waiting < l.config.max_in_flight;
+            let in_flight = &self.in_flight;
+            let sendable =
+                l.queue(priority).iter().position(|q| q.broadcast || (free && !in_flight.contains_key(&q.key_id)));
             let Some(index) = sendable else { continue };
-            let queue = match priority {
-                Priority::Command => &mut self.commands,
-                Priority::Poll => &mut self.polls,
-            };
-            let Some(q) = queue.remove(index) else {
-                continue;
-            };
+            let Some(q) = l.queue(priority).remove(index) else { continue };
             if q.broadcast {
-                match self.seal_broadcast(&q) {
-                    Ok(t) => return Some(t),
-                    Err(q) => {
-                        self.commands.push_front(q);
-                        return None;
-                    }
+                let sealed = self.seal_broadcast(link, &q);
+                if sealed.is_none() {
+                    // Waiting for a group counter lease: keep its place.
+                    self.links.get_mut(&link)?.commands.push_front(q);
                 }
+                return sealed;
             }
-            let flight = InFlight { id: q.id, message: q.message, priority, counters: Vec::new(), deadline: None };
+            let flight =
+                InFlight { id: q.id, link, message: q.message, priority, counters: Vec::new(), deadline: None };
             self.in_flight.insert(q.key_id, flight);
             let sent = self.send_attempt(now, q.key_id);
             if sent.is_none() && self.in_flight.contains_key(&q.key_id) {
-                self.mark_due(q.key_id, priority);
+                self.links.get_mut(&link)?.due(priority).push_back(q.key_id);
             }
             return sent;
         }
         None
     }
 
-    /// Sends the most urgent in-flight request that is due: a retry after a timeout, or a
-    /// first attempt that had to wait for a counter lease.
-    fn retransmit(&mut self, now: Instant) -> Option<Transmit> {
+    /// Sends the most urgent in-flight request on `link` that is due: a retry after a
+    /// timeout, or a first attempt that had to wait for a counter lease.
+    fn retransmit(&mut self, now: Instant, link: LinkId) -> Option<Transmit> {
         for priority in [Priority::Command, Priority::Poll] {
-            let len = match priority {
-                Priority::Command => self.due_commands.len(),
-                Priority::Poll => self.due_polls.len(),
-            };
+            let len = self.links.get_mut(&link)?.due(priority).len();
             for _ in 0..len {
-                let queue = match priority {
-                    Priority::Command => &mut self.due_commands,
-                    Priority::Poll => &mut self.due_polls,
-                };
-                let Some(key_id) = queue.pop_front() else { break };
+                let Some(key_id) = self.links.get_mut(&link)?.due(priority).pop_front() else { break };
                 if let Some(t) = self.send_attempt(now, key_id) {
                     return Some(t);
                 }
                 // Still waiting for a lease: keep its place behind the others.
                 if self.in_flight.contains_key(&key_id) {
-                    match priority {
-                        Priority::Command => self.due_commands.push_back(key_id),
-                        Priority::Poll => self.due_polls.push_back(key_id),
-                    }
+                    self.links.get_mut(&link)?.due(priority).push_back(key_id);
                 }
             }
         }
         None
     }
 
-    fn mark_due(&mut self, key_id: KeyId, priority: Priority) {
-        match priority {
-            Priority::Command => self.due_commands.push_back(key_id),
-            Priority::Poll => self.due_polls.push_back(key_id),
-        }
-    }
-
+    /// Ends an in-flight request, releasing its reply slot and deadline.
     fn finish(&mut self, key_id: KeyId) -> Option<InFlight> {
         let flight = self.in_flight.remove(&key_id)?;
         if let Some(d) = flight.deadline {
             self.deadlines.remove(&(d, flight.id));
+            if let Some(l) = self.links.get_mut(&flight.link) {
+                l.waiting = l.waiting.saturating_sub(1);
+            }
         }
         Some(flight)
     }
@@ -374,6 +456,7 @@ impl Master {
     fn send_attempt(&mut self, now: Instant, key_id: KeyId) -> Option<Transmit> {
         let peer = self.peers.get_mut(&key_id)?;
         let flight = self.in_flight.get_mut(&key_id)?;
+        let link = self.links.get_mut(&flight.link)?;
         let counter = match take_counter(&mut peer.config.tx, &mut peer.lease_asked, key_id, &mut self.events) {
             Ok(c) => c,
             // No counter until the application persists a lease: the request stays due.
@@ -388,32 +471,29 @@ impl Master {
         self.scratch.clear();
         let seal =
             Seal { destination: peer.config.address, source: Address::MASTER, key_id, key: &peer.config.key, counter };
-        if let Err(e) = seal.encode(&flight.message, self.config.framing, &mut self.scratch) {
+        if let Err(e) = seal.encode(&flight.message, link.config.framing, &mut self.scratch) {
             // Only an over-long message can fail here; it would fail every time.
             debug_assert!(matches!(e, EncodeError::Oversize(_) | EncodeError::TooMany(_)));
-            let id = flight.id;
-            let attempts = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
+            let (request, attempts) = (flight.id, u8::try_from(flight.counters.len()).unwrap_or(u8::MAX));
             self.finish(key_id);
-            self.events.push_back(MasterEvent::Failed { request: id, key_id, attempts });
+            self.events.push_back(MasterEvent::Failed { request, key_id, attempts });
             return None;
         }
         flight.counters.push(counter);
-        let wire = self.config.byte_time * u32::try_from(self.scratch.len()).unwrap_or(u32::MAX);
-        let deadline = now + wire + self.config.reply_timeout;
+        let wire = link.config.byte_time * u32::try_from(self.scratch.len()).unwrap_or(u32::MAX);
+        let deadline = now + wire + link.config.reply_timeout;
         flight.deadline = Some(deadline);
-        let id = flight.id;
+        link.waiting += 1;
+        let (id, link_id) = (flight.id, flight.link);
         self.deadlines.insert((deadline, id), key_id);
         let destination = peer.config.address;
-        Some(Transmit { key_id, destination, request: Some(id), bytes: self.scratch.clone() })
+        Some(Transmit { link: link_id, key_id, destination, request: Some(id), bytes: self.scratch.clone() })
     }
 
-    fn seal_broadcast(&mut self, q: &Queued) -> Result<Transmit, Queued> {
-        let Some(group) = self.groups.get_mut(&q.key_id) else {
-            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
-        };
-        let Ok(counter) = take_counter(&mut group.tx, &mut group.lease_asked, q.key_id, &mut self.events) else {
-            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
-        };
+    fn seal_broadcast(&mut self, link: LinkId, q: &Queued) -> Option<Transmit> {
+        let group = self.groups.get_mut(&q.key_id)?;
+        let framing = self.links.get(&link)?.config.framing;
+        let counter = take_counter(&mut group.tx, &mut group.lease_asked, q.key_id, &mut self.events).ok()?;
         let mut bytes = Vec::new();
         let seal = Seal {
             destination: Address::BROADCAST,
@@ -422,10 +502,8 @@ impl Master {
             key: &group.key,
             counter,
         };
-        if seal.encode(&q.message, self.config.framing, &mut bytes).is_err() {
-            return Err(Queued { id: q.id, key_id: q.key_id, message: q.message.clone(), broadcast: true });
-        }
-        Ok(Transmit { key_id: q.key_id, destination: Address::BROADCAST, request: Some(q.id), bytes })
+        seal.encode(&q.message, framing, &mut bytes).ok()?;
+        Some(Transmit { link, key_id: q.key_id, destination: Address::BROADCAST, request: Some(q.id), bytes })
     }
 
     /// When [`Master::handle_timeout`] must next be called.
@@ -435,7 +513,6 @@ impl Master {
 
     /// Expires unanswered attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let max_attempts = usize::from(self.config.retries) + 1;
         while let Some(entry) = self.deadlines.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -444,57 +521,70 @@ impl Master {
             let Some(flight) = self.in_flight.get_mut(&key_id) else { continue };
             flight.deadline = None;
             let attempt = u8::try_from(flight.counters.len()).unwrap_or(u8::MAX);
-            let (request, priority) = (flight.id, flight.priority);
-            if flight.counters.len() >= max_attempts {
+            let (request, priority, link_id) = (flight.id, flight.priority, flight.link);
+            let Some(link) = self.links.get_mut(&link_id) else { continue };
+            link.waiting = link.waiting.saturating_sub(1);
+            if flight.counters.len() > usize::from(link.config.retries) {
                 self.in_flight.remove(&key_id);
                 self.events.push_back(MasterEvent::Failed { request, key_id, attempts: attempt });
             } else {
-                self.mark_due(key_id, priority);
+                link.due(priority).push_back(key_id);
                 self.events.push_back(MasterEvent::Timeout { request, key_id, attempt });
             }
         }
     }
 
-    /// Feeds received bytes: a chunk of the serial stream, or one whole MQTT payload.
+    /// Feeds bytes received on [`LinkId::DEFAULT`].
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        match self.config.framing {
-            Framing::Datagram => self.handle_frame(now, bytes),
+        self.handle_link_input(now, LinkId::DEFAULT, bytes);
+    }
+
+    /// Feeds bytes received on `link`: a chunk of a serial stream, or one whole MQTT payload.
+    pub fn handle_link_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        match l.config.framing {
+            Framing::Datagram => self.handle_frame(now, link, bytes),
             Framing::Serial => {
-                let mut decoder = std::mem::take(&mut self.decoder);
+                let mut decoder = std::mem::take(&mut l.decoder);
                 decoder.push(bytes);
-                self.drain_decoder(now, &mut decoder);
-                self.decoder = decoder;
+                self.drain_decoder(now, link, &mut decoder);
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.decoder = decoder;
+                }
             }
         }
     }
 
-    /// Tells the session the serial line went idle: a partial frame is reported as truncated.
-    pub fn handle_line_idle(&mut self, now: Instant) {
-        let mut decoder = std::mem::take(&mut self.decoder);
+    /// Tells the session a serial line went idle: a partial frame is reported as truncated.
+    pub fn handle_line_idle(&mut self, now: Instant, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let mut decoder = std::mem::take(&mut l.decoder);
         decoder.line_idle();
-        self.drain_decoder(now, &mut decoder);
-        self.decoder = decoder;
+        self.drain_decoder(now, link, &mut decoder);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.decoder = decoder;
+        }
     }
 
-    fn drain_decoder(&mut self, now: Instant, decoder: &mut SerialDecoder) {
+    fn drain_decoder(&mut self, now: Instant, link: LinkId, decoder: &mut SerialDecoder) {
         while let Some(result) = decoder.next_frame() {
             match result {
-                Ok(frame) => self.handle_frame(now, frame),
-                Err(reason) => self.events.push_back(MasterEvent::Rejected { reason, key_id: None }),
+                Ok(frame) => self.handle_frame(now, link, frame),
+                Err(reason) => self.events.push_back(MasterEvent::Rejected { link, reason, key_id: None }),
             }
         }
     }
 
-    fn handle_frame(&mut self, _now: Instant, frame: &[u8]) {
-        match self.accept(frame) {
+    fn handle_frame(&mut self, _now: Instant, link: LinkId, frame: &[u8]) {
+        match self.accept(link, frame) {
             Ok(Some((key_id, message))) => self.dispatch(key_id, message),
             Ok(None) => {}
-            Err((reason, key_id)) => self.events.push_back(MasterEvent::Rejected { reason, key_id }),
+            Err((reason, key_id)) => self.events.push_back(MasterEvent::Rejected { link, reason, key_id }),
         }
     }
 
     /// Checks a frame in the order of docs/protocol.md §7. `Ok(None)`: not for us.
-    fn accept(&mut self, frame: &[u8]) -> Accepted {
+    fn accept(&mut self, link: LinkId, frame: &[u8]) -> Accepted {
         let parsed = FrameRef::parse(frame).map_err(|r| (r, None))?;
         let h = parsed.header;
         if !h.from_outstation() || h.destination != Address::MASTER {
@@ -507,7 +597,7 @@ impl Master {
         if !parsed.verify(&peer.config.key) {
             return Err(fail(RejectReason::BadMac));
         }
-        if h.source != peer.config.address {
+        if h.source != peer.config.address || !peer.config.links.contains(&link) {
             return Err(fail(RejectReason::AddressMismatch));
         }
         match peer.config.rx.check(h.counter) {

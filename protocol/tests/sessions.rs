@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use siren_proto::frame::{Address, Framing, KeyId};
-use siren_proto::master::{Master, MasterConfig, MasterEvent, PeerConfig, Priority, TimeSample};
+use siren_proto::master::{LinkId, Master, MasterConfig, MasterEvent, PeerConfig, Priority, TimeSample};
 use siren_proto::message::{
     Birth, Death, DeathCause, DeviceState, FaultBits, Firmware, Heartbeat, MessageType, NakCode,
 };
@@ -48,6 +48,7 @@ fn master(config: MasterConfig, devices: &[u16]) -> Master {
             tx: TxCounter::new(1, 1024),
             rx: ReplayWindow::default(),
             birth: None,
+            links: vec![],
         });
     }
     m.add_group(GROUP, group_key(), TxCounter::new(1, 1024));
@@ -216,7 +217,10 @@ fn replayed_frames_are_rejected_both_ways() {
     o.handle_input(&command);
     assert_eq!(requests(&mut o), vec![OutstationEvent::Rejected(RejectReason::Replayed)]);
     m.handle_input(t0, &ack);
-    assert_eq!(events(&mut m), vec![MasterEvent::Rejected { reason: RejectReason::Replayed, key_id: Some(KeyId(3)) }]);
+    assert_eq!(
+        events(&mut m),
+        vec![MasterEvent::Rejected { link: LinkId::DEFAULT, reason: RejectReason::Replayed, key_id: Some(KeyId(3)) }]
+    );
 }
 
 #[test]
@@ -280,7 +284,11 @@ fn an_authentic_device_cannot_speak_for_another_address() {
     m.handle_input(t0, &o.poll_transmit().unwrap());
     assert_eq!(
         events(&mut m),
-        vec![MasterEvent::Rejected { reason: RejectReason::AddressMismatch, key_id: Some(KeyId(3)) }]
+        vec![MasterEvent::Rejected {
+            link: LinkId::DEFAULT,
+            reason: RejectReason::AddressMismatch,
+            key_id: Some(KeyId(3))
+        }]
     );
 }
 
@@ -362,6 +370,7 @@ fn master_restart_with_restored_window_refuses_old_frames() {
         tx: TxCounter::resumed(1024),
         rx: ReplayWindow::restored(2),
         birth: None,
+        links: vec![],
     });
     for f in &frames {
         m.handle_input(t0, f);
@@ -557,6 +566,7 @@ fn master_asks_for_a_new_lease_before_running_out() {
         tx,
         rx: ReplayWindow::default(),
         birth: None,
+        links: vec![],
     };
     m.add_peer(peer(TxCounter::new(1, 200)));
     m.request(KeyId(1), Message::StatusRequest, Priority::Poll).unwrap();
@@ -579,35 +589,101 @@ fn master_asks_for_a_new_lease_before_running_out() {
 }
 
 #[test]
-fn a_device_with_serial_and_mqtt_links_answers_each_link_in_its_own_framing() {
+fn a_device_with_serial_and_mqtt_links_is_one_peer_with_one_counter_sequence() {
     let t0 = Instant::now();
-    let mut serial_master = master(MasterConfig::serial(9600), &[12]);
-    // The daemon must draw both links' counters under one key from one allocator; here the
-    // MQTT side continues where the serial side's range ends.
-    let mut mqtt_master = Master::new(MasterConfig::mqtt());
-    mqtt_master.add_peer(PeerConfig {
+    let (bus, net) = (LinkId(1), LinkId(2));
+    let mut m = Master::without_links();
+    m.add_link(bus, MasterConfig::serial(9600));
+    m.add_link(net, MasterConfig::mqtt());
+    m.add_peer(PeerConfig {
         key_id: KeyId(12),
         key: device_key(12),
         address: Address(12),
-        tx: TxCounter::new(500, 1024),
+        tx: TxCounter::new(1, 1024),
         rx: ReplayWindow::default(),
         birth: None,
+        links: vec![bus, net],
     });
-    // One session, one counter space under the device's one key.
+    // One session at the device too: one key, one counter space.
     let mut o = outstation(Framing::Datagram, 12);
-    serial_master.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
-    o.handle_stream(&serial_master.poll_transmit(t0).unwrap().bytes);
+    m.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
+    let tx = m.poll_transmit(t0).unwrap();
+    assert_eq!(tx.link, bus);
+    o.handle_stream(&tx.bytes);
     serve(&mut o);
     let over_serial = o.poll_transmit().unwrap();
     assert!(over_serial.starts_with(&siren_proto::frame::SYNC), "serial answers are enveloped");
-    mqtt_master.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
-    o.handle_frame(&mqtt_master.poll_transmit(t0).unwrap().bytes);
+    m.handle_link_input(t0, bus, &over_serial);
+    assert!(matches!(events(&mut m).as_slice(), [MasterEvent::Reply { .. }]));
+
+    // The bus fails over to MQTT: counters continue where they were.
+    m.set_link(KeyId(12), net).unwrap();
+    m.request(KeyId(12), Message::StatusRequest, Priority::Poll).unwrap();
+    let tx = m.poll_transmit(t0).unwrap();
+    assert_eq!(tx.link, net);
+    o.handle_frame(&tx.bytes);
     serve(&mut o);
     let over_mqtt = o.poll_transmit().unwrap();
     assert_eq!(over_mqtt[0], siren_proto::VERSION, "MQTT answers are bare frames");
-    serial_master.handle_input(t0, &over_serial);
-    mqtt_master.handle_input(t0, &over_mqtt);
-    assert!(matches!(events(&mut serial_master).as_slice(), [MasterEvent::Reply { .. }]));
-    assert!(matches!(events(&mut mqtt_master).as_slice(), [MasterEvent::Reply { .. }]));
+    m.handle_link_input(t0, net, &over_mqtt);
+    assert!(matches!(events(&mut m).as_slice(), [MasterEvent::Reply { .. }]));
     assert_eq!(o.tx().next(), 3, "both answers came from one counter");
+    assert_eq!(m.peer(KeyId(12)).unwrap().tx.next(), 3, "both requests too");
+    // The device's frame replayed onto the other link is still a replay.
+    m.handle_link_input(t0, net, &over_mqtt);
+    assert!(matches!(events(&mut m).as_slice(), [MasterEvent::Rejected { reason: RejectReason::Replayed, .. }]));
+    assert_eq!(m.set_link(KeyId(12), LinkId(9)), Err(siren_proto::master::RequestError::UnknownLink(9)));
+}
+
+#[test]
+fn a_frame_on_a_link_that_does_not_reach_its_device_is_refused() {
+    let t0 = Instant::now();
+    let mut m = Master::without_links();
+    m.add_link(LinkId(1), MasterConfig::mqtt());
+    m.add_link(LinkId(2), MasterConfig::mqtt());
+    m.add_peer(PeerConfig {
+        key_id: KeyId(4),
+        key: device_key(4),
+        address: Address(4),
+        tx: TxCounter::new(1, 1024),
+        rx: ReplayWindow::default(),
+        birth: None,
+        links: vec![LinkId(1)],
+    });
+    let mut o = outstation(Framing::Datagram, 4);
+    o.send(&status(1)).unwrap();
+    m.handle_link_input(t0, LinkId(2), &o.poll_transmit().unwrap());
+    let got = events(&mut m);
+    assert!(
+        matches!(
+            got.as_slice(),
+            [MasterEvent::Rejected { link: LinkId(2), reason: RejectReason::AddressMismatch, .. }]
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn each_bus_keeps_its_own_half_duplex_slot() {
+    let t0 = Instant::now();
+    let mut m = Master::without_links();
+    for bus in 1..=2 {
+        m.add_link(LinkId(bus), MasterConfig::serial(9600));
+    }
+    for n in 1..=4u16 {
+        m.add_peer(PeerConfig {
+            key_id: KeyId(n),
+            key: device_key(n),
+            address: Address(n),
+            tx: TxCounter::new(1, 1024),
+            rx: ReplayWindow::default(),
+            birth: None,
+            links: vec![LinkId(1 + (n - 1) / 2)],
+        });
+        m.request(KeyId(n), Message::StatusRequest, Priority::Poll).unwrap();
+    }
+    let sent: Vec<(LinkId, Address)> =
+        std::iter::from_fn(|| m.poll_transmit(t0)).map(|t| (t.link, t.destination)).collect();
+    assert_eq!(sent.len(), 2, "one request per bus until answered: {sent:?}");
+    assert!(sent.contains(&(LinkId(1), Address(1))) && sent.contains(&(LinkId(2), Address(3))));
 }

@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use siren_proto::Message;
 use siren_proto::message::FaultBits;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::clock::SimClock;
@@ -128,7 +129,11 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
         options.set_clean_session(true);
         options.set_max_packet_size(4096, 4096);
         options.set_last_will(LastWill::new(config.topic(&zone, &id, "death"), will, QoS::AtLeastOnce, false));
-        let (client, mut events) = AsyncClient::new(options, 64);
+        let (client, event_loop) = AsyncClient::new(options, 16);
+        // `EventLoop::poll` must never be cancelled part-way (a connect dropped half-done makes
+        // the broker publish the will), so one task owns it and hands events over a channel.
+        let (events_tx, mut events) = mpsc::channel(16);
+        let pump = tokio::spawn(pump(event_loop, events_tx, Arc::clone(&device), config.check_every));
         let boot_seq = lock(&device).device.boot_seq();
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat, config.heartbeat);
         let mut check = tokio::time::interval(config.check_every);
@@ -137,8 +142,8 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
         let mut connected = false;
         loop {
             tokio::select! {
-                event = events.poll() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                event = events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         connected = true;
                         backoff = Duration::from_millis(200);
                         let _ = client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce);
@@ -150,15 +155,16 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
                         drop(c);
                         flush(&config, &zone, &id, &device, &client);
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == cmd_topic => {
                         lock(&device).handle_mqtt(clock.now(), &p.payload);
                         flush(&config, &zone, &id, &device, &client);
                     }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
                         tracing::debug!(siren = %id, error = %e, "MQTT connection ended");
                         break;
                     }
+                    None => break,
                 },
                 _ = heartbeat.tick(), if connected => {
                     let mut c = lock(&device);
@@ -179,8 +185,8 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
                         break;
                     }
                     if hung {
-                        // Hung firmware: nothing is sent, not even keep-alive pings, but the
-                        // socket stays open until the broker gives up on it.
+                        // Hung firmware: the pump stops polling, so not even keep-alive pings
+                        // go out, but the socket stays open until the broker gives up on it.
                         while lock(&device).link.hung {
                             tokio::time::sleep(config.check_every).await;
                         }
@@ -207,9 +213,31 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
                 }
             }
         }
-        drop(events);
+        // Dropping the event loop closes the socket without DISCONNECT.
+        pump.abort();
+        let _ = pump.await;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Owns a connection's event loop: polls it and forwards every event, and stops polling while
+/// the controller is hung.
+async fn pump(
+    mut event_loop: EventLoop,
+    events: mpsc::Sender<Result<Event, ConnectionError>>,
+    device: Shared,
+    check_every: Duration,
+) {
+    loop {
+        while lock(&device).link.hung {
+            tokio::time::sleep(check_every).await;
+        }
+        let event = event_loop.poll().await;
+        let failed = event.is_err();
+        if events.send(event).await.is_err() || failed {
+            return;
+        }
     }
 }
 

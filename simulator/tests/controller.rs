@@ -38,6 +38,7 @@ fn master() -> Master {
         tx: TxCounter::new(1, 1024),
         rx: ReplayWindow::default(),
         birth: None,
+        links: vec![],
     });
     m
 }

@@ -53,6 +53,7 @@ fn master() -> Master {
             tx: TxCounter::new(1, 1024),
             rx: ReplayWindow::default(),
             birth: None,
+            links: vec![],
         });
     }
     m.add_group(GROUP, key(0), TxCounter::new(1, 1024));

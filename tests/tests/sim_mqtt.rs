@@ -45,9 +45,15 @@ fn sim() -> Arc<SimFleet> {
 /// The daemon's part: subscribes to everything and checks every frame.
 struct Watcher {
     client: AsyncClient,
-    events: EventLoop,
+    /// Publications, from a task that owns the event loop: `EventLoop::poll` must not be
+    /// cancelled part-way, a channel receive may be.
+    publications: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
     master: Master,
     key_ids: HashMap<String, KeyId>,
+    /// Accepted events nobody has asked for yet, with the channel they came on.
+    backlog: Vec<(String, MasterEvent)>,
+    /// Every (siren, channel) received, in order.
+    log: Vec<(String, String)>,
 }
 
 impl Watcher {
@@ -62,6 +68,8 @@ impl Watcher {
                 break;
             }
         }
+        let (tx, publications) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(pump(events, tx));
         let mut master = Master::new(MasterConfig::mqtt());
         for n in 1..=2 {
             master.add_peer(PeerConfig {
@@ -71,15 +79,19 @@ impl Watcher {
                 tx: TxCounter::new(1, 1024),
                 rx: ReplayWindow::default(),
                 birth: None,
+                links: vec![],
             });
         }
         let key_ids = HashMap::from([("HZ-C-0001".to_owned(), KeyId(1)), ("HZ-C-0002".to_owned(), KeyId(2))]);
-        Self { client, events, master, key_ids }
+        Self { client, publications, master, key_ids, backlog: Vec::new(), log: Vec::new() }
     }
 
     /// Waits for a master event that `want` accepts, returning it with the topic channel it
     /// came on. Every frame on the way must be accepted, never rejected.
     async fn expect(&mut self, what: &str, mut want: impl FnMut(&str, &MasterEvent) -> bool) -> MasterEvent {
+        if let Some(i) = self.backlog.iter().position(|(ch, e)| want(ch, e)) {
+            return self.backlog.remove(i).1;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             assert!(Instant::now() < deadline, "gave up waiting for {what}");
@@ -91,23 +103,40 @@ impl Watcher {
                     .await
                     .unwrap();
             }
-            let event = tokio::time::timeout(Duration::from_millis(500), self.events.poll()).await;
-            let Ok(event) = event else { continue };
-            if let Event::Incoming(Packet::Publish(p)) = event.unwrap() {
+            let received = tokio::time::timeout(Duration::from_millis(500), self.publications.recv()).await;
+            let Ok(received) = received else { continue };
+            if let Some(p) = received {
                 let levels: Vec<&str> = p.topic.split('/').collect();
                 let (channel, siren) = (levels[levels.len() - 1], levels[levels.len() - 2]);
                 if channel == "cmd" {
                     continue; // our own commands
                 }
                 assert!(self.key_ids.contains_key(siren), "topic {} names an unknown siren", p.topic);
+                self.log.push((siren.to_owned(), channel.to_owned()));
                 self.master.handle_input(Instant::now(), &p.payload);
                 while let Some(e) = self.master.poll_event() {
                     assert!(!matches!(e, MasterEvent::Rejected { .. }), "{} on {}: {e:?}", siren, p.topic);
                     if want(channel, &e) {
                         return e;
                     }
+                    self.backlog.push((channel.to_owned(), e));
                 }
             }
+        }
+    }
+}
+
+/// Owns the watcher's event loop and forwards every publication.
+async fn pump(mut events: EventLoop, tx: tokio::sync::mpsc::UnboundedSender<rumqttc::Publish>) {
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(p).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the watcher lost its broker connection: {e}"),
         }
     }
 }
@@ -131,6 +160,10 @@ async fn birth_heartbeat_death_and_commands(broker: &TestBroker) {
 
     for n in 1..=2 {
         watcher.expect("a birth", |ch, e| ch == "birth" && matches!(from(e, n), Some(Message::Birth(_)))).await;
+    }
+    for siren in ["HZ-C-0001", "HZ-C-0002"] {
+        let first = watcher.log.iter().find(|(s, _)| s == siren).map(|(_, ch)| ch.as_str());
+        assert_eq!(first, Some("birth"), "{siren} must announce itself before anything else");
     }
     watcher.expect("a heartbeat", |ch, e| ch == "hb" && matches!(from(e, 1), Some(Message::Heartbeat(_)))).await;
 

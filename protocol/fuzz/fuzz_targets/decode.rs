@@ -78,6 +78,7 @@ fuzz_target!(|data: &[u8]| {
         tx: TxCounter::new(1, 1024),
         rx: ReplayWindow::default(),
         birth: None,
+        links: vec![],
     });
     master.handle_input(Instant::now(), rest);
     while master.poll_event().is_some() {}
