@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     // 2. The serial decoder over arbitrary chunking, then parsing and authentication.
     let key = vectors::device_key();
     let mut decoder = SerialDecoder::new();
-    let mut check = |f: &[u8]| {
+    let check = |f: &[u8]| {
         if let Ok(opened) = frame::open(f, |_| Some(key.clone())) {
             let h = opened.header;
             let seal = Seal { destination: h.destination, source: h.source, key_id: h.key_id, key: &key, counter: h.counter };
