@@ -1,0 +1,313 @@
+//! `sirend.toml` and the fleet and key files it names (docs/operations.md).
+//!
+//! Every error names the file, the field (or line) and the problem. The key file must not be
+//! readable by anyone but its owner: the daemon refuses to start otherwise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use siren_proto::fleet::{Fleet, FleetError, KeyFile, Link};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: field `{field}`: {problem}")]
+    Field { file: String, field: String, problem: String },
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("{file}: readable by others (mode {mode:o}); it holds secret keys: run `chmod 600 {file}`")]
+    KeysExposed { file: String, mode: u32 },
+}
+
+/// The daemon's configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The fleet file, relative to the configuration file.
+    pub fleet: PathBuf,
+    /// The key file, relative to the configuration file.
+    pub keys: PathBuf,
+    #[serde(default)]
+    pub http: Http,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub mqtt: Mqtt,
+    #[serde(default)]
+    pub serial: Vec<Serial>,
+    #[serde(default)]
+    pub liveness: Liveness,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self { listen: default_http_listen() }
+    }
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9750))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// The SQLite database, relative to the configuration file.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self { path: default_store_path() }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("sirend.db")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// Run the daemon's own broker instead of connecting to `url`.
+    #[serde(default = "yes")]
+    pub embedded: bool,
+    /// Where the embedded broker listens.
+    #[serde(default = "default_broker_listen")]
+    pub listen: SocketAddr,
+    /// An external broker, `mqtt://host:port` (when `embedded = false`).
+    pub url: Option<String>,
+    #[serde(default = "default_topic_root")]
+    pub topic_root: String,
+    /// Only these zones (and the zones inside them) are this daemon's: several daemons behind
+    /// one clustered broker can split a national fleet. Empty: the whole fleet.
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            listen: default_broker_listen(),
+            url: None,
+            topic_root: default_topic_root(),
+            zones: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_broker_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1884))
+}
+
+fn default_topic_root() -> String {
+    "sirennet/v1".into()
+}
+
+/// One serial bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serial {
+    /// The bus name the fleet file's `serial:<bus>` links refer to.
+    pub bus: String,
+    /// The serial device, e.g. `/dev/ttyUSB0`.
+    pub port: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Seconds between polls of each siren on the bus.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_s: f64,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+
+fn default_poll_interval() -> f64 {
+    10.0
+}
+
+/// When a silent siren counts as down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Liveness {
+    /// Consecutive unanswered polls (serial) or missed heartbeat periods (MQTT) before `down`.
+    #[serde(default = "default_misses")]
+    pub down_after_misses: u32,
+    /// The heartbeat period MQTT sirens announce unless their birth says otherwise, seconds.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_s: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self { down_after_misses: default_misses(), heartbeat_s: default_heartbeat() }
+    }
+}
+
+fn default_misses() -> u32 {
+    3
+}
+
+fn default_heartbeat() -> u32 {
+    30
+}
+
+/// A configuration with its fleet and keys loaded and checked against each other.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: Config,
+    pub fleet: Fleet,
+    pub keys: KeyFile,
+}
+
+impl Loaded {
+    /// Reads `path`, the fleet and key files it names, and checks them.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fleet_path = base.join(&config.fleet);
+        let keys_path = base.join(&config.keys);
+        let fleet = Fleet::load(&fleet_path)?;
+        check_private(&keys_path)?;
+        let keys = KeyFile::load(&keys_path)?;
+        keys.check_against(&fleet, &keys_path.display().to_string())?;
+        let loaded = Self { path: path.to_owned(), config, fleet, keys };
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    fn field(&self, field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Field { file: self.path.display().to_string(), field: field.into(), problem: problem.into() }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        let buses = self.fleet.buses();
+        let mut seen = BTreeSet::new();
+        for (i, s) in c.serial.iter().enumerate() {
+            let at = |f: &str| format!("serial[{i}].{f}");
+            if !seen.insert(s.bus.as_str()) {
+                return Err(self.field(at("bus"), format!("bus `{}` is configured twice", s.bus)));
+            }
+            if !buses.contains_key(s.bus.as_str()) {
+                return Err(self.field(at("bus"), format!("no siren of the fleet hangs on bus `{}`", s.bus)));
+            }
+            if !(300..=1_000_000).contains(&s.baud) {
+                return Err(self.field(at("baud"), format!("{} is not a plausible baud rate", s.baud)));
+            }
+            if !(s.poll_interval_s.is_finite() && s.poll_interval_s >= 0.1) {
+                return Err(self.field(at("poll_interval_s"), "must be at least 0.1 s"));
+            }
+        }
+        for bus in buses.keys() {
+            if !seen.contains(bus) {
+                return Err(
+                    self.field("serial", format!("the fleet has bus `{bus}` but no [[serial]] section names its port"))
+                );
+            }
+        }
+        if !c.mqtt.embedded && c.mqtt.url.is_none() && self.fleet.sirens.iter().any(siren_proto::fleet::Siren::has_mqtt)
+        {
+            return Err(self.field("mqtt.url", "MQTT sirens need a broker: set `url`, or `embedded = true`"));
+        }
+        if c.mqtt.topic_root.is_empty() || c.mqtt.topic_root.contains(['+', '#']) {
+            return Err(self.field("mqtt.topic_root", "must be a topic without wildcards"));
+        }
+        for (i, z) in c.mqtt.zones.iter().enumerate() {
+            if !self.fleet.sirens.iter().any(|s| s.zone.is_within(z)) {
+                return Err(self.field(format!("mqtt.zones[{i}]"), format!("no siren of the fleet is in zone `{z}`")));
+            }
+        }
+        if c.liveness.down_after_misses == 0 {
+            return Err(self.field("liveness.down_after_misses", "must be at least 1"));
+        }
+        if c.liveness.heartbeat_s == 0 {
+            return Err(self.field("liveness.heartbeat_s", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The sirens this daemon is responsible for (all, or those in `mqtt.zones`).
+    pub fn own_sirens(&self) -> impl Iterator<Item = &siren_proto::fleet::Siren> {
+        let zones = &self.config.mqtt.zones;
+        self.fleet.sirens.iter().filter(move |s| zones.is_empty() || zones.iter().any(|z| s.zone.is_within(z)))
+    }
+
+    /// A path from the configuration, resolved against the configuration file's directory.
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+
+    /// What `sirend check-config` prints: sirens per zone and per link.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let own: Vec<_> = self.own_sirens().collect();
+        let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut links: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &own {
+            for z in s.zone.ancestry() {
+                *zones.entry(z).or_default() += 1;
+            }
+            for l in &s.links {
+                let name = match l {
+                    Link::Serial { bus } => {
+                        let port =
+                            self.config.serial.iter().find(|x| &x.bus == bus).map(|x| x.port.display().to_string());
+                        format!("serial {bus} ({})", port.unwrap_or_default())
+                    }
+                    Link::Mqtt => "mqtt".to_owned(),
+                };
+                *links.entry(name).or_default() += 1;
+            }
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "{}: OK", self.path.display());
+        let _ = writeln!(out, "{} sirens ({} in the fleet file)", own.len(), self.fleet.sirens.len());
+        let _ = writeln!(out, "\nsirens per zone:");
+        for (z, n) in &zones {
+            let depth = z.matches('/').count();
+            let _ = writeln!(out, "  {:indent$}{z:<w$} {n:>6}", "", indent = depth * 2, w = 40 - depth * 2);
+        }
+        let _ = writeln!(out, "\nsirens per link:");
+        for (l, n) in &links {
+            let _ = writeln!(out, "  {l:<40} {n:>6}");
+        }
+        out
+    }
+}
+
+/// Refuses a key file that its group or others can read.
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::KeysExposed { file, mode });
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The daemon's memory: events, the protocol's replay counters and each siren's last known
+//! state, in SQLite (WAL).
+//!
+//! Writes go through one writer thread that commits everything queued so far in a single
+//! transaction, so a burst of thousands of events costs a handful of commits and never blocks
+//! the caller. Reads use their own connection, which WAL lets run beside the writer. Counter
+//! leases must be durable before they are used (docs/protocol.md §4.2): callers
+//! [`Store::flush`] before granting one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 10_000;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("{path}: written by a newer sirend (schema {found}, this one knows {SCHEMA_VERSION})")]
+    NewerSchema { path: PathBuf, found: i64 },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("starting the store's writer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Something that happened, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at: Timestamp,
+    /// The siren concerned, if any (a link event concerns none).
+    pub siren: Option<String>,
+    /// What kind: `state`, `fault_raised`, `fault_cleared`, `link_down`, ...
+    pub kind: String,
+    pub detail: String,
+}
+
+/// An event with its position in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub event: Event,
+}
+
+/// A siren's last known state, kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRow {
+    pub siren: String,
+    pub state: String,
+    pub since: Timestamp,
+    pub faults: u32,
+    pub last_seen: Option<Timestamp>,
+    pub flaps: u32,
+}
+
+/// The replay state under one key (docs/protocol.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterRow {
+    pub key_id: u16,
+    /// The end of the last persisted transmit lease.
+    pub tx_lease_end: u32,
+    /// The highest counter accepted from the device.
+    pub rx_highest: u32,
+    /// The last birth: boot sequence, its counter, and whether its death was seen.
+    pub birth: Option<(u32, u32, bool)>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events after this id (for paging and tailing).
+    pub after_id: Option<i64>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    pub siren: Option<String>,
+    pub limit: usize,
+}
+
+enum Write {
+    Event(Event),
+    State(StateRow),
+    Counters(CounterRow),
+    Flush(Sender<()>),
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    writes: Option<Sender<Write>>,
+    writer: Option<JoinHandle<()>>,
+    reader: Mutex<Connection>,
+    events_written: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Write")
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::Open { path: path.to_owned(), source };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { path: path.to_owned(), found: version });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS events (
+                 id INTEGER PRIMARY KEY,
+                 at_us INTEGER NOT NULL,
+                 siren TEXT,
+                 kind TEXT NOT NULL,
+                 detail TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS events_siren ON events (siren, id);
+             CREATE INDEX IF NOT EXISTS events_at ON events (at_us);
+             CREATE TABLE IF NOT EXISTS siren_state (
+                 siren TEXT PRIMARY KEY,
+                 state TEXT NOT NULL,
+                 since_us INTEGER NOT NULL,
+                 faults INTEGER NOT NULL,
+                 last_seen_us INTEGER,
+                 flaps INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS counters (
+                 key_id INTEGER PRIMARY KEY,
+                 tx_lease_end INTEGER NOT NULL,
+                 rx_highest INTEGER NOT NULL,
+                 birth_boot_seq INTEGER,
+                 birth_counter INTEGER,
+                 birth_death_seen INTEGER
+             );
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn timestamp(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer_conn = open(path)?;
+        migrate(&writer_conn, path)?;
+        let reader = open(path)?;
+        let events_written = Arc::new(AtomicU64::new(0));
+        let (writes, rx) = mpsc::channel();
+        let counter = Arc::clone(&events_written);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(writer_conn, &rx, &counter))
+            .map_err(StoreError::Thread)?;
+        Ok(Self { writes: Some(writes), writer: Some(thread), reader: Mutex::new(reader), events_written })
+    }
+
+    fn send(&self, w: Write) -> Result<(), StoreError> {
+        self.writes.as_ref().ok_or(StoreError::WriterGone)?.send(w).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues an event; it is committed with the next batch.
+    pub fn record(&self, event: Event) -> Result<(), StoreError> {
+        self.send(Write::Event(event))
+    }
+
+    /// Queues a siren's state.
+    pub fn save_state(&self, row: StateRow) -> Result<(), StoreError> {
+        self.send(Write::State(row))
+    }
+
+    /// Queues the replay state under a key.
+    pub fn save_counters(&self, row: CounterRow) -> Result<(), StoreError> {
+        self.send(Write::Counters(row))
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Flush(tx))?;
+        rx.recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Events committed since the store was opened.
+    pub fn events_written(&self) -> u64 {
+        self.events_written.load(Ordering::Relaxed)
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Committed events, oldest first.
+    pub fn events(&self, q: &EventQuery) -> Result<Vec<Stored>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, at_us, siren, kind, detail FROM events
+             WHERE id > ?1 AND at_us >= ?2 AND (?3 IS NULL OR siren = ?3)
+             ORDER BY id LIMIT ?4",
+        )?;
+        let limit = i64::try_from(q.limit.clamp(1, 100_000)).unwrap_or(100_000);
+        let rows =
+            stmt.query_map(params![q.after_id.unwrap_or(0), q.since.map_or(i64::MIN, micros), q.siren, limit], |r| {
+                Ok(Stored {
+                    id: r.get(0)?,
+                    event: Event { at: timestamp(r.get(1)?), siren: r.get(2)?, kind: r.get(3)?, detail: r.get(4)? },
+                })
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every siren's last known state.
+    pub fn states(&self) -> Result<Vec<StateRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT siren, state, since_us, faults, last_seen_us, flaps FROM siren_state ORDER BY siren",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StateRow {
+                siren: r.get(0)?,
+                state: r.get(1)?,
+                since: timestamp(r.get(2)?),
+                faults: r.get(3)?,
+                last_seen: r.get::<_, Option<i64>>(4)?.map(timestamp),
+                flaps: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The replay state under one key.
+    pub fn counters(&self, key_id: u16) -> Result<Option<CounterRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tx_lease_end, rx_highest, birth_boot_seq, birth_counter, birth_death_seen FROM counters WHERE key_id = ?1",
+        )?;
+        let row = stmt
+            .query_row([key_id], |r| {
+                let birth =
+                    match (r.get::<_, Option<u32>>(2)?, r.get::<_, Option<u32>>(3)?, r.get::<_, Option<bool>>(4)?) {
+                        (Some(b), Some(c), Some(d)) => Some((b, c, d)),
+                        _ => None,
+                    };
+                Ok(CounterRow { key_id, tx_lease_end: r.get(0)?, rx_highest: r.get(1)?, birth })
+            })
+            .optional()?;
+        Ok(row)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer commit what is queued and stop.
+        drop(self.writes.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &batch) {
+            Ok(n) => {
+                events_written.fetch_add(n, Ordering::Relaxed);
+            }
+            // The data stays queued nowhere else: say so loudly, keep serving.
+            Err(e) => tracing::error!(error = %e, writes = batch.len(), "could not commit to the store"),
+        }
+        for w in batch {
+            if let Write::Flush(done) = w {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut events = 0;
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT INTO events (at_us, siren, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut state = tx.prepare_cached(
+            "INSERT INTO siren_state (siren, state, since_us, faults, last_seen_us, flaps) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (siren) DO UPDATE SET state = ?2, since_us = ?3, faults = ?4, last_seen_us = ?5, flaps = ?6",
+        )?;
+        let mut counters = tx.prepare_cached(
+            "INSERT INTO counters (key_id, tx_lease_end, rx_highest, birth_boot_seq, birth_counter, birth_death_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (key_id) DO UPDATE SET tx_lease_end = MAX(tx_lease_end, ?2), rx_highest = MAX(rx_highest, ?3),
+                 birth_boot_seq = ?4, birth_counter = ?5, birth_death_seen = ?6",
+        )?;
+        for w in batch {
+            match w {
+                Write::Event(e) => {
+                    insert.execute(params![micros(e.at), e.siren, e.kind, e.detail])?;
+                    events += 1;
+                }
+                Write::State(s) => {
+                    state.execute(params![
+                        s.siren,
+                        s.state,
+                        micros(s.since),
+                        s.faults,
+                        s.last_seen.map(micros),
+                        s.flaps
+                    ])?;
+                }
+                Write::Counters(c) => {
+                    counters.execute(params![
+                        c.key_id,
+                        c.tx_lease_end,
+                        c.rx_highest,
+                        c.birth.map(|b| b.0),
+                        c.birth.map(|b| b.1),
+                        c.birth.map(|b| b.2)
+                    ])?;
+                }
+                Write::Flush(_) => {}
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(events)
+}
