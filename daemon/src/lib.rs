@@ -1,9 +1,16 @@
 //! `sirend`, the sirennet monitoring daemon.
 //!
 //! - [`config`]: `sirend.toml` with its fleet and key files.
+//! - [`fleet`]: every owned siren with its liveness and telemetry.
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
 pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod fleet;
+pub mod http;
+pub mod link;
 pub mod liveness;
+pub mod metrics;
 pub mod store;

@@ -336,6 +336,17 @@ impl Master {
         self.links.values().map(|l| l.commands.len() + l.polls.len()).sum::<usize>() + self.in_flight.len()
     }
 
+    /// Requests queued on `link` and not yet sent: a scheduler that keeps this at zero or one
+    /// never oversubscribes a bus, and lets commands go first.
+    pub fn queued_on(&self, link: LinkId) -> usize {
+        self.links.get(&link).map_or(0, |l| l.commands.len() + l.polls.len() + l.due_commands.len() + l.due_polls.len())
+    }
+
+    /// Whether `link` has a request on the wire awaiting its reply.
+    pub fn is_waiting_on(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| l.waiting > 0)
+    }
+
     /// Whether a request to `key_id` is queued or awaiting its reply.
     pub fn is_busy(&self, key_id: KeyId) -> bool {
         self.in_flight.contains_key(&key_id)

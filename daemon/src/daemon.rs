@@ -1,0 +1,130 @@
+//! Starting and stopping the whole daemon from a loaded configuration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use siren_proto::fleet::{KeyHolder, Link};
+use siren_proto::master::LinkId;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::Loaded;
+use crate::engine::{Engine, Plan, SerialPlan};
+use crate::fleet::FleetState;
+use crate::http::{AppState, router};
+use crate::link::mqtt::{MqttLink, parse_url};
+use crate::liveness::Policy;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    pub http: SocketAddr,
+    pub mqtt_broker: Option<SocketAddr>,
+    pub fleet: Arc<RwLock<FleetState>>,
+    pub store: Arc<Store>,
+    tasks: JoinSet<()>,
+}
+
+/// The MQTT link's id; serial buses take 1, 2, ...
+const MQTT_LINK: LinkId = LinkId(0);
+
+impl Daemon {
+    /// Starts everything the configuration describes.
+    pub async fn start(loaded: &Loaded) -> anyhow::Result<Self> {
+        let c = &loaded.config;
+        let store_path = loaded.resolve(&c.store.path);
+        let store = Arc::new(Store::open(&store_path)?);
+        let policy = Policy { down_after_misses: c.liveness.down_after_misses };
+        let mut fleet = FleetState::new(loaded.own_sirens(), policy, Timestamp::now());
+        fleet.restore(store.states()?);
+        let metrics = Arc::new(Metrics::new(&fleet));
+        let fleet = Arc::new(RwLock::new(fleet));
+
+        let (inputs_tx, inputs) = mpsc::channel(4096);
+        let mut outputs = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let mut serial = Vec::new();
+        for (i, s) in c.serial.iter().enumerate() {
+            let link = LinkId(u16::try_from(i + 1).context("too many serial buses")?);
+            let group = loaded.keys.bus_key(&s.bus).map(|e| (e.key_id, e.key.clone()));
+            serial.push(SerialPlan {
+                link,
+                bus: s.bus.clone(),
+                baud: s.baud,
+                poll_interval: Duration::from_secs_f64(s.poll_interval_s),
+                group,
+            });
+            let (tx, rx) = mpsc::channel(64);
+            outputs.insert(link, tx);
+            tasks.spawn(crate::link::serial::run(link, loaded.resolve(&s.port), s.baud, inputs_tx.clone(), rx));
+        }
+        let has_mqtt = loaded.own_sirens().any(siren_proto::fleet::Siren::has_mqtt);
+        let mut mqtt_broker = None;
+        if has_mqtt {
+            let (host, port) = if c.mqtt.embedded {
+                crate::link::broker::start(c.mqtt.listen, 100_000)?;
+                mqtt_broker = Some(c.mqtt.listen);
+                (c.mqtt.listen.ip().to_string(), c.mqtt.listen.port())
+            } else {
+                let url = c.mqtt.url.as_deref().unwrap_or_default();
+                parse_url(url).with_context(|| format!("mqtt.url `{url}` is not mqtt://host:port"))?
+            };
+            let (tx, rx) = mpsc::channel(8192);
+            outputs.insert(MQTT_LINK, tx);
+            let link = MqttLink {
+                link: MQTT_LINK,
+                host,
+                port,
+                client_id: format!("sirend-{}", std::process::id()),
+                topic_root: c.mqtt.topic_root.clone(),
+                zones: c.mqtt.zones.clone(),
+            };
+            tasks.spawn(crate::link::mqtt::run(link, inputs_tx.clone(), rx));
+        }
+        let keys = loaded
+            .keys
+            .entries
+            .iter()
+            .filter(|e| matches!(e.holder, KeyHolder::Siren(_)))
+            .map(|e| (e.key_id, e.key.clone()))
+            .collect();
+        let peers =
+            loaded.own_sirens().map(|s| (s.key_id, s.address, s.links.iter().map(Link::to_string).collect())).collect();
+        let plan = Plan {
+            serial,
+            mqtt: has_mqtt.then_some(MQTT_LINK),
+            topic_root: c.mqtt.topic_root.clone(),
+            heartbeat: Duration::from_secs(u64::from(c.liveness.heartbeat_s)),
+            keys,
+            peers,
+        };
+        let engine = Engine::new(plan, Arc::clone(&fleet), Arc::clone(&store), Arc::clone(&metrics), outputs)?;
+        drop(inputs_tx);
+        tasks.spawn(engine.run(inputs));
+
+        let listener = tokio::net::TcpListener::bind(c.http.listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", c.http.listen))?;
+        let http = listener.local_addr()?;
+        let app = router(AppState { fleet: Arc::clone(&fleet), store: Arc::clone(&store), metrics });
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tracing::info!(%http, sirens = fleet.read().map_or(0, |f| f.sirens().len()), "sirend running");
+        Ok(Self { http, mqtt_broker, fleet, store, tasks })
+    }
+
+    /// Stops every task; the store commits what is queued when its last handle goes.
+    pub async fn stop(mut self) {
+        self.tasks.shutdown().await;
+        let _ = self.store.flush();
+    }
+}

@@ -1,0 +1,565 @@
+//! The thin async shell around the sans-IO protocol master and the fleet state.
+//!
+//! Link tasks (one per serial port, one MQTT client) hand received bytes and link up/down
+//! events in; the engine feeds the master, schedules polls within each bus's airtime, watches
+//! MQTT heartbeat deadlines, turns the master's events into observations, telemetry, stored
+//! events and metrics, and hands the master's frames back to the link tasks.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use siren_proto::frame::{FrameRef, KeyId};
+use siren_proto::master::{BirthRecord, LinkId, Master, MasterConfig, MasterEvent, PeerConfig, Priority, RequestId};
+use siren_proto::message::Message;
+use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
+use siren_proto::{Key, RejectReason};
+use tokio::sync::mpsc;
+
+use crate::fleet::{FleetState, Telemetry};
+use crate::liveness::{Change, Observation};
+use crate::metrics::Metrics;
+use crate::store::{CounterRow, Event, Store, StoreError};
+
+/// How often serial buses get a broadcast time set.
+const TIME_SET_EVERY: Duration = Duration::from_secs(600);
+/// How often changed replay counters are written.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// Longest back-off between polls of a siren that does not answer, in poll intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+
+/// Bytes or news from a link task.
+#[derive(Debug)]
+pub enum Input {
+    /// A chunk of a serial stream.
+    Serial {
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
+    /// One MQTT publication from a siren's topic.
+    Mqtt {
+        siren: String,
+        channel: String,
+        payload: Vec<u8>,
+    },
+    LinkUp(LinkId),
+    LinkDown(LinkId),
+}
+
+/// Bytes for a link task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Serial(Vec<u8>),
+    Mqtt { topic: String, payload: Vec<u8> },
+}
+
+/// A serial bus the engine polls.
+#[derive(Debug, Clone)]
+pub struct SerialPlan {
+    pub link: LinkId,
+    pub bus: String,
+    pub baud: u32,
+    pub poll_interval: Duration,
+    /// The bus's broadcast group key.
+    pub group: Option<(KeyId, Key)>,
+}
+
+/// Everything the engine needs to start.
+#[derive(Debug)]
+pub struct Plan {
+    pub serial: Vec<SerialPlan>,
+    /// The MQTT link, if the fleet has MQTT sirens.
+    pub mqtt: Option<LinkId>,
+    pub topic_root: String,
+    pub heartbeat: Duration,
+    /// Every owned siren's key.
+    pub keys: HashMap<KeyId, Key>,
+    /// Every owned siren's links, by fleet-file name (`serial:<bus>`, `mqtt`), and address.
+    pub peers: Vec<(KeyId, siren_proto::frame::Address, Vec<String>)>,
+}
+
+struct PollSchedule {
+    plan: SerialPlan,
+    due: BinaryHeap<Reverse<(Instant, usize)>>,
+    failures: HashMap<usize, u32>,
+    next_time_set: Instant,
+}
+
+enum Pending {
+    Poll { siren: usize, link: LinkId, sent: Option<Instant> },
+}
+
+/// The engine's state.
+pub struct Engine {
+    master: Master,
+    fleet: Arc<RwLock<FleetState>>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    link_names: HashMap<LinkId, String>,
+    link_up: HashMap<LinkId, bool>,
+    outputs: HashMap<LinkId, mpsc::Sender<Output>>,
+    schedules: HashMap<LinkId, PollSchedule>,
+    mqtt: Option<LinkId>,
+    topic_root: String,
+    heartbeat: Duration,
+    /// MQTT sirens' next heartbeat deadline, soonest first; stale entries are skipped.
+    hb_due: BinaryHeap<Reverse<(Instant, usize)>>,
+    hb_deadline: HashMap<usize, Instant>,
+    pending: HashMap<RequestId, Pending>,
+    dirty_counters: HashSet<KeyId>,
+    next_counters: Instant,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("links", &self.link_names).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds the master with every link and peer, restoring counters from the store and
+    /// persisting fresh leases before any frame is sent (docs/protocol.md §4.2).
+    pub fn new(
+        plan: Plan,
+        fleet: Arc<RwLock<FleetState>>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        outputs: HashMap<LinkId, mpsc::Sender<Output>>,
+    ) -> Result<Self, StoreError> {
+        let now = Instant::now();
+        let mut master = Master::without_links();
+        let mut link_names = HashMap::new();
+        let mut schedules = HashMap::new();
+        for s in &plan.serial {
+            let mut config = MasterConfig::serial(s.baud);
+            // The device may take 50 ms to start answering (docs/protocol.md §8.2), and its
+            // answer (a status report of up to 16 channels) takes its own wire time.
+            config.reply_timeout = Duration::from_millis(60) + config.byte_time * 110;
+            master.add_link(s.link, config);
+            link_names.insert(s.link, format!("serial:{}", s.bus));
+            schedules.insert(
+                s.link,
+                PollSchedule { plan: s.clone(), due: BinaryHeap::new(), failures: HashMap::new(), next_time_set: now },
+            );
+        }
+        if let Some(m) = plan.mqtt {
+            master.add_link(m, MasterConfig::mqtt());
+            link_names.insert(m, "mqtt".to_owned());
+        }
+        let by_name: HashMap<&str, LinkId> = link_names.iter().map(|(id, n)| (n.as_str(), *id)).collect();
+        // Counters: resume every key past its persisted lease, and persist the next lease
+        // before anything is sent, in one commit.
+        let mut rows = Vec::new();
+        for (key_id, address, links) in &plan.peers {
+            let stored = store.counters(key_id.0)?;
+            let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
+            let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
+            let rx = match stored {
+                Some(c) if c.rx_highest > 0 => ReplayWindow::restored(c.rx_highest),
+                _ => ReplayWindow::default(),
+            };
+            let birth = stored.and_then(|c| c.birth).map(|(boot_seq, counter, death_seen)| BirthRecord {
+                boot_seq,
+                counter,
+                death_seen,
+            });
+            let Some(key) = plan.keys.get(key_id) else { continue };
+            master.add_peer(PeerConfig {
+                key_id: *key_id,
+                key: key.clone(),
+                address: *address,
+                tx: TxCounter::new(lease_start, lease_end),
+                rx,
+                birth,
+                links: links.iter().filter_map(|l| by_name.get(l.as_str()).copied()).collect(),
+            });
+            rows.push(CounterRow {
+                key_id: key_id.0,
+                tx_lease_end: lease_end,
+                rx_highest: rx.highest(),
+                birth: birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
+            });
+        }
+        for s in &plan.serial {
+            if let Some((key_id, key)) = &s.group {
+                let stored = store.counters(key_id.0)?;
+                let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
+                let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
+                master.add_group_on(s.link, *key_id, key.clone(), TxCounter::new(lease_start, lease_end));
+                rows.push(CounterRow { key_id: key_id.0, tx_lease_end: lease_end, rx_highest: 0, birth: None });
+            }
+        }
+        for row in rows {
+            store.save_counters(row)?;
+        }
+        store.flush()?;
+        // Serial sirens are polled from the start, spread over one interval.
+        {
+            let fleet_guard = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for sched in schedules.values_mut() {
+                let name = format!("serial:{}", sched.plan.bus);
+                let members: Vec<usize> = (0..fleet_guard.sirens().len())
+                    .filter(|&i| fleet_guard.siren(i).liveness.links.contains(&name))
+                    .collect();
+                let n = u32::try_from(members.len().max(1)).unwrap_or(u32::MAX);
+                for (k, i) in members.into_iter().enumerate() {
+                    let offset = sched.plan.poll_interval / n * u32::try_from(k).unwrap_or(0);
+                    sched.due.push(Reverse((now + offset, i)));
+                }
+            }
+        }
+        let link_up = link_names.keys().map(|l| (*l, false)).collect();
+        Ok(Self {
+            master,
+            fleet,
+            store,
+            metrics,
+            link_names,
+            link_up,
+            outputs,
+            schedules,
+            mqtt: plan.mqtt,
+            topic_root: plan.topic_root,
+            heartbeat: plan.heartbeat,
+            hb_due: BinaryHeap::new(),
+            hb_deadline: HashMap::new(),
+            pending: HashMap::new(),
+            dirty_counters: HashSet::new(),
+            next_counters: now + COUNTERS_EVERY,
+        })
+    }
+
+    /// Runs until the input channel closes.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        loop {
+            let wake = self.next_wake();
+            let input = tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(i) => Some(i),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(wake.into()) => None,
+            };
+            if let Some(input) = input {
+                self.handle(input);
+            }
+            self.tick(Instant::now());
+        }
+        self.save_counters(true);
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(1);
+        if let Some(t) = self.master.poll_timeout() {
+            wake = wake.min(t);
+        }
+        for (link, s) in &self.schedules {
+            if self.link_up.get(link).copied().unwrap_or(false) && self.master.queued_on(*link) == 0 {
+                if let Some(Reverse((t, _))) = s.due.peek() {
+                    wake = wake.min(*t);
+                }
+            }
+        }
+        if let Some(Reverse((t, _))) = self.hb_due.peek() {
+            wake = wake.min(*t);
+        }
+        wake.min(self.next_counters)
+    }
+
+    /// Handles one input at once; what it causes is drained by [`Engine::tick`].
+    pub fn handle(&mut self, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Serial { link, bytes } => {
+                self.master.handle_link_input(now, link, &bytes);
+                self.drain_events(Some(link), now);
+            }
+            Input::Mqtt { siren, channel, payload } => self.handle_mqtt(&siren, &channel, &payload, now),
+            Input::LinkUp(link) => self.set_link(link, true, now),
+            Input::LinkDown(link) => self.set_link(link, false, now),
+        }
+    }
+
+    fn handle_mqtt(&mut self, siren: &str, channel: &str, payload: &[u8], now: Instant) {
+        let Some(link) = self.mqtt else { return };
+        if channel == "cmd" {
+            return; // our own commands, echoed by the subscription
+        }
+        let index = self.read_fleet().index(siren);
+        let Some(index) = index else {
+            self.metrics.frame_rejected(RejectReason::UnknownKeyId);
+            return;
+        };
+        // The topic names the siren; the frame must be sealed under that siren's key.
+        let expected = self.read_fleet().siren(index).key_id;
+        if FrameRef::parse(payload).is_ok_and(|f| f.header.key_id != expected) {
+            self.metrics.frame_rejected(RejectReason::AddressMismatch);
+            return;
+        }
+        self.master.handle_link_input(now, link, payload);
+        self.drain_events(Some(link), now);
+    }
+
+    fn set_link(&mut self, link: LinkId, up: bool, now: Instant) {
+        if self.link_up.insert(link, up) == Some(up) {
+            return;
+        }
+        let Some(name) = self.link_names.get(&link).cloned() else { return };
+        self.metrics.link_up(&name, up);
+        self.record(None, if up { "link_up" } else { "link_down" }, name.clone());
+        let observation =
+            if up { Observation::LinkUp { link: name.clone() } } else { Observation::LinkDown { link: name.clone() } };
+        let members: Vec<usize> = {
+            let fleet = self.read_fleet();
+            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.links.contains(&name)).collect()
+        };
+        for i in &members {
+            self.observe(*i, &observation);
+        }
+        if Some(link) == self.mqtt {
+            // Silence while the broker was away proves nothing: start the clocks again, with
+            // a period of grace for the devices to reconnect.
+            self.hb_deadline.clear();
+            self.hb_due.clear();
+            if up {
+                for i in members {
+                    self.arm_heartbeat(i, now + self.heartbeat * 2);
+                }
+            }
+        }
+        if let Some(s) = self.schedules.get_mut(&link) {
+            s.next_time_set = now;
+        }
+    }
+
+    fn arm_heartbeat(&mut self, index: usize, deadline: Instant) {
+        self.hb_deadline.insert(index, deadline);
+        self.hb_due.push(Reverse((deadline, index)));
+    }
+
+    /// Timers, scheduling and draining: called after every input and wake-up.
+    pub fn tick(&mut self, now: Instant) {
+        self.master.handle_timeout(now);
+        self.drain_events(None, now);
+        self.schedule_polls(now);
+        self.check_heartbeats(now);
+        while let Some(t) = self.master.poll_transmit(now) {
+            if let Some(id) = t.request {
+                if let Some(Pending::Poll { sent, .. }) = self.pending.get_mut(&id) {
+                    *sent = Some(now);
+                }
+            }
+            let output = if Some(t.link) == self.mqtt {
+                let fleet = self.read_fleet();
+                let Some(i) = fleet.by_key(t.key_id) else { continue };
+                let s = fleet.siren(i);
+                Output::Mqtt { topic: format!("{}/{}/{}/cmd", self.topic_root, s.zone, s.id), payload: t.bytes }
+            } else {
+                Output::Serial(t.bytes)
+            };
+            if let Some(tx) = self.outputs.get(&t.link) {
+                // A full queue means the link task is stuck; the request times out and retries.
+                let _ = tx.try_send(output);
+            }
+        }
+        if now >= self.next_counters {
+            self.save_counters(false);
+            self.next_counters = now + COUNTERS_EVERY;
+            self.metrics.update_zones(&self.read_fleet());
+            self.metrics.events_written(self.store.events_written());
+        }
+    }
+
+    fn schedule_polls(&mut self, now: Instant) {
+        let links: Vec<LinkId> = self.schedules.keys().copied().collect();
+        for link in links {
+            if !self.link_up.get(&link).copied().unwrap_or(false) || self.master.queued_on(link) > 0 {
+                continue;
+            }
+            let Some(s) = self.schedules.get_mut(&link) else { continue };
+            if now >= s.next_time_set {
+                s.next_time_set = now + TIME_SET_EVERY;
+                if let Some((group, _)) = &s.plan.group {
+                    let master_time_us = Timestamp::now().as_microsecond();
+                    let _ = self.master.broadcast(*group, Message::TimeSet { master_time_us });
+                    continue;
+                }
+            }
+            let Some(Reverse((due, siren))) = s.due.peek().copied() else { continue };
+            if due > now {
+                continue;
+            }
+            s.due.pop();
+            let key = self.read_fleet().siren(siren).key_id;
+            if let Ok(id) = self.master.request(key, Message::StatusRequest, Priority::Poll) {
+                self.pending.insert(id, Pending::Poll { siren, link, sent: None });
+                self.metrics.poll(&self.link_names[&link]);
+            }
+        }
+    }
+
+    fn reschedule(&mut self, link: LinkId, siren: usize, answered: bool, now: Instant) {
+        let Some(s) = self.schedules.get_mut(&link) else { return };
+        let failures = s.failures.entry(siren).or_default();
+        *failures = if answered { 0 } else { failures.saturating_add(1) };
+        // A dead drop is polled less and less often, so it does not eat the line.
+        let factor = 1u32 << (*failures).min(MAX_BACKOFF_INTERVALS.trailing_zeros());
+        s.due.push(Reverse((now + s.plan.poll_interval * factor, siren)));
+    }
+
+    fn check_heartbeats(&mut self, now: Instant) {
+        let Some(link) = self.mqtt else { return };
+        let name = self.link_names[&link].clone();
+        while let Some(Reverse((due, siren))) = self.hb_due.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.hb_due.pop();
+            if self.hb_deadline.get(&siren) != Some(&due) {
+                continue; // superseded by a later message
+            }
+            self.observe(siren, &Observation::Missed { link: name.clone() });
+            let next = due + self.heartbeat;
+            self.arm_heartbeat(siren, next);
+        }
+    }
+
+    fn drain_events(&mut self, link: Option<LinkId>, now: Instant) {
+        while let Some(event) = self.master.poll_event() {
+            match event {
+                MasterEvent::Reply { request, key_id, message, .. } => {
+                    let poll = self.pending.remove(&request);
+                    if let Some(Pending::Poll { siren, link: poll_link, sent }) = poll {
+                        if let Some(sent) = sent {
+                            self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
+                        }
+                        self.reschedule(poll_link, siren, true, now);
+                    }
+                    self.heard(key_id, link, &message, now);
+                }
+                MasterEvent::Unsolicited { key_id, message } => self.heard(key_id, link, &message, now),
+                MasterEvent::Timeout { .. } => {}
+                MasterEvent::Failed { request, .. } => {
+                    if let Some(Pending::Poll { siren, link: poll_link, .. }) = self.pending.remove(&request) {
+                        self.metrics.poll_failed(&self.link_names[&poll_link]);
+                        let name = self.link_names[&poll_link].clone();
+                        self.observe(siren, &Observation::Missed { link: name });
+                        self.reschedule(poll_link, siren, false, now);
+                    }
+                }
+                MasterEvent::Rejected { reason, .. } => self.metrics.frame_rejected(reason),
+                MasterEvent::LeaseWanted { key_id, up_to } => {
+                    let row = self.counter_row(key_id, Some(up_to));
+                    // The lease must be durable before a counter of it is used.
+                    if self.store.save_counters(row).and_then(|()| self.store.flush()).is_ok() {
+                        self.master.grant_lease(key_id, up_to);
+                    }
+                }
+            }
+        }
+    }
+
+    fn heard(&mut self, key_id: KeyId, link: Option<LinkId>, message: &Message, now: Instant) {
+        self.dirty_counters.insert(key_id);
+        let Some(index) = self.read_fleet().by_key(key_id) else { return };
+        let link_name = link.and_then(|l| self.link_names.get(&l).cloned()).unwrap_or_default();
+        if link.is_some() && link == self.mqtt {
+            self.arm_heartbeat(index, now + self.heartbeat + self.heartbeat / 2);
+        }
+        let faults = match message {
+            Message::StatusReport(s) => {
+                let telemetry = Telemetry::from_report(s, Timestamp::now());
+                self.metrics.telemetry(&self.read_fleet().siren(index).id, &telemetry);
+                self.write_fleet().set_telemetry(index, telemetry);
+                Some(s.faults)
+            }
+            Message::Heartbeat(h) => Some(h.faults),
+            Message::Birth(_) => None,
+            Message::Death(d) => {
+                self.record_siren(index, "death", format!("boot {} cause {:?}", d.boot_seq, d.cause));
+                self.observe(index, &Observation::Died { link: link_name });
+                return;
+            }
+            Message::SoundingReport(r) => {
+                self.record_siren(index, "sounding_report", format!("campaign {} {:?}", r.campaign, r.outcome));
+                return;
+            }
+            _ => return,
+        };
+        self.observe(index, &Observation::Heard { link: link_name, faults });
+    }
+
+    fn observe(&mut self, index: usize, observation: &Observation) {
+        let changes = self.write_fleet().observe(index, observation, Timestamp::now());
+        if changes.is_empty() {
+            return;
+        }
+        let (id, zone, row, state) = {
+            let fleet = self.read_fleet();
+            let s = fleet.siren(index);
+            (s.id.clone(), s.zone.to_string(), fleet.state_row(index), s.liveness.state)
+        };
+        for change in changes {
+            let (kind, detail) = match change {
+                Change::State { from, to, cause } => {
+                    tracing::info!(siren = %id, from = from.as_str(), to = to.as_str(), cause = cause.as_str(), "state");
+                    ("state", format!("{} -> {} ({})", from.as_str(), to.as_str(), cause.as_str()))
+                }
+                Change::FaultRaised { fault } => ("fault_raised", fault.to_owned()),
+                Change::FaultCleared { fault } => ("fault_cleared", fault.to_owned()),
+            };
+            self.record(Some(id.clone()), kind, detail);
+        }
+        self.metrics.siren_state(&id, &zone, state);
+        let _ = self.store.save_state(row);
+    }
+
+    fn record_siren(&self, index: usize, kind: &str, detail: String) {
+        let id = self.read_fleet().siren(index).id.clone();
+        self.record(Some(id), kind, detail);
+    }
+
+    fn record(&self, siren: Option<String>, kind: &str, detail: String) {
+        let event = Event { at: Timestamp::now(), siren, kind: kind.to_owned(), detail };
+        if let Err(e) = self.store.record(event) {
+            tracing::error!(error = %e, "cannot record an event");
+        }
+    }
+
+    fn counter_row(&self, key_id: KeyId, lease: Option<u32>) -> CounterRow {
+        match self.master.peer(key_id) {
+            Some(p) => CounterRow {
+                key_id: key_id.0,
+                tx_lease_end: lease.unwrap_or(p.tx.lease_end()),
+                rx_highest: p.rx.highest(),
+                birth: p.birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
+            },
+            None => CounterRow {
+                key_id: key_id.0,
+                tx_lease_end: lease.unwrap_or_else(|| self.master.group_counter(key_id).map_or(0, |t| t.lease_end())),
+                rx_highest: 0,
+                birth: None,
+            },
+        }
+    }
+
+    fn save_counters(&mut self, flush: bool) {
+        let dirty: Vec<KeyId> = self.dirty_counters.drain().collect();
+        for key_id in dirty {
+            let _ = self.store.save_counters(self.counter_row(key_id, None));
+        }
+        if flush {
+            let _ = self.store.flush();
+        }
+    }
+
+    fn read_fleet(&self) -> std::sync::RwLockReadGuard<'_, FleetState> {
+        self.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_fleet(&self) -> std::sync::RwLockWriteGuard<'_, FleetState> {
+        self.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

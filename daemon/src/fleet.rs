@@ -1,0 +1,169 @@
+//! The fleet's state: every siren this daemon owns, its liveness and its latest telemetry.
+//! Transports report observations here; what changes is returned for the store and metrics.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use siren_proto::fleet::ZonePath;
+use siren_proto::frame::KeyId;
+use siren_proto::message::{DeviceState, StatusReport};
+
+use crate::liveness::{Change, Observation, Policy, SirenState, State};
+use crate::store::StateRow;
+
+/// What the siren last told about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    pub at: Timestamp,
+    pub boot_seq: u32,
+    pub device_state: DeviceState,
+    pub mains_present: bool,
+    pub battery_volts: f64,
+    pub battery_soc: Option<u8>,
+    pub door_open: bool,
+    pub cabinet_temp_c: Option<f64>,
+    /// Device clock minus daemon clock at the report's arrival, µs (within one-way latency).
+    pub clock_offset_us: i64,
+    pub firmware: String,
+    pub link_quality: Option<u8>,
+}
+
+impl Telemetry {
+    /// Telemetry from a status report that arrived at `received`.
+    pub fn from_report(s: &StatusReport, received: Timestamp) -> Self {
+        Self {
+            at: received,
+            boot_seq: s.boot_seq,
+            device_state: s.state,
+            mains_present: s.mains_present,
+            battery_volts: f64::from(s.battery_mv) / 1000.0,
+            battery_soc: (s.battery_soc != siren_proto::message::UNKNOWN_PERCENT).then_some(s.battery_soc),
+            door_open: s.door_open,
+            cabinet_temp_c: (s.cabinet_temp_dc != siren_proto::message::UNKNOWN_TEMPERATURE)
+                .then(|| f64::from(s.cabinet_temp_dc) / 10.0),
+            clock_offset_us: s.device_time_us.saturating_sub(received.as_microsecond()),
+            firmware: s.firmware.to_string(),
+            link_quality: (s.link_quality != siren_proto::message::UNKNOWN_PERCENT).then_some(s.link_quality),
+        }
+    }
+}
+
+/// One siren as the daemon sees it.
+#[derive(Debug, Clone)]
+pub struct Siren {
+    pub id: String,
+    pub name: String,
+    pub zone: ZonePath,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub rating_db: f64,
+    pub key_id: KeyId,
+    pub liveness: SirenState,
+    pub telemetry: Option<Telemetry>,
+    /// What the previous run of the daemon last knew (the siren itself starts `unknown`).
+    pub last_known: Option<StateRow>,
+}
+
+/// Every siren this daemon owns.
+#[derive(Debug, Clone)]
+pub struct FleetState {
+    sirens: Vec<Siren>,
+    by_id: HashMap<String, usize>,
+    by_key: HashMap<KeyId, usize>,
+    policy: Policy,
+}
+
+impl FleetState {
+    pub fn new<'a>(
+        sirens: impl IntoIterator<Item = &'a siren_proto::fleet::Siren>,
+        policy: Policy,
+        now: Timestamp,
+    ) -> Self {
+        let sirens: Vec<Siren> = sirens
+            .into_iter()
+            .map(|s| Siren {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                zone: s.zone.clone(),
+                latitude: s.latitude,
+                longitude: s.longitude,
+                rating_db: s.rating_db,
+                key_id: s.key_id,
+                liveness: SirenState::new(s.links.iter().map(ToString::to_string), now),
+                telemetry: None,
+                last_known: None,
+            })
+            .collect();
+        let by_id = sirens.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let by_key = sirens.iter().enumerate().map(|(i, s)| (s.key_id, i)).collect();
+        Self { sirens, by_id, by_key, policy }
+    }
+
+    /// Attaches what the previous run last knew.
+    pub fn restore(&mut self, rows: Vec<StateRow>) {
+        for row in rows {
+            if let Some(&i) = self.by_id.get(&row.siren) {
+                self.sirens[i].liveness.flaps = row.flaps;
+                self.sirens[i].last_known = Some(row);
+            }
+        }
+    }
+
+    pub fn sirens(&self) -> &[Siren] {
+        &self.sirens
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Siren> {
+        self.by_id.get(id).map(|&i| &self.sirens[i])
+    }
+
+    /// The index of the siren holding `key_id`.
+    pub fn by_key(&self, key_id: KeyId) -> Option<usize> {
+        self.by_key.get(&key_id).copied()
+    }
+
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn siren(&self, index: usize) -> &Siren {
+        &self.sirens[index]
+    }
+
+    /// Applies an observation of siren `index`.
+    pub fn observe(&mut self, index: usize, observation: &Observation, now: Timestamp) -> Vec<Change> {
+        let siren = &mut self.sirens[index];
+        let (next, changes) = siren.liveness.step(observation, now, self.policy);
+        siren.liveness = next;
+        changes
+    }
+
+    /// Records telemetry of siren `index`.
+    pub fn set_telemetry(&mut self, index: usize, telemetry: Telemetry) {
+        self.sirens[index].telemetry = Some(telemetry);
+    }
+
+    /// The row to persist for siren `index`.
+    pub fn state_row(&self, index: usize) -> StateRow {
+        let s = &self.sirens[index];
+        StateRow {
+            siren: s.id.clone(),
+            state: s.liveness.state.as_str().to_owned(),
+            since: s.liveness.since,
+            faults: s.liveness.faults.0,
+            last_seen: s.liveness.last_seen,
+            flaps: s.liveness.flaps,
+        }
+    }
+
+    /// Sirens per zone (every level of the hierarchy) and state.
+    pub fn counts_by_zone(&self) -> BTreeMap<(String, State), usize> {
+        let mut counts = BTreeMap::new();
+        for s in &self.sirens {
+            for zone in s.zone.ancestry() {
+                *counts.entry((zone.to_owned(), s.liveness.state)).or_default() += 1;
+            }
+        }
+        counts
+    }
+}

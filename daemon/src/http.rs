@@ -1,0 +1,152 @@
+//! The HTTP interface (default 127.0.0.1:9750): metrics, health, and a read-only JSON API
+//! (docs/operations.md).
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::fleet::{FleetState, Siren};
+use crate::metrics::Metrics;
+use crate::store::{EventQuery, Store};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub fleet: Arc<RwLock<FleetState>>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/api/sirens", get(sirens))
+        .route("/api/sirens/{id}", get(siren))
+        .route("/api/events", get(events))
+        .with_state(state)
+}
+
+fn fleet(state: &AppState) -> std::sync::RwLockReadGuard<'_, FleetState> {
+    state.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+        .into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    // Ready once the store answers.
+    match state.store.events(&EventQuery { limit: 1, ..EventQuery::default() }) {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+fn siren_json(s: &Siren) -> Value {
+    let l = &s.liveness;
+    let faults: Vec<&str> = siren_proto::message::FaultBits::NAMES
+        .iter()
+        .filter(|(bit, _)| l.faults.contains(*bit))
+        .map(|(_, n)| *n)
+        .collect();
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "zone": s.zone.as_str(),
+        "latitude": s.latitude,
+        "longitude": s.longitude,
+        "rating_db": s.rating_db,
+        "state": l.state.as_str(),
+        "since": l.since.to_string(),
+        "faults": faults,
+        "misses": l.misses,
+        "flaps": l.flaps,
+        "links": l.links.iter().map(|name| json!({"link": name, "up": !l.links_down.contains(name)})).collect::<Vec<_>>(),
+        "last_seen": l.last_seen.map(|t| t.to_string()),
+        "telemetry": s.telemetry.as_ref().map(|t| json!({
+            "at": t.at.to_string(),
+            "mains_present": t.mains_present,
+            "battery_volts": t.battery_volts,
+            "battery_soc": t.battery_soc,
+            "door_open": t.door_open,
+            "cabinet_temp_c": t.cabinet_temp_c,
+            "clock_offset_us": t.clock_offset_us,
+            "firmware": t.firmware,
+            "boot_seq": t.boot_seq,
+        })),
+        "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state, "since": r.since.to_string()})),
+    })
+}
+
+async fn sirens(State(state): State<AppState>) -> Json<Value> {
+    let fleet = fleet(&state);
+    Json(Value::Array(fleet.sirens().iter().map(siren_json).collect()))
+}
+
+async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match fleet(&state).get(&id) {
+        Some(s) => Json(siren_json(s)).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    since: Option<String>,
+    siren: Option<String>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> Response {
+    let since = match p.since.as_deref().map(str::parse::<Timestamp>).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            let body =
+                json!({"error": format!("`since` must be an RFC 3339 instant such as 2026-05-12T02:00:00Z: {e}")});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let query = EventQuery { after_id: p.after, since, siren: p.siren, limit: p.limit.unwrap_or(1000).min(10_000) };
+    match state.store.events(&query) {
+        Ok(rows) => Json(Value::Array(
+            rows.into_iter()
+                .map(|r| json!({"id": r.id, "at": r.event.at.to_string(), "siren": r.event.siren, "kind": r.event.kind, "detail": r.event.detail}))
+                .collect(),
+        ))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    let fleet = fleet(&state);
+    let mut counts = std::collections::BTreeMap::new();
+    for s in fleet.sirens() {
+        *counts.entry(s.liveness.state.as_str()).or_insert(0usize) += 1;
+    }
+    let rows = counts.iter().fold(String::new(), |mut out, (k, v)| {
+        use std::fmt::Write as _;
+        let _ = write!(out, "<tr><td>{k}</td><td>{v}</td></tr>");
+        out
+    });
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>sirend</title></head><body>\
+         <h1>sirend</h1><p>{} sirens</p><table>{rows}</table>\
+         <p><a href=/metrics>/metrics</a> · <a href=/api/sirens>/api/sirens</a> · <a href=/api/events>/api/events</a> · \
+         <a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></p></body></html>",
+        fleet.sirens().len()
+    ))
+}

@@ -1,0 +1,49 @@
+//! The embedded MQTT broker (rumqttd), so a single-site install needs no broker of its own.
+//! It runs on its own threads, with explicit router limits sized for a large fleet.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Starts the broker on `listen` and waits until it accepts connections.
+pub fn start(listen: SocketAddr, max_connections: usize) -> anyhow::Result<()> {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: 64 * 1024,
+        max_inflight_count: 1_000,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings { name: "sirend".into(), listen, tls: None, next_connection_delay_ms: 0, connections };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections,
+            max_outgoing_packet_count: 10_000,
+            max_segment_size: 64 * 1024 * 1024,
+            max_segment_count: 10,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: rumqttd::Strategy::default(),
+        },
+        v4: Some(HashMap::from([("sirend".to_owned(), server)])),
+        ..Config::default()
+    };
+    std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
+        let mut broker = Broker::new(config);
+        if let Err(e) = broker.start() {
+            tracing::error!(error = %e, "embedded MQTT broker stopped");
+        }
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(listen).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the embedded MQTT broker did not start listening on {listen}")
+}

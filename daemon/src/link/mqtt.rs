@@ -1,0 +1,124 @@
+//! The daemon's MQTT client: subscribes to the sirens' topics (all of them, or its zones'),
+//! passes every publication to the engine, publishes commands, and reconnects with back-off,
+//! resubscribing after every connect. While the broker is lost the link is down, so its
+//! sirens are `unreachable`, never `down`, for silence the daemon itself caused.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use siren_proto::master::LinkId;
+use tokio::sync::mpsc;
+
+use super::Backoff;
+use crate::engine::{Input, Output};
+
+/// Where and what to subscribe.
+#[derive(Debug, Clone)]
+pub struct MqttLink {
+    pub link: LinkId,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub topic_root: String,
+    /// Zone prefixes to subscribe to; empty: the whole tree.
+    pub zones: Vec<String>,
+}
+
+impl MqttLink {
+    fn filters(&self) -> Vec<String> {
+        if self.zones.is_empty() {
+            vec![format!("{}/#", self.topic_root)]
+        } else {
+            self.zones.iter().map(|z| format!("{}/{z}/#", self.topic_root)).collect()
+        }
+    }
+}
+
+/// Parses `mqtt://host:port`.
+pub fn parse_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://"))?;
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// Runs the client until the engine goes away.
+pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mpsc::Receiver<Output>) {
+    let mut backoff = Backoff::new();
+    let mut up = false;
+    loop {
+        let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+        options.set_keep_alive(Duration::from_secs(15));
+        options.set_clean_session(true);
+        options.set_max_packet_size(64 * 1024, 64 * 1024);
+        let (client, event_loop) = AsyncClient::new(options, 1024);
+        // `EventLoop::poll` must not be cancelled part-way: one task owns it.
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let pump = tokio::spawn(pump(event_loop, events_tx));
+        let failure = loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        for filter in config.filters() {
+                            let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
+                        }
+                    }
+                    Some(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                        if !up {
+                            up = true;
+                            backoff.reset();
+                            tracing::info!(host = %config.host, port = config.port, "MQTT connected");
+                            if inputs.send(Input::LinkUp(config.link)).await.is_err() {
+                                pump.abort();
+                                return;
+                            }
+                        }
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                        let mut levels = p.topic.rsplit('/');
+                        let (Some(channel), Some(siren)) = (levels.next(), levels.next()) else { continue };
+                        let input = Input::Mqtt { siren: siren.to_owned(), channel: channel.to_owned(), payload: p.payload.to_vec() };
+                        if inputs.send(input).await.is_err() {
+                            pump.abort();
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "event loop ended".to_owned(),
+                },
+                out = outputs.recv() => match out {
+                    Some(Output::Mqtt { topic, payload }) => {
+                        // A full client queue drops the command; the engine's request retries.
+                        let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload);
+                    }
+                    Some(Output::Serial(_)) => {}
+                    None => {
+                        pump.abort();
+                        return;
+                    }
+                },
+            }
+        };
+        pump.abort();
+        if up {
+            up = false;
+            tracing::warn!(host = %config.host, port = config.port, error = %failure, "MQTT connection lost");
+            if inputs.send(Input::LinkDown(config.link)).await.is_err() {
+                return;
+            }
+        } else {
+            tracing::debug!(error = %failure, "MQTT connect failed");
+        }
+        tokio::time::sleep(backoff.delay()).await;
+    }
+}
+
+async fn pump(mut event_loop: EventLoop, events: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let event = event_loop.poll().await;
+        let failed = event.is_err();
+        if events.send(event).await.is_err() || failed {
+            return;
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! sirend against simulated sirens on a real PTY serial bus: faults injected in the simulator
+//! appear as the right states, silence becomes `down` after the configured misses, and an
+//! unplugged port makes its sirens `unreachable`.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siren_sim::clock::SimClock;
+use siren_sim::fault::Fault;
+use siren_sim::fleet::{BuildOptions, SimFleet};
+use siren_sim::generate::{self, Options};
+use sirend::config::Loaded;
+use sirend::daemon::Daemon;
+use sirend::liveness::State;
+
+/// A serial-only fleet with its configuration, tuned for a quick test: fast polls.
+fn setup(dir: &Path, sirens: usize) -> (Loaded, Arc<SimFleet>) {
+    let g =
+        generate::generate(&Options { sirens, seed: 2, serial_share: 1.0, redundant_share: 0.0, ..Options::default() })
+            .unwrap();
+    let written = generate::write(&g, dir).unwrap();
+    let mut text = std::fs::read_to_string(&written.config).unwrap();
+    text = text
+        .replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"")
+        .replace("baud = 9600", "baud = 9600\npoll_interval_s = 0.5");
+    text.push_str("\n[liveness]\ndown_after_misses = 3\n");
+    std::fs::write(&written.config, text).unwrap();
+    let loaded = Loaded::load(&written.config).unwrap();
+    let sim = SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &BuildOptions::default()).unwrap();
+    (loaded, Arc::new(sim))
+}
+
+fn state(daemon: &Daemon, id: &str) -> State {
+    daemon.fleet.read().unwrap().get(id).unwrap().liveness.state
+}
+
+/// Waits for a condition the daemon reaches by itself; the guard only stops a hung test.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let guard = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < guard, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_silence_and_a_lost_port_on_a_serial_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim) = setup(dir.path(), 6);
+    let buses: Vec<String> = loaded.fleet.buses().keys().map(|b| (*b).to_owned()).collect();
+    let mut served: Vec<_> = buses
+        .iter()
+        .map(|b| sim.serve_serial(b, 9600, Some(generate::pty_link(&dir.path().canonicalize().unwrap(), b))).unwrap())
+        .collect();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|s| s.id.clone()).collect();
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    // A warning fault: degraded, with the fault named.
+    sim.inject(&ids[0], &Fault::MainsLoss).unwrap();
+    wait_for("degraded on mains loss", || state(&daemon, &ids[0]) == State::Degraded).await;
+    // A blocking fault: faulty.
+    sim.inject(&ids[1], &Fault::AmplifierFailure { channel: None }).unwrap();
+    wait_for("faulty on amplifier failure", || state(&daemon, &ids[1]) == State::Faulty).await;
+    // Silence: down after the misses, and the others on the bus keep being polled.
+    sim.inject(&ids[2], &Fault::SilentDeath).unwrap();
+    wait_for("down after silence", || state(&daemon, &ids[2]) == State::Down).await;
+    assert!(daemon.fleet.read().unwrap().get(&ids[2]).unwrap().liveness.misses >= 3);
+    assert_eq!(state(&daemon, &ids[3]), State::Ok);
+
+    // The events were recorded.
+    daemon.store.flush().unwrap();
+    let events = daemon
+        .store
+        .events(&sirend::store::EventQuery { siren: Some(ids[0].clone()), limit: 100, ..Default::default() })
+        .unwrap();
+    assert!(events.iter().any(|e| e.event.kind == "fault_raised" && e.event.detail == "mains_lost"), "{events:?}");
+
+    // The port disappears: every siren on it is unreachable, none is down for it.
+    served.clear();
+    let healthy: Vec<&String> = ids.iter().filter(|id| *id != &ids[2]).collect();
+    wait_for("unreachable when the port is gone", || healthy.iter().all(|id| state(&daemon, id) == State::Unreachable))
+        .await;
+    daemon.stop().await;
+}
