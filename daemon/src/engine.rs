@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use siren_proto::frame::{FrameRef, KeyId};
-use siren_proto::master::{BirthRecord, LinkId, Master, MasterConfig, MasterEvent, PeerConfig, Priority, RequestId};
-use siren_proto::message::Message;
+use siren_proto::master::{
+    BirthRecord, LinkId, Master, MasterConfig, MasterEvent, PeerConfig, Priority, RequestId, TimeSample,
+};
+use siren_proto::message::{FaultBits, Message};
 use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
 use siren_proto::{Key, RejectReason};
 use tokio::sync::mpsc;
@@ -89,7 +91,12 @@ struct PollSchedule {
 
 enum Pending {
     Poll { siren: usize, link: LinkId, sent: Option<Instant> },
+    TimeSync { siren: usize },
+    Command,
 }
+
+/// Least time between two clock synchronisations of one siren.
+const RESYNC_AFTER: Duration = Duration::from_secs(300);
 
 /// The engine's state.
 pub struct Engine {
@@ -110,6 +117,8 @@ pub struct Engine {
     pending: HashMap<RequestId, Pending>,
     dirty_counters: HashSet<KeyId>,
     next_counters: Instant,
+    /// When each MQTT siren's clock was last synchronised (or attempted).
+    last_sync: HashMap<usize, Instant>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -228,6 +237,7 @@ impl Engine {
             pending: HashMap::new(),
             dirty_counters: HashSet::new(),
             next_counters: now + COUNTERS_EVERY,
+            last_sync: HashMap::new(),
         })
     }
 
@@ -430,12 +440,15 @@ impl Engine {
         while let Some(event) = self.master.poll_event() {
             match event {
                 MasterEvent::Reply { request, key_id, message, .. } => {
-                    let poll = self.pending.remove(&request);
-                    if let Some(Pending::Poll { siren, link: poll_link, sent }) = poll {
-                        if let Some(sent) = sent {
-                            self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
+                    match self.pending.remove(&request) {
+                        Some(Pending::Poll { siren, link: poll_link, sent }) => {
+                            if let Some(sent) = sent {
+                                self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
+                            }
+                            self.reschedule(poll_link, siren, true, now);
                         }
-                        self.reschedule(poll_link, siren, true, now);
+                        Some(Pending::TimeSync { siren }) => self.adjust_clock(siren, key_id, &message),
+                        Some(Pending::Command) | None => {}
                     }
                     self.heard(key_id, link, &message, now);
                 }
@@ -488,7 +501,35 @@ impl Engine {
             }
             _ => return,
         };
+        if link.is_some() && link == self.mqtt && faults.is_some_and(|f| f.contains(FaultBits::CLOCK_UNSYNCED)) {
+            self.sync_clock(index, key_id, now);
+        }
         self.observe(index, &Observation::Heard { link: link_name, faults });
+    }
+
+    /// Starts a time-sync exchange with an MQTT siren whose clock is not synchronised
+    /// (serial buses get a broadcast `TIME_SET` instead).
+    fn sync_clock(&mut self, index: usize, key_id: KeyId, now: Instant) {
+        if self.last_sync.get(&index).is_some_and(|t| now.duration_since(*t) < RESYNC_AFTER) {
+            return;
+        }
+        self.last_sync.insert(index, now);
+        let t1_us = Timestamp::now().as_microsecond();
+        if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
+            self.pending.insert(id, Pending::TimeSync { siren: index });
+        }
+    }
+
+    /// Completes a time-sync exchange: the offset measured, the correction sent.
+    fn adjust_clock(&mut self, index: usize, key_id: KeyId, reply: &Message) {
+        let Message::TimeSyncReply { t1_us, t2_us, t3_us } = *reply else { return };
+        let t4_us = Timestamp::now().as_microsecond();
+        let sample = TimeSample::compute(t1_us, t2_us, t3_us, t4_us);
+        tracing::debug!(siren = index, offset_us = sample.offset_us, round_trip_us = sample.round_trip_us, "time sync");
+        let adjust = Message::ClockAdjust { sync_t1_us: t1_us, offset_us: sample.offset_us };
+        if let Ok(id) = self.master.request(key_id, adjust, Priority::Command) {
+            self.pending.insert(id, Pending::Command);
+        }
     }
 
     fn observe(&mut self, index: usize, observation: &Observation) {

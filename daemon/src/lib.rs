@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod fleet;
 pub mod http;
