@@ -28,6 +28,7 @@ pub struct Daemon {
     pub mqtt_broker: Option<SocketAddr>,
     pub fleet: Arc<RwLock<FleetState>>,
     pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
     tasks: JoinSet<()>,
 }
 
@@ -112,14 +113,15 @@ impl Daemon {
             .await
             .with_context(|| format!("binding the HTTP listener on {}", c.http.listen))?;
         let http = listener.local_addr()?;
-        let app = router(AppState { fleet: Arc::clone(&fleet), store: Arc::clone(&store), metrics });
+        let app =
+            router(AppState { fleet: Arc::clone(&fleet), store: Arc::clone(&store), metrics: Arc::clone(&metrics) });
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
         tracing::info!(%http, sirens = fleet.read().map_or(0, |f| f.sirens().len()), "sirend running");
-        Ok(Self { http, mqtt_broker, fleet, store, tasks })
+        Ok(Self { http, mqtt_broker, fleet, store, metrics, tasks })
     }
 
     /// Stops every task; the store commits what is queued when its last handle goes.

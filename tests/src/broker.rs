@@ -15,6 +15,7 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 pub struct TestBroker {
     pub addr: SocketAddr,
     kind: &'static str,
+    binary: Option<String>,
     /// Mosquitto's process, stopped on drop. The embedded broker has no stop: it lives as long
     /// as the test process.
     child: Option<Child>,
@@ -71,7 +72,7 @@ impl TestBroker {
             }
         })?;
         wait_listening(addr)?;
-        Ok(Self { addr, kind: "embedded", child: None, _dir: None })
+        Ok(Self { addr, kind: "embedded", binary: None, child: None, _dir: None })
     }
 
     /// Starts a private Mosquitto on a free port, if Mosquitto is installed.
@@ -90,15 +91,27 @@ impl TestBroker {
             &conf,
             format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n", addr.port()),
         )?;
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
+        let child = spawn_mosquitto(&binary, &conf)?;
         wait_listening(addr)?;
-        Ok(Some(Self { addr, kind: "mosquitto", child: Some(child), _dir: Some(dir) }))
+        Ok(Some(Self { addr, kind: "mosquitto", binary: Some(binary), child: Some(child), _dir: Some(dir) }))
+    }
+
+    /// Kills a Mosquitto broker (as a crash would: no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = None;
+    }
+
+    /// Starts a killed Mosquitto again on the same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let (Some(binary), Some(dir)) = (&self.binary, &self._dir) else {
+            anyhow::bail!("only a Mosquitto broker can be restarted")
+        };
+        self.child = Some(spawn_mosquitto(binary, &dir.path().join("mosquitto.conf"))?);
+        wait_listening(self.addr)
     }
 }
 
@@ -111,6 +124,16 @@ impl Drop for TestBroker {
     }
 }
 
+fn spawn_mosquitto(binary: &str, conf: &std::path::Path) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {binary}"))
+}
+
 fn find_mosquitto() -> Option<String> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/local/bin/mosquitto"]
         .into_iter()
@@ -119,7 +142,7 @@ fn find_mosquitto() -> Option<String> {
 }
 
 /// A port that was free a moment ago: the broker binds it itself.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

@@ -1,0 +1,183 @@
+//! sirend with simulated MQTT sirens on a real broker: a death is `down` at once, a broker
+//! restart causes no `down`, replayed and forged frames are rejected and counted, and a
+//! restart of the daemon loses no event.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siren_sim::clock::SimClock;
+use siren_sim::fault::Fault;
+use siren_sim::fleet::{BuildOptions, SimFleet};
+use siren_sim::generate::{self, Options};
+use siren_sim::mqtt::{MqttConfig, MqttDevices};
+use sirend::config::Loaded;
+use sirend::daemon::Daemon;
+use sirend::liveness::State;
+use sirennet_e2e::broker::{TestBroker, free_port};
+
+/// An MQTT-only fleet. `broker`: an external broker's URL, or `None` for the daemon's own.
+fn setup(dir: &Path, sirens: usize, broker: Option<&str>, heartbeat_s: u32) -> (Loaded, Arc<SimFleet>, String) {
+    let g = generate::generate(&Options { sirens, seed: 3, serial_share: 0.0, ..Options::default() }).unwrap();
+    let written = generate::write(&g, dir).unwrap();
+    let mut text = std::fs::read_to_string(&written.config).unwrap();
+    text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
+    let url = match broker {
+        Some(url) => {
+            text = text.replace("embedded = true", &format!("embedded = false\nurl = \"{url}\""));
+            url.to_owned()
+        }
+        None => {
+            let port = free_port().unwrap();
+            text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
+            format!("mqtt://{port}")
+        }
+    };
+    text.push_str(&format!("\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {heartbeat_s}\n"));
+    std::fs::write(&written.config, text).unwrap();
+    let loaded = Loaded::load(&written.config).unwrap();
+    let sim = SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &BuildOptions::default()).unwrap();
+    (loaded, Arc::new(sim), url)
+}
+
+fn devices(sim: &SimFleet, url: &str, heartbeat_s: u64) -> MqttDevices {
+    let mut config = MqttConfig::from_url(url).unwrap();
+    config.heartbeat = Duration::from_secs(heartbeat_s);
+    config.keep_alive = Duration::from_secs(5);
+    config.check_every = Duration::from_millis(100);
+    sim.serve_mqtt(&config)
+}
+
+fn state(daemon: &Daemon, id: &str) -> State {
+    daemon.fleet.read().unwrap().get(id).unwrap().liveness.state
+}
+
+fn ids(loaded: &Loaded) -> Vec<String> {
+    loaded.fleet.sirens.iter().map(|s| s.id.clone()).collect()
+}
+
+/// Reads one sample of the daemon's metrics.
+fn metric(daemon: &Daemon, series: &str) -> f64 {
+    let text = daemon.metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in the metrics"))
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let guard = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < guard, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_is_down_at_once_and_replays_and_forgeries_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Heartbeats every 30 s with 3 misses: only a death can make a siren down within the
+    // test's guard.
+    let (loaded, sim, url) = setup(dir.path(), 5, None, 30);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 30);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    let cut = Instant::now();
+    sim.inject(&ids[0], &Fault::LinkLoss).unwrap();
+    wait_for("down on death", || state(&daemon, &ids[0]) == State::Down).await;
+    assert!(cut.elapsed() < Duration::from_secs(30), "down by its death, not by missed heartbeats");
+
+    let replayed = metric(&daemon, "siren_frames_rejected_total{reason=\"replayed\"}");
+    sim.inject(&ids[1], &Fault::ReplayAttack).unwrap();
+    wait_for("replays counted", || metric(&daemon, "siren_frames_rejected_total{reason=\"replayed\"}") > replayed)
+        .await;
+    assert_eq!(state(&daemon, &ids[1]), State::Ok, "replays change nothing");
+
+    let bad_mac = metric(&daemon, "siren_frames_rejected_total{reason=\"bad_mac\"}");
+    sim.inject(&ids[2], &Fault::WrongKey).unwrap();
+    wait_for("forgeries counted", || metric(&daemon, "siren_frames_rejected_total{reason=\"bad_mac\"}") > bad_mac)
+        .await;
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_makes_sirens_unreachable_never_down() {
+    let Some(mut broker) = TestBroker::mosquitto().unwrap() else {
+        eprintln!("mosquitto is not installed here: skipped (CI installs it and requires it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 4, Some(&broker.url()), 1);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 1);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    broker.kill();
+    wait_for("unreachable while the broker is gone", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable))
+        .await;
+    // Far longer than three heartbeat periods without a broker: still no verdict.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(ids.iter().all(|id| state(&daemon, id) == State::Unreachable));
+    broker.restart().unwrap();
+    wait_for("ok again after the broker returns", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    daemon.store.flush().unwrap();
+    let downs = daemon
+        .store
+        .events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == "state" && e.event.detail.contains("-> down"))
+        .count();
+    assert_eq!(downs, 0, "the broker's restart put no siren down");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 3, None, 1);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 1);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    sim.inject(&ids[0], &Fault::DoorOpen).unwrap();
+    wait_for("degraded", || state(&daemon, &ids[0]) == State::Degraded).await;
+    mqtt.shutdown().await;
+    daemon.stop().await;
+    let first: Vec<_> = {
+        let store = sirend::store::Store::open(&dir.path().join("sirend.db")).unwrap();
+        store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap()
+    };
+    assert!(first.iter().any(|e| e.event.detail == "door_open"), "{first:?}");
+
+    // The embedded broker of the first run still holds the port: the second run uses a new one.
+    let port = free_port().unwrap();
+    let config = std::fs::read_to_string(&loaded.path).unwrap();
+    let old =
+        config.lines().find(|l| l.starts_with("listen = \"127.0.0.1:") && !l.ends_with(":0\"")).unwrap().to_owned();
+    std::fs::write(&loaded.path, config.replace(&old, &format!("listen = \"{port}\""))).unwrap();
+    let loaded = Loaded::load(&loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    {
+        let fleet = daemon.fleet.read().unwrap();
+        let s = fleet.get(&ids[0]).unwrap();
+        assert_eq!(s.liveness.state, State::Unknown, "not heard since this start");
+        assert_eq!(s.last_known.as_ref().unwrap().state, "degraded", "the last known state is kept");
+    }
+    let mqtt = devices(&sim, &format!("mqtt://{port}"), 1);
+    wait_for("heard again", || state(&daemon, &ids[0]) == State::Degraded).await;
+    // Every frame after the restart was accepted: counters were restored, not reset.
+    assert_eq!(metric(&daemon, "siren_frames_rejected_total{reason=\"replayed\"}"), 0.0);
+    daemon.store.flush().unwrap();
+    let after = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    for e in &first {
+        assert!(after.contains(e), "event {} lost across the restart", e.id);
+    }
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
