@@ -19,7 +19,7 @@ pub struct TestBroker {
     /// Mosquitto's process, stopped on drop. The embedded broker has no stop: it lives as long
     /// as the test process.
     child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestBroker {
@@ -72,7 +72,7 @@ impl TestBroker {
             }
         })?;
         wait_listening(addr)?;
-        Ok(Self { addr, kind: "embedded", binary: None, child: None, _dir: None })
+        Ok(Self { addr, kind: "embedded", binary: None, child: None, dir: None })
     }
 
     /// Starts a private Mosquitto on a free port, if Mosquitto is installed.
@@ -93,7 +93,7 @@ impl TestBroker {
         )?;
         let child = spawn_mosquitto(&binary, &conf)?;
         wait_listening(addr)?;
-        Ok(Some(Self { addr, kind: "mosquitto", binary: Some(binary), child: Some(child), _dir: Some(dir) }))
+        Ok(Some(Self { addr, kind: "mosquitto", binary: Some(binary), child: Some(child), dir: Some(dir) }))
     }
 
     /// Kills a Mosquitto broker (as a crash would: no clean shutdown).
@@ -107,7 +107,7 @@ impl TestBroker {
 
     /// Starts a killed Mosquitto again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let (Some(binary), Some(dir)) = (&self.binary, &self._dir) else {
+        let (Some(binary), Some(dir)) = (&self.binary, &self.dir) else {
             anyhow::bail!("only a Mosquitto broker can be restarted")
         };
         self.child = Some(spawn_mosquitto(binary, &dir.path().join("mosquitto.conf"))?);
