@@ -23,18 +23,18 @@ fn setup(dir: &Path, sirens: usize, broker: Option<&str>, heartbeat_s: u32) -> (
     let written = generate::write(&g, dir).unwrap();
     let mut text = std::fs::read_to_string(&written.config).unwrap();
     text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
-    let url = match broker {
-        Some(url) => {
-            text = text.replace("embedded = true", &format!("embedded = false\nurl = \"{url}\""));
-            url.to_owned()
-        }
-        None => {
-            let port = free_port().unwrap();
-            text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
-            format!("mqtt://{port}")
-        }
+    let url = if let Some(url) = broker {
+        text = text.replace("embedded = true", &format!("embedded = false\nurl = \"{url}\""));
+        url.to_owned()
+    } else {
+        let port = free_port().unwrap();
+        text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
+        format!("mqtt://{port}")
     };
-    text.push_str(&format!("\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {heartbeat_s}\n"));
+    {
+        use std::fmt::Write as _;
+        write!(text, "\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {heartbeat_s}\n").unwrap();
+    }
     std::fs::write(&written.config, text).unwrap();
     let loaded = Loaded::load(&written.config).unwrap();
     let sim = SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &BuildOptions::default()).unwrap();
@@ -172,7 +172,7 @@ async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
     let mqtt = devices(&sim, &format!("mqtt://{port}"), 1);
     wait_for("heard again", || state(&daemon, &ids[0]) == State::Degraded).await;
     // Every frame after the restart was accepted: counters were restored, not reset.
-    assert_eq!(metric(&daemon, "siren_frames_rejected_total{reason=\"replayed\"}"), 0.0);
+    assert!(metric(&daemon, "siren_frames_rejected_total{reason=\"replayed\"}") < 0.5, "no frame refused as a replay");
     daemon.store.flush().unwrap();
     let after = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
     for e in &first {
