@@ -50,12 +50,24 @@ pub struct Config {
 pub struct Http {
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// Bearer tokens allowed to change state, stored as SHA-256 hashes (`sirend token`).
+    #[serde(default)]
+    pub tokens: Vec<Token>,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Self { listen: default_http_listen() }
+        Self { listen: default_http_listen(), tokens: Vec::new() }
     }
+}
+
+/// One API token: who holds it, what it may do, and the SHA-256 of the secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    pub name: String,
+    pub role: crate::auth::Role,
+    pub sha256: String,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -240,6 +252,15 @@ impl Loaded {
         for (i, z) in c.mqtt.zones.iter().enumerate() {
             if !self.fleet.sirens.iter().any(|s| s.zone.is_within(z)) {
                 return Err(self.field(format!("mqtt.zones[{i}]"), format!("no siren of the fleet is in zone `{z}`")));
+            }
+        }
+        for (i, t) in c.http.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(self
+                    .field(format!("http.tokens[{i}].sha256"), "must be 64 hexadecimal digits (see `sirend token`)"));
+            }
+            if t.name.is_empty() {
+                return Err(self.field(format!("http.tokens[{i}].name"), "must not be empty"));
             }
         }
         if c.liveness.down_after_misses == 0 {

@@ -113,8 +113,13 @@ impl Daemon {
             .await
             .with_context(|| format!("binding the HTTP listener on {}", c.http.listen))?;
         let http = listener.local_addr()?;
-        let app =
-            router(AppState { fleet: Arc::clone(&fleet), store: Arc::clone(&store), metrics: Arc::clone(&metrics) });
+        let tokens = Arc::new(crate::auth::Tokens::new(&c.http.tokens));
+        let app = router(AppState {
+            fleet: Arc::clone(&fleet),
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            tokens,
+        });
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");

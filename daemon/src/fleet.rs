@@ -62,6 +62,17 @@ pub struct Siren {
     pub telemetry: Option<Telemetry>,
     /// What the previous run of the daemon last knew (the siren itself starts `unknown`).
     pub last_known: Option<StateRow>,
+    /// The faults an operator has acknowledged, by whom and when.
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+/// An operator's acknowledgement of a siren's faults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub faults: siren_proto::message::FaultBits,
+    pub by: String,
+    pub at: Timestamp,
+    pub note: String,
 }
 
 /// Every siren this daemon owns.
@@ -92,6 +103,7 @@ impl FleetState {
                 liveness: SirenState::new(s.links.iter().map(ToString::to_string), now),
                 telemetry: None,
                 last_known: None,
+                acknowledged: None,
             })
             .collect();
         let by_id = sirens.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
@@ -136,6 +148,20 @@ impl FleetState {
         let (next, changes) = siren.liveness.step(observation, now, self.policy);
         siren.liveness = next;
         changes
+    }
+
+    /// Acknowledges siren `index`'s current faults; returns them.
+    pub fn acknowledge(
+        &mut self,
+        index: usize,
+        by: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> siren_proto::message::FaultBits {
+        let s = &mut self.sirens[index];
+        let faults = s.liveness.faults;
+        s.acknowledged = Some(Acknowledgement { faults, by: by.to_owned(), at: now, note: note.to_owned() });
+        faults
     }
 
     /// Records telemetry of siren `index`.

@@ -3,18 +3,20 @@
 
 use std::sync::{Arc, RwLock};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{Caller, Role, Tokens};
 use crate::fleet::{FleetState, Siren};
 use crate::metrics::Metrics;
-use crate::store::{EventQuery, Store};
+use crate::store::{AuditEntry, Event, EventQuery, Store};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -22,6 +24,7 @@ pub struct AppState {
     pub fleet: Arc<RwLock<FleetState>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    pub tokens: Arc<Tokens>,
 }
 
 /// The router.
@@ -34,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sirens", get(sirens))
         .route("/api/sirens/{id}", get(siren))
         .route("/api/events", get(events))
+        .route("/api/sirens/{id}/ack", post(acknowledge))
+        .route("/api/audit", get(audit))
         .with_state(state)
 }
 
@@ -41,9 +46,20 @@ fn fleet(state: &AppState) -> std::sync::RwLockReadGuard<'_, FleetState> {
     state.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
-        .into_response()
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // Prometheus asks for OpenMetrics in its Accept header; everyone else gets the classic
+    // text format.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode_classic())
+            .into_response()
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -56,11 +72,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 fn siren_json(s: &Siren) -> Value {
     let l = &s.liveness;
-    let faults: Vec<&str> = siren_proto::message::FaultBits::NAMES
-        .iter()
-        .filter(|(bit, _)| l.faults.contains(*bit))
-        .map(|(_, n)| *n)
-        .collect();
+    let faults = fault_names(l.faults);
     json!({
         "id": s.id,
         "name": s.name,
@@ -87,7 +99,123 @@ fn siren_json(s: &Siren) -> Value {
             "boot_seq": t.boot_seq,
         })),
         "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state, "since": r.since.to_string()})),
+        "acknowledged": s.acknowledged.as_ref().map(|a| json!({
+            "faults": fault_names(a.faults),
+            "by": a.by,
+            "at": a.at.to_string(),
+            "note": a.note,
+        })),
     })
+}
+
+fn fault_names(faults: siren_proto::message::FaultBits) -> Vec<&'static str> {
+    siren_proto::message::FaultBits::NAMES.iter().filter(|(bit, _)| faults.contains(*bit)).map(|(_, n)| *n).collect()
+}
+
+/// Checks the caller's role for a write and audits the attempt either way. `Err` is the
+/// refusal to send back.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Role,
+    action: &str,
+    target: &str,
+) -> Result<String, Box<Response>> {
+    let caller = state.tokens.identify(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let refusal = match &caller {
+        Caller::Known { role, .. } if *role >= need => None,
+        Caller::Known { role, .. } => Some((
+            StatusCode::FORBIDDEN,
+            format!("role {} may not {action}; {} is needed", role.as_str(), need.as_str()),
+        )),
+        Caller::Anonymous => {
+            Some((StatusCode::UNAUTHORIZED, "an `Authorization: Bearer <token>` header is needed".to_owned()))
+        }
+        Caller::Unknown => Some((StatusCode::UNAUTHORIZED, "the token is not valid".to_owned())),
+    };
+    let entry = AuditEntry {
+        at: Timestamp::now(),
+        actor: caller.name().to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        allowed: refusal.is_none(),
+        detail: refusal.as_ref().map(|(_, why)| why.clone()).unwrap_or_default(),
+    };
+    if let Err(e) = state.store.audit(&entry) {
+        // No write without its audit record.
+        let response = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("audit log: {e}")})));
+        return Err(Box::new(response.into_response()));
+    }
+    match refusal {
+        None => Ok(caller.name().to_owned()),
+        Some((status, why)) => {
+            let mut response = (status, Json(json!({"error": why}))).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            Err(Box::new(response))
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/sirens/{id}/ack`: an operator acknowledges the siren's current faults.
+async fn acknowledge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let by = match authorize(&state, &headers, Role::Operator, "acknowledge", &id) {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
+    let body: AckBody = if body.is_empty() {
+        AckBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("body: {e}")}))).into_response(),
+        }
+    };
+    let now = Timestamp::now();
+    let acknowledged = {
+        let mut fleet = state.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(index) = fleet.index(&id) else {
+            return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response();
+        };
+        fleet.acknowledge(index, &by, &body.note, now)
+    };
+    let names = fault_names(acknowledged);
+    let note = if body.note.is_empty() { String::new() } else { format!(": {}", body.note) };
+    let detail = format!("{} by {by}{note}", names.join(","));
+    let _ = state.store.record(Event { at: now, siren: Some(id.clone()), kind: "acknowledged".into(), detail });
+    Json(json!({"siren": id, "acknowledged": names, "by": by, "at": now.to_string()})).into_response()
+}
+
+/// `GET /api/audit`: the audit log (admin).
+async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize(&state, &headers, Role::Admin, "read-audit", "audit") {
+        return *refused;
+    }
+    match state.store.audit_log(1000) {
+        Ok(rows) => Json(Value::Array(
+            rows.into_iter()
+                .map(|a| {
+                    json!({"at": a.at.to_string(), "actor": a.actor, "action": a.action, "target": a.target,
+                           "allowed": a.allowed, "detail": a.detail})
+                })
+                .collect(),
+        ))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
 }
 
 async fn sirens(State(state): State<AppState>) -> Json<Value> {

@@ -32,6 +32,15 @@ enum Command {
         #[arg(long, default_value = "sirend.toml")]
         config: PathBuf,
     },
+    /// Make a new API token: prints the secret once, and the entry for sirend.toml.
+    Token {
+        /// Who holds it (recorded in the audit log).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
     /// Start an embedded broker, a simulated fleet with a scenario of faults, and the daemon.
     Demo {
         #[arg(long, default_value_t = 120)]
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
         Command::Run { config } => run(&config),
+        Command::Token { name, role } => token(&name, &role),
         Command::Demo { sirens, listen, broker, dir } => run_demo(sirens, listen, broker, dir),
     };
     match result {
@@ -77,6 +87,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn token(name: &str, role: &str) -> anyhow::Result<()> {
+    let role = match role {
+        "viewer" => sirend::auth::Role::Viewer,
+        "operator" => sirend::auth::Role::Operator,
+        "admin" => sirend::auth::Role::Admin,
+        other => anyhow::bail!("role `{other}`: use viewer, operator or admin"),
+    };
+    let (secret, entry) = sirend::auth::new_token(name, role);
+    println!("token (shown once; give it to {name}): {secret}\n\nadd to sirend.toml:\n\n{entry}");
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -60,7 +60,6 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct Metrics {
     registry: Registry,
     state: Family<SirenState, Gauge>,
-    info: Family<SirenInfo, Gauge>,
     battery: Family<SirenLabel, FloatGauge>,
     mains: Family<SirenLabel, Gauge>,
     last_seen: Family<SirenLabel, FloatGauge>,
@@ -85,7 +84,18 @@ impl Metrics {
     pub fn new(fleet: &FleetState) -> Self {
         let mut registry = Registry::default();
         let state = Family::<SirenState, Gauge>::default();
-        let info = Family::<SirenInfo, Gauge>::default();
+        let facts: Vec<SirenInfo> = fleet
+            .sirens()
+            .iter()
+            .map(|s| SirenInfo {
+                siren: s.id.clone(),
+                name: s.name.clone(),
+                zone: s.zone.to_string(),
+                latitude: format!("{:.6}", s.latitude),
+                longitude: format!("{:.6}", s.longitude),
+                rating_db: format!("{:.1}", s.rating_db),
+            })
+            .collect();
         let battery = Family::<SirenLabel, FloatGauge>::default();
         let mains = Family::<SirenLabel, Gauge>::default();
         let last_seen = Family::<SirenLabel, FloatGauge>::default();
@@ -98,7 +108,13 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let events = Counter::default();
         registry.register("siren_state", "1 for the siren's current liveness state, 0 for the others", state.clone());
-        registry.register("siren", "Static facts about a siren (always 1)", InfoFamily(info.clone()));
+        // A gauge of 1 rather than an OpenMetrics info type: promtool and the classic text
+        // format know gauges, not info.
+        let info = Family::<SirenInfo, Gauge>::default();
+        for f in facts {
+            info.get_or_create(&f).set(1);
+        }
+        registry.register("siren_info", "Static facts about a siren (always 1)", info);
         registry.register_with_unit(
             "siren_battery",
             "Battery voltage",
@@ -136,7 +152,6 @@ impl Metrics {
         let metrics = Self {
             registry,
             state,
-            info,
             battery,
             mains,
             last_seen,
@@ -151,17 +166,6 @@ impl Metrics {
             zones: std::sync::Mutex::new(Vec::new()),
         };
         for s in fleet.sirens() {
-            metrics
-                .info
-                .get_or_create(&SirenInfo {
-                    siren: s.id.clone(),
-                    name: s.name.clone(),
-                    zone: s.zone.to_string(),
-                    latitude: format!("{:.6}", s.latitude),
-                    longitude: format!("{:.6}", s.longitude),
-                    rating_db: format!("{:.1}", s.rating_db),
-                })
-                .set(1);
             metrics.siren_state_in(&s.id, s.zone.as_str(), s.liveness.state);
         }
         metrics.update_zones(fleet);
@@ -174,6 +178,12 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The exposition in the classic Prometheus text format (version 0.0.4), for scrapers and
+    /// tools such as `promtool check metrics` that do not speak OpenMetrics.
+    pub fn encode_classic(&self) -> String {
+        to_classic(&self.encode())
     }
 
     fn siren_state_in(&self, siren: &str, zone: &str, current: State) {
@@ -245,16 +255,32 @@ impl Metrics {
     }
 }
 
-/// `siren_info`: a family of info metrics, one per siren, with the static facts as labels.
-#[derive(Debug)]
-struct InfoFamily(Family<SirenInfo, Gauge>);
-
-impl prometheus_client::encoding::EncodeMetric for InfoFamily {
-    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
+/// Converts OpenMetrics text to the classic format: a counter family is named with its
+/// `_total` suffix in HELP and TYPE, and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn to_classic(openmetrics: &str) -> String {
+    use std::fmt::Write as _;
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        if let Some((kind, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let suffix = if counters.contains(name) { "_total" } else { "" };
+            let _ = writeln!(out, "{kind}{name}{suffix} {tail}");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
     }
-
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Info
-    }
+    out
 }

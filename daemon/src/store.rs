@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 
@@ -75,6 +75,18 @@ pub struct CounterRow {
     pub rx_highest: u32,
     /// The last birth: boot sequence, its counter, and whether its death was seen.
     pub birth: Option<(u32, u32, bool)>,
+}
+
+/// One write attempted through the API, accepted or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    /// The token's name, `anonymous` or `invalid-token`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub allowed: bool,
+    pub detail: String,
 }
 
 /// Which events to read.
@@ -156,6 +168,22 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS audit (
+                 id INTEGER PRIMARY KEY,
+                 at_us INTEGER NOT NULL,
+                 actor TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 target TEXT NOT NULL,
+                 allowed INTEGER NOT NULL,
+                 detail TEXT NOT NULL
+             );
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -234,6 +262,36 @@ impl Store {
                     event: Event { at: timestamp(r.get(1)?), siren: r.get(2)?, kind: r.get(3)?, detail: r.get(4)? },
                 })
             })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records an audit entry and waits until it is committed: an accepted write is not
+    /// acknowledged to its caller before its audit record is durable.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let conn = self.reader();
+        conn.execute(
+            "INSERT INTO audit (at_us, actor, action, target, allowed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![micros(entry.at), entry.actor, entry.action, entry.target, entry.allowed, entry.detail],
+        )?;
+        Ok(())
+    }
+
+    /// The audit log, newest last.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_us, actor, action, target, allowed, detail FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(AuditEntry {
+                at: timestamp(r.get(0)?),
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                target: r.get(3)?,
+                allowed: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -1,0 +1,179 @@
+//! The HTTP API over a real socket: reads, errors for bad input, and writes that need a token
+//! of the right role and are audited whether accepted or refused.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use siren_proto::message::FaultBits;
+use siren_sim::generate::{self, Options};
+use sirend::auth::{Role, Tokens, new_token};
+use sirend::config::Token;
+use sirend::fleet::FleetState;
+use sirend::http::{AppState, router};
+use sirend::liveness::{Observation, Policy};
+use sirend::metrics::Metrics;
+use sirend::store::Store;
+
+/// Sends one request and returns the status code and body.
+fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+struct Api {
+    addr: SocketAddr,
+    operator: String,
+    viewer: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let g = generate::generate(&Options { sirens: 5, seed: 9, ..Options::default() }).unwrap();
+    let mut fleet = FleetState::new(&g.fleet.sirens, Policy { down_after_misses: 3 }, Timestamp::now());
+    let first_link = g.fleet.sirens[0].links[0].to_string();
+    let _ = fleet.observe(
+        0,
+        &Observation::Heard { link: first_link, faults: Some(FaultBits(FaultBits::DOOR_OPEN)) },
+        Timestamp::now(),
+    );
+    let metrics = Arc::new(Metrics::new(&fleet));
+    let mut tokens = Vec::new();
+    let mut secrets = Vec::new();
+    for (name, role) in [("ops", Role::Operator), ("watch", Role::Viewer), ("root", Role::Admin)] {
+        let (secret, entry) = new_token(name, role);
+        let hash = entry.lines().find_map(|l| l.strip_prefix("sha256 = \"")).unwrap().trim_end_matches('"').to_owned();
+        tokens.push(Token { name: name.into(), role, sha256: hash });
+        secrets.push(secret);
+    }
+    let state = AppState {
+        fleet: Arc::new(RwLock::new(fleet)),
+        store: Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap()),
+        metrics,
+        tokens: Arc::new(Tokens::new(&tokens)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let [operator, viewer, admin] = <[String; 3]>::try_from(secrets).unwrap();
+    Api { addr, operator, viewer, admin, _dir: dir }
+}
+
+/// `promtool check metrics` must accept the exposition. Runs where promtool is installed; CI
+/// installs it and sets `SIRENNET_REQUIRE_PROMTOOL` so that it cannot be skipped there.
+fn promtool_accepts(metrics: &str) {
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("SIRENNET_REQUIRE_PROMTOOL").is_none(), "promtool is required but not installed");
+        eprintln!("promtool is not installed here: check skipped");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_work_without_a_token_and_bad_input_gets_a_clear_error() {
+    let api = api().await;
+    let addr = api.addr;
+    tokio::task::spawn_blocking(move || {
+        let (status, body) = request(addr, "GET", "/api/sirens", None, "");
+        assert_eq!(status, 200);
+        let sirens: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(sirens.as_array().unwrap().len(), 5);
+        assert_eq!(sirens[0]["state"], "degraded");
+        assert_eq!(sirens[0]["faults"][0], "door_open");
+        let id = sirens[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(request(addr, "GET", &format!("/api/sirens/{id}"), None, "").0, 200);
+        let (status, body) = request(addr, "GET", "/api/sirens/NOPE", None, "");
+        assert_eq!(status, 404);
+        assert!(body.contains("no siren `NOPE`"));
+        let (status, body) = request(addr, "GET", "/api/events?since=yesterday", None, "");
+        assert_eq!(status, 400);
+        assert!(body.contains("RFC 3339"), "{body}");
+        assert_eq!(request(addr, "GET", "/healthz", None, "").0, 200);
+        assert_eq!(request(addr, "GET", "/readyz", None, "").0, 200);
+        let (status, metrics) = request(addr, "GET", "/metrics", None, "");
+        assert_eq!(status, 200);
+        assert!(metrics.contains("siren_state{siren=\""));
+        assert!(metrics.contains("# TYPE siren_frames_rejected_total counter"), "classic format by default");
+        promtool_accepts(&metrics);
+        assert!(metrics.contains("# TYPE siren_info gauge") && metrics.contains("siren_info{siren=\""), "info metric");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_token_of_the_right_role_and_are_audited() {
+    let api = api().await;
+    let (addr, operator, viewer, admin) = (api.addr, api.operator.clone(), api.viewer.clone(), api.admin.clone());
+    tokio::task::spawn_blocking(move || {
+        let sirens: serde_json::Value = serde_json::from_str(&request(addr, "GET", "/api/sirens", None, "").1).unwrap();
+        let id = sirens[0]["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/sirens/{id}/ack");
+        assert_eq!(request(addr, "POST", &path, None, "").0, 401);
+        assert_eq!(request(addr, "POST", &path, Some("not-a-token"), "").0, 401);
+        let (status, body) = request(addr, "POST", &path, Some(&viewer), "");
+        assert_eq!(status, 403);
+        assert!(body.contains("operator is needed"), "{body}");
+        assert_eq!(request(addr, "POST", &path, Some(&operator), "{\"nope\": 1}").0, 400, "unknown fields refused");
+        let (status, body) = request(addr, "POST", &path, Some(&operator), "{\"note\": \"crew sent\"}");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("door_open"));
+        let after: serde_json::Value =
+            serde_json::from_str(&request(addr, "GET", &format!("/api/sirens/{id}"), None, "").1).unwrap();
+        assert_eq!(after["acknowledged"]["by"], "ops");
+        assert_eq!(after["acknowledged"]["note"], "crew sent");
+        // The audit log is for admins, and it has every attempt.
+        assert_eq!(request(addr, "GET", "/api/audit", Some(&operator), "").0, 403);
+        let (status, body) = request(addr, "GET", "/api/audit", Some(&admin), "");
+        assert_eq!(status, 200);
+        let log: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let entries: Vec<(String, bool)> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "acknowledge")
+            .map(|e| (e["actor"].as_str().unwrap().to_owned(), e["allowed"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("anonymous".to_owned(), false),
+                ("invalid-token".to_owned(), false),
+                ("watch".to_owned(), false),
+                ("ops".to_owned(), true),
+                ("ops".to_owned(), true),
+            ]
+        );
+    })
+    .await
+    .unwrap();
+}
