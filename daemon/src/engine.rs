@@ -29,6 +29,8 @@ use crate::store::{CounterRow, Event, Store, StoreError};
 const TIME_SET_EVERY: Duration = Duration::from_secs(600);
 /// How often changed replay counters are written.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// Requests awaiting their answers at once on the MQTT link.
+const MQTT_IN_FLIGHT: usize = 256;
 /// Longest back-off between polls of a siren that does not answer, in poll intervals.
 const MAX_BACKOFF_INTERVALS: u32 = 8;
 
@@ -76,6 +78,8 @@ pub struct Plan {
     pub mqtt: Option<LinkId>,
     pub topic_root: String,
     pub heartbeat: Duration,
+    /// Misses before `down`: polls keep their interval until then, and back off after.
+    pub down_after_misses: u32,
     /// Every owned siren's key.
     pub keys: HashMap<KeyId, Key>,
     /// Every owned siren's links, by fleet-file name (`serial:<bus>`, `mqtt`), and address.
@@ -111,6 +115,7 @@ pub struct Engine {
     mqtt: Option<LinkId>,
     topic_root: String,
     heartbeat: Duration,
+    down_after_misses: u32,
     /// MQTT sirens' next heartbeat deadline, soonest first; stale entries are skipped.
     hb_due: BinaryHeap<Reverse<(Instant, usize)>>,
     hb_deadline: HashMap<usize, Instant>,
@@ -154,7 +159,11 @@ impl Engine {
             );
         }
         if let Some(m) = plan.mqtt {
-            master.add_link(m, MasterConfig::mqtt());
+            // Requests awaiting answers at once over MQTT: enough to keep thousands of sirens
+            // busy, few enough that a burst (time sync of a whole fleet after a restart) is
+            // paced instead of overflowing the client's queue.
+            let config = MasterConfig { max_in_flight: MQTT_IN_FLIGHT, ..MasterConfig::mqtt() };
+            master.add_link(m, config);
             link_names.insert(m, "mqtt".to_owned());
         }
         let by_name: HashMap<&str, LinkId> = link_names.iter().map(|(id, n)| (n.as_str(), *id)).collect();
@@ -232,6 +241,7 @@ impl Engine {
             mqtt: plan.mqtt,
             topic_root: plan.topic_root,
             heartbeat: plan.heartbeat,
+            down_after_misses: plan.down_after_misses,
             hb_due: BinaryHeap::new(),
             hb_deadline: HashMap::new(),
             pending: HashMap::new(),
@@ -283,6 +293,7 @@ impl Engine {
         let now = Instant::now();
         match input {
             Input::Serial { link, bytes } => {
+                self.metrics.received(&self.link_names[&link]);
                 self.master.handle_link_input(now, link, &bytes);
                 self.drain_events(Some(link), now);
             }
@@ -297,6 +308,7 @@ impl Engine {
         if channel == "cmd" {
             return; // our own commands, echoed by the subscription
         }
+        self.metrics.received("mqtt");
         let index = self.read_fleet().index(siren);
         let Some(index) = index else {
             self.metrics.frame_rejected(RejectReason::UnknownKeyId);
@@ -414,8 +426,11 @@ impl Engine {
         let Some(s) = self.schedules.get_mut(&link) else { return };
         let failures = s.failures.entry(siren).or_default();
         *failures = if answered { 0 } else { failures.saturating_add(1) };
-        // A dead drop is polled less and less often, so it does not eat the line.
-        let factor = 1u32 << (*failures).min(MAX_BACKOFF_INTERVALS.trailing_zeros());
+        // Until it is down, a silent siren keeps its interval (detection stays within the
+        // misses plus one interval); after, a dead drop is polled less and less often so it
+        // does not eat the line.
+        let beyond = failures.saturating_sub(self.down_after_misses.saturating_sub(1));
+        let factor = 1u32 << beyond.min(MAX_BACKOFF_INTERVALS.trailing_zeros());
         s.due.push(Reverse((now + s.plan.poll_interval * factor, siren)));
     }
 

@@ -67,6 +67,7 @@ pub struct Metrics {
     zone: Family<ZoneState, Gauge>,
     link_up: Family<LinkLabel, Gauge>,
     polls: Family<LinkLabel, Counter>,
+    received: Family<LinkLabel, Counter>,
     poll_failures: Family<LinkLabel, Counter>,
     poll_duration: Family<LinkLabel, Histogram>,
     rejected: Family<ReasonLabel, Counter>,
@@ -103,6 +104,7 @@ impl Metrics {
         let zone = Family::<ZoneState, Gauge>::default();
         let link_up = Family::<LinkLabel, Gauge>::default();
         let polls = Family::<LinkLabel, Counter>::default();
+        let received = Family::<LinkLabel, Counter>::default();
         let poll_failures = Family::<LinkLabel, Counter>::default();
         let poll_duration = Family::<LinkLabel, Histogram>::new_with_constructor(poll_buckets as fn() -> Histogram);
         let rejected = Family::<ReasonLabel, Counter>::default();
@@ -137,6 +139,11 @@ impl Metrics {
         registry.register("siren_zone_sirens", "Sirens per zone (every level) and state", zone.clone());
         registry.register("siren_link_up", "1 while the link (serial port, MQTT broker) works", link_up.clone());
         registry.register("siren_link_polls", "Polls sent on the link", polls.clone());
+        registry.register(
+            "siren_link_received",
+            "Chunks (serial) or messages (MQTT) received on the link",
+            received.clone(),
+        );
         registry.register("siren_link_poll_failures", "Polls unanswered after every retry", poll_failures.clone());
         registry.register_with_unit(
             "siren_link_poll_duration",
@@ -159,6 +166,7 @@ impl Metrics {
             zone,
             link_up,
             polls,
+            received,
             poll_failures,
             poll_duration,
             rejected,
@@ -232,6 +240,10 @@ impl Metrics {
 
     pub fn poll(&self, link: &str) {
         self.polls.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
+    }
+
+    pub fn received(&self, link: &str) {
+        self.received.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
     }
 
     pub fn poll_failed(&self, link: &str) {

@@ -135,7 +135,14 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
         let (events_tx, mut events) = mpsc::channel(16);
         let pump = tokio::spawn(pump(event_loop, events_tx, Arc::clone(&device), config.check_every));
         let boot_seq = lock(&device).device.boot_seq();
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat, config.heartbeat);
+        // Real devices are not phase-locked: each beats at its own offset within the period.
+        let phase = config.heartbeat.mul_f64(
+            f64::from(id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 1000) / 1000.0,
+        );
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + phase.max(Duration::from_millis(1)),
+            config.heartbeat,
+        );
         let mut check = tokio::time::interval(config.check_every);
         let mut last_status = None;
         let mut reports_seen = lock(&device).device.soundings().len();
