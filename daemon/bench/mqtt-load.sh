@@ -27,7 +27,7 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_conn
 
 mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & pids+=($!)
 sleep 1
-RUST_LOG=warn target/release/sirend run --config "$work/sirend.toml" > "$work/sirend.log" 2>&1 & daemon=$!; pids+=($daemon)
+env RUST_LOG=warn ${DAEMON_ENV:-} target/release/sirend run --config "$work/sirend.toml" > "$work/sirend.log" 2>&1 & daemon=$!; pids+=($daemon)
 sleep 2
 rss0=$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status")
 RUST_LOG=warn target/release/siren-sim mqtt --fleet "$work/fleet.csv" --broker "mqtt://127.0.0.1:$broker_port" --heartbeat "$heartbeat" > "$work/sim.log" 2>&1 & pids+=($!)

@@ -44,8 +44,8 @@ impl Daemon {
         let policy = Policy { down_after_misses: c.liveness.down_after_misses };
         let mut fleet = FleetState::new(loaded.own_sirens(), policy, Timestamp::now());
         fleet.restore(store.states()?);
-        let metrics = Arc::new(Metrics::new(&fleet));
         let fleet = Arc::new(RwLock::new(fleet));
+        let metrics = Arc::new(Metrics::new(Arc::clone(&fleet)));
 
         let (inputs_tx, inputs) = mpsc::channel(4096);
         let mut outputs = HashMap::new();

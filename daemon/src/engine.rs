@@ -389,7 +389,6 @@ impl Engine {
         if now >= self.next_counters {
             self.save_counters(false);
             self.next_counters = now + COUNTERS_EVERY;
-            self.metrics.update_zones(&self.read_fleet());
             self.metrics.events_written(self.store.events_written());
         }
     }
@@ -499,7 +498,6 @@ impl Engine {
         let faults = match message {
             Message::StatusReport(s) => {
                 let telemetry = Telemetry::from_report(s, Timestamp::now());
-                self.metrics.telemetry(&self.read_fleet().siren(index).id, &telemetry);
                 self.write_fleet().set_telemetry(index, telemetry);
                 Some(s.faults)
             }
@@ -552,10 +550,9 @@ impl Engine {
         if changes.is_empty() {
             return;
         }
-        let (id, zone, row, state) = {
+        let (id, row) = {
             let fleet = self.read_fleet();
-            let s = fleet.siren(index);
-            (s.id.clone(), s.zone.to_string(), fleet.state_row(index), s.liveness.state)
+            (fleet.siren(index).id.clone(), fleet.state_row(index))
         };
         for change in changes {
             let (kind, detail) = match change {
@@ -568,7 +565,6 @@ impl Engine {
             };
             self.record(Some(id.clone()), kind, detail);
         }
-        self.metrics.siren_state(&id, &zone, state);
         let _ = self.store.save_state(row);
     }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics (`prometheus-client`; it adds the `_total` and `_info` suffixes itself).
 //! Names follow Prometheus conventions: `siren_` prefix, base units.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,36 +12,13 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use siren_proto::RejectReason;
 
-use crate::fleet::{FleetState, Telemetry};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use crate::fleet::FleetState;
 use crate::liveness::State;
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SirenLabel {
-    siren: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SirenState {
-    siren: String,
-    zone: String,
-    state: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SirenInfo {
-    siren: String,
-    name: String,
-    zone: String,
-    latitude: String,
-    longitude: String,
-    rating_db: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ZoneState {
-    zone: String,
-    state: &'static str,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LinkLabel {
@@ -53,18 +30,12 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// Every metric the daemon exports.
+/// Every metric the daemon exports. Per-siren and per-zone series are not stored here: a
+/// collector encodes them from the fleet state at each scrape, so they cost no memory per
+/// siren and can never disagree with the state.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    state: Family<SirenState, Gauge>,
-    battery: Family<SirenLabel, FloatGauge>,
-    mains: Family<SirenLabel, Gauge>,
-    last_seen: Family<SirenLabel, FloatGauge>,
-    clock_offset: Family<SirenLabel, FloatGauge>,
-    zone: Family<ZoneState, Gauge>,
     link_up: Family<LinkLabel, Gauge>,
     polls: Family<LinkLabel, Counter>,
     received: Family<LinkLabel, Counter>,
@@ -72,7 +43,6 @@ pub struct Metrics {
     poll_duration: Family<LinkLabel, Histogram>,
     rejected: Family<ReasonLabel, Counter>,
     events: Counter,
-    zones: std::sync::Mutex<Vec<String>>,
 }
 
 fn poll_buckets() -> Histogram {
@@ -81,27 +51,9 @@ fn poll_buckets() -> Histogram {
 }
 
 impl Metrics {
-    /// Registers every metric, with the fleet's sirens pre-populated.
-    pub fn new(fleet: &FleetState) -> Self {
+    /// Registers every metric; per-siren series come from `fleet` at each scrape.
+    pub fn new(fleet: Arc<RwLock<FleetState>>) -> Self {
         let mut registry = Registry::default();
-        let state = Family::<SirenState, Gauge>::default();
-        let facts: Vec<SirenInfo> = fleet
-            .sirens()
-            .iter()
-            .map(|s| SirenInfo {
-                siren: s.id.clone(),
-                name: s.name.clone(),
-                zone: s.zone.to_string(),
-                latitude: format!("{:.6}", s.latitude),
-                longitude: format!("{:.6}", s.longitude),
-                rating_db: format!("{:.1}", s.rating_db),
-            })
-            .collect();
-        let battery = Family::<SirenLabel, FloatGauge>::default();
-        let mains = Family::<SirenLabel, Gauge>::default();
-        let last_seen = Family::<SirenLabel, FloatGauge>::default();
-        let clock_offset = Family::<SirenLabel, FloatGauge>::default();
-        let zone = Family::<ZoneState, Gauge>::default();
         let link_up = Family::<LinkLabel, Gauge>::default();
         let polls = Family::<LinkLabel, Counter>::default();
         let received = Family::<LinkLabel, Counter>::default();
@@ -109,34 +61,7 @@ impl Metrics {
         let poll_duration = Family::<LinkLabel, Histogram>::new_with_constructor(poll_buckets as fn() -> Histogram);
         let rejected = Family::<ReasonLabel, Counter>::default();
         let events = Counter::default();
-        registry.register("siren_state", "1 for the siren's current liveness state, 0 for the others", state.clone());
-        // A gauge of 1 rather than an OpenMetrics info type: promtool and the classic text
-        // format know gauges, not info.
-        let info = Family::<SirenInfo, Gauge>::default();
-        for f in facts {
-            info.get_or_create(&f).set(1);
-        }
-        registry.register("siren_info", "Static facts about a siren (always 1)", info);
-        registry.register_with_unit(
-            "siren_battery",
-            "Battery voltage",
-            prometheus_client::registry::Unit::Volts,
-            battery.clone(),
-        );
-        registry.register("siren_mains_present", "1 while the siren runs on mains power", mains.clone());
-        registry.register_with_unit(
-            "siren_last_seen_timestamp",
-            "When the siren was last heard, Unix time",
-            prometheus_client::registry::Unit::Seconds,
-            last_seen.clone(),
-        );
-        registry.register_with_unit(
-            "siren_clock_offset",
-            "Siren clock minus daemon clock at its last status report",
-            prometheus_client::registry::Unit::Seconds,
-            clock_offset.clone(),
-        );
-        registry.register("siren_zone_sirens", "Sirens per zone (every level) and state", zone.clone());
+        registry.register_collector(Box::new(FleetCollector(fleet)));
         registry.register("siren_link_up", "1 while the link (serial port, MQTT broker) works", link_up.clone());
         registry.register("siren_link_polls", "Polls sent on the link", polls.clone());
         registry.register(
@@ -156,28 +81,7 @@ impl Metrics {
         for reason in RejectReason::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: reason.as_str() });
         }
-        let metrics = Self {
-            registry,
-            state,
-            battery,
-            mains,
-            last_seen,
-            clock_offset,
-            zone,
-            link_up,
-            polls,
-            received,
-            poll_failures,
-            poll_duration,
-            rejected,
-            events,
-            zones: std::sync::Mutex::new(Vec::new()),
-        };
-        for s in fleet.sirens() {
-            metrics.siren_state_in(&s.id, s.zone.as_str(), s.liveness.state);
-        }
-        metrics.update_zones(fleet);
-        metrics
+        Self { registry, link_up, polls, received, poll_failures, poll_duration, rejected, events }
     }
 
     /// The exposition, in the OpenMetrics text format.
@@ -192,46 +96,6 @@ impl Metrics {
     /// tools such as `promtool check metrics` that do not speak OpenMetrics.
     pub fn encode_classic(&self) -> String {
         to_classic(&self.encode())
-    }
-
-    fn siren_state_in(&self, siren: &str, zone: &str, current: State) {
-        for s in State::ALL {
-            let label = SirenState { siren: siren.to_owned(), zone: zone.to_owned(), state: s.as_str() };
-            self.state.get_or_create(&label).set(i64::from(s == current));
-        }
-    }
-
-    /// A siren's state changed.
-    pub fn siren_state(&self, siren: &str, zone: &str, state: State) {
-        self.siren_state_in(siren, zone, state);
-    }
-
-    /// Per-zone counts, recomputed from the fleet.
-    pub fn update_zones(&self, fleet: &FleetState) {
-        let counts = fleet.counts_by_zone();
-        let mut zones = self.zones.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (zone, _) in counts.keys() {
-            if !zones.contains(zone) {
-                zones.push(zone.clone());
-            }
-        }
-        for zone in zones.iter() {
-            for s in State::ALL {
-                let n = counts.get(&(zone.clone(), s)).copied().unwrap_or(0);
-                self.zone
-                    .get_or_create(&ZoneState { zone: zone.clone(), state: s.as_str() })
-                    .set(i64::try_from(n).unwrap_or(i64::MAX));
-            }
-        }
-    }
-
-    #[allow(clippy::cast_precision_loss, reason = "timestamps and offsets in seconds fit f64")]
-    pub fn telemetry(&self, siren: &str, t: &Telemetry) {
-        let label = SirenLabel { siren: siren.to_owned() };
-        self.battery.get_or_create(&label).set(t.battery_volts);
-        self.mains.get_or_create(&label).set(i64::from(t.mains_present));
-        self.last_seen.get_or_create(&label).set(t.at.as_microsecond() as f64 / 1e6);
-        self.clock_offset.get_or_create(&label).set(t.clock_offset_us as f64 / 1e6);
     }
 
     pub fn link_up(&self, link: &str, up: bool) {
@@ -295,4 +159,102 @@ pub fn to_classic(openmetrics: &str) -> String {
         }
     }
     out
+}
+
+/// Encodes the per-siren and per-zone series from the fleet state at each scrape.
+#[derive(Debug)]
+struct FleetCollector(Arc<RwLock<FleetState>>);
+
+impl Collector for FleetCollector {
+    #[allow(clippy::cast_precision_loss, reason = "timestamps and offsets in seconds fit f64")]
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let fleet = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sirens = fleet.sirens();
+        {
+            let help = "1 for the siren's current liveness state, 0 for the others";
+            let mut m = encoder.encode_descriptor("siren_state", help, None, MetricType::Gauge)?;
+            for s in sirens {
+                for state in State::ALL {
+                    let labels = [("siren", s.id.as_str()), ("zone", s.zone.as_str()), ("state", state.as_str())];
+                    m.encode_family(&labels)?.encode_gauge(&i64::from(state == s.liveness.state))?;
+                }
+            }
+        }
+        {
+            // A gauge of 1 rather than an OpenMetrics info type: promtool and the classic text
+            // format know gauges, not info.
+            let mut m = encoder.encode_descriptor(
+                "siren_info",
+                "Static facts about a siren (always 1)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in sirens {
+                let (lat, lon, rating) =
+                    (format!("{:.6}", s.latitude), format!("{:.6}", s.longitude), format!("{:.1}", s.rating_db));
+                let labels = [
+                    ("siren", s.id.as_str()),
+                    ("name", s.name.as_str()),
+                    ("zone", s.zone.as_str()),
+                    ("latitude", lat.as_str()),
+                    ("longitude", lon.as_str()),
+                    ("rating_db", rating.as_str()),
+                ];
+                m.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+        let telemetry = || sirens.iter().filter_map(|s| s.telemetry.as_ref().map(|t| (s.id.as_str(), t)));
+        {
+            let mut m =
+                encoder.encode_descriptor("siren_battery", "Battery voltage", Some(&Unit::Volts), MetricType::Gauge)?;
+            for (id, t) in telemetry() {
+                m.encode_family(&[("siren", id)])?.encode_gauge(&t.battery_volts)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "siren_mains_present",
+                "1 while the siren runs on mains power",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (id, t) in telemetry() {
+                m.encode_family(&[("siren", id)])?.encode_gauge(&i64::from(t.mains_present))?;
+            }
+        }
+        {
+            let help = "When the siren last sent a status report, Unix time";
+            let mut m = encoder.encode_descriptor(
+                "siren_last_seen_timestamp",
+                help,
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for (id, t) in telemetry() {
+                m.encode_family(&[("siren", id)])?.encode_gauge(&(t.at.as_microsecond() as f64 / 1e6))?;
+            }
+        }
+        {
+            let help = "Siren clock minus daemon clock at its last status report";
+            let mut m =
+                encoder.encode_descriptor("siren_clock_offset", help, Some(&Unit::Seconds), MetricType::Gauge)?;
+            for (id, t) in telemetry() {
+                m.encode_family(&[("siren", id)])?.encode_gauge(&(t.clock_offset_us as f64 / 1e6))?;
+            }
+        }
+        {
+            let counts = fleet.counts_by_zone();
+            let zones: std::collections::BTreeSet<&str> = counts.keys().map(|(z, _)| z.as_str()).collect();
+            let help = "Sirens per zone (every level of the hierarchy) and state";
+            let mut m = encoder.encode_descriptor("siren_zone_sirens", help, None, MetricType::Gauge)?;
+            for zone in zones {
+                for state in State::ALL {
+                    let n = counts.get(&(zone.to_owned(), state)).copied().unwrap_or(0);
+                    m.encode_family(&[("zone", zone), ("state", state.as_str())])?
+                        .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

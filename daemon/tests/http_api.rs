@@ -52,7 +52,8 @@ async fn api() -> Api {
         &Observation::Heard { link: first_link, faults: Some(FaultBits(FaultBits::DOOR_OPEN)) },
         Timestamp::now(),
     );
-    let metrics = Arc::new(Metrics::new(&fleet));
+    let fleet = Arc::new(RwLock::new(fleet));
+    let metrics = Arc::new(Metrics::new(Arc::clone(&fleet)));
     let mut tokens = Vec::new();
     let mut secrets = Vec::new();
     for (name, role) in [("ops", Role::Operator), ("watch", Role::Viewer), ("root", Role::Admin)] {
@@ -62,7 +63,7 @@ async fn api() -> Api {
         secrets.push(secret);
     }
     let state = AppState {
-        fleet: Arc::new(RwLock::new(fleet)),
+        fleet,
         store: Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap()),
         metrics,
         tokens: Arc::new(Tokens::new(&tokens)),
