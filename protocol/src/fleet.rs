@@ -163,8 +163,7 @@ impl Fleet {
 
     /// Parses and validates fleet CSV; `file` names the source in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, FleetError> {
-        let mut reader =
-            csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut reader = csv_reader(text);
         let headers = reader.headers().map_err(|e| FleetError::new(file, Some(1), None, e.to_string()))?.clone();
         let column = |name: &'static str| {
             headers.iter().position(|h| h == name).ok_or_else(|| {
@@ -299,6 +298,11 @@ fn check_siren(s: &Siren) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// A CSV reader as both files are read: trimmed fields, `#` comment lines.
+fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes())
+}
+
 /// Parses `17`, `0x11` or `0X0011`.
 fn parse_u16(s: &str) -> Result<u16, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -363,8 +367,7 @@ impl KeyFile {
 
     /// Parses key-file CSV (`key_id,holder,key`).
     pub fn parse(file: &str, text: &str) -> Result<Self, FleetError> {
-        let mut reader =
-            csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut reader = csv_reader(text);
         let mut entries = Vec::new();
         let mut seen = HashSet::new();
         let mut holders = HashSet::new();

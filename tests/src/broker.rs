@@ -2,13 +2,11 @@
 //! machine has it; CI installs it and sets `SIRENNET_REQUIRE_MOSQUITTO=1` so that its absence
 //! fails instead of skipping).
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// A broker the tests can connect to.
 #[derive(Debug)]
@@ -33,45 +31,10 @@ impl TestBroker {
         self.kind
     }
 
-    /// Starts an embedded rumqttd on a free port.
+    /// Starts the daemon's embedded broker (rumqttd) on a free port.
     pub fn embedded() -> anyhow::Result<Self> {
         let addr = free_port()?;
-        let connections = ConnectionSettings {
-            connection_timeout_ms: 5_000,
-            max_payload_size: 64 * 1024,
-            max_inflight_count: 500,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        };
-        let server = ServerSettings {
-            name: "v4-test".into(),
-            listen: addr,
-            tls: None,
-            next_connection_delay_ms: 0,
-            connections,
-        };
-        let config = Config {
-            id: 0,
-            router: RouterConfig {
-                max_connections: 20_000,
-                max_outgoing_packet_count: 1_000,
-                max_segment_size: 16 * 1024 * 1024,
-                max_segment_count: 10,
-                custom_segment: None,
-                initialized_filters: None,
-                shared_subscriptions_strategy: rumqttd::Strategy::default(),
-            },
-            v4: Some(HashMap::from([("v4-test".to_owned(), server)])),
-            ..Config::default()
-        };
-        std::thread::Builder::new().name("test-broker".into()).spawn(move || {
-            let mut broker = Broker::new(config);
-            if let Err(e) = broker.start() {
-                eprintln!("embedded broker stopped: {e}");
-            }
-        })?;
-        wait_listening(addr)?;
+        sirend::link::broker::start(addr, 20_000)?;
         Ok(Self { addr, kind: "embedded", binary: None, child: None, dir: None })
     }
 

@@ -16,6 +16,7 @@ use sirend::config::Loaded;
 use sirend::daemon::Daemon;
 use sirend::liveness::State;
 use sirennet_e2e::broker::{TestBroker, free_port};
+use sirennet_e2e::wait::wait_for;
 
 /// An MQTT-only fleet. `broker`: an external broker's URL, or `None` for the daemon's own.
 fn setup(dir: &Path, sirens: usize, broker: Option<&str>, heartbeat_s: u32) -> (Loaded, Arc<SimFleet>, String) {
@@ -63,14 +64,6 @@ fn metric(daemon: &Daemon, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {series} in the metrics"))
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let guard = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < guard, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use siren_sim::clock::SimClock;
 use siren_sim::fault::Fault;
@@ -14,6 +13,7 @@ use siren_sim::generate::{self, Options};
 use sirend::config::Loaded;
 use sirend::daemon::Daemon;
 use sirend::liveness::State;
+use sirennet_e2e::wait::wait_for;
 
 /// A serial-only fleet with its configuration, tuned for a quick test: fast polls.
 fn setup(dir: &Path, sirens: usize) -> (Loaded, Arc<SimFleet>) {
@@ -34,15 +34,6 @@ fn setup(dir: &Path, sirens: usize) -> (Loaded, Arc<SimFleet>) {
 
 fn state(daemon: &Daemon, id: &str) -> State {
     daemon.fleet.read().unwrap().get(id).unwrap().liveness.state
-}
-
-/// Waits for a condition the daemon reaches by itself; the guard only stops a hung test.
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let guard = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < guard, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
