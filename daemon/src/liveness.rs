@@ -8,8 +8,6 @@
 //! - When every link of a siren is down the siren is `unreachable`: no verdict, one link
 //!   alert instead of one per siren. When a link returns the siren is `unknown` until heard.
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 use siren_proto::message::FaultBits;
 
@@ -122,9 +120,10 @@ pub struct SirenState {
     pub misses: u32,
     /// The last fault bits it reported.
     pub faults: FaultBits,
-    /// Its links, by name, and which of them are down.
-    pub links: BTreeSet<String>,
-    pub links_down: BTreeSet<String>,
+    /// Its links, by name, and which of them are down (a siren has one or two: a small
+    /// vector is a fraction of a set's size).
+    pub links: Vec<String>,
+    pub links_down: Vec<String>,
     /// How many times it has gone `down`.
     pub flaps: u32,
     pub last_seen: Option<Timestamp>,
@@ -138,8 +137,14 @@ impl SirenState {
             since: now,
             misses: 0,
             faults: FaultBits::default(),
-            links: links.into_iter().collect(),
-            links_down: BTreeSet::new(),
+            links: {
+                let mut l: Vec<String> = links.into_iter().collect();
+                l.sort();
+                l.dedup();
+                l.shrink_to_fit();
+                l
+            },
+            links_down: Vec::new(),
             flaps: 0,
             last_seen: None,
         }
@@ -157,7 +162,7 @@ impl SirenState {
         let mut changes = Vec::new();
         let target = match observation {
             Observation::Heard { link, faults } => {
-                next.links_down.remove(link);
+                next.links_down.retain(|l| l != link);
                 next.misses = 0;
                 next.last_seen = Some(now);
                 if let Some(f) = faults {
@@ -177,13 +182,13 @@ impl SirenState {
                 Some((State::Down, Cause::Died))
             }
             Observation::LinkDown { link } => {
-                if self.links.contains(link) {
-                    next.links_down.insert(link.clone());
+                if self.links.contains(link) && !next.links_down.contains(link) {
+                    next.links_down.push(link.clone());
                 }
                 (!next.reachable()).then_some((State::Unreachable, Cause::LinksDown))
             }
             Observation::LinkUp { link } => {
-                next.links_down.remove(link);
+                next.links_down.retain(|l| l != link);
                 // Silence while we could not listen proves nothing.
                 if self.state == State::Unreachable && next.reachable() {
                     next.misses = 0;

@@ -109,6 +109,8 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
     let loaded = Loaded::load(config)?;
     runtime()?.block_on(async {
         let daemon = Daemon::start(&loaded).await?;
+        // The daemon keeps what it needs; the files as read are not.
+        drop(loaded);
         shutdown_signal().await;
         daemon.stop().await;
         Ok(())
