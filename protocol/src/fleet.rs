@@ -156,8 +156,7 @@ pub struct Fleet {
 impl Fleet {
     /// Reads and validates a fleet file.
     pub fn load(path: &Path) -> Result<Self, FleetError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| FleetError::new(&file, None, None, e.to_string()))?;
+        let (file, text) = read(path)?;
         Self::parse(&file, &text)
     }
 
@@ -298,6 +297,13 @@ fn check_siren(s: &Siren) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// A file's name for errors and its text.
+fn read(path: &Path) -> Result<(String, String), FleetError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| FleetError::new(&file, None, None, e.to_string()))?;
+    Ok((file, text))
+}
+
 /// A CSV reader as both files are read: trimmed fields, `#` comment lines.
 fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text.as_bytes())
@@ -360,8 +366,7 @@ impl KeyFile {
     /// Reads a key file. Permission checks are the reader's business (the daemon refuses a
     /// key file that others can read).
     pub fn load(path: &Path) -> Result<Self, FleetError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| FleetError::new(&file, None, None, e.to_string()))?;
+        let (file, text) = read(path)?;
         Self::parse(&file, &text)
     }
 
