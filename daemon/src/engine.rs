@@ -228,7 +228,9 @@ impl Engine {
                 }
             }
         }
-        let link_up = link_names.keys().map(|l| (*l, false)).collect();
+        // Unknown until each link task first reports: a port that never opens must still
+        // turn its sirens `unreachable`, so its first report is always a change.
+        let link_up = HashMap::new();
         Ok(Self {
             master,
             fleet,

@@ -174,3 +174,15 @@ async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sirens_behind_a_broker_that_never_answers_are_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let nobody = free_port().unwrap();
+    let (loaded, _sim, _) = setup(dir.path(), 3, Some(&format!("mqtt://{nobody}")), 1);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids = ids(&loaded);
+    wait_for("unreachable without a broker", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
+    daemon.stop().await;
+}

@@ -76,3 +76,14 @@ async fn faults_silence_and_a_lost_port_on_a_serial_bus() {
         .await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sirens_on_a_port_that_never_opens_are_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, _sim) = setup(dir.path(), 4);
+    // No bus is served: every configured port is missing from the start.
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|s| s.id.clone()).collect();
+    wait_for("unreachable without a port", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
+    daemon.stop().await;
+}

@@ -44,7 +44,9 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
 /// Runs the client until the engine goes away.
 pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mpsc::Receiver<Output>) {
     let mut backoff = Backoff::new();
-    let mut up = false;
+    // What the engine was last told; nothing yet, so that a broker that is never reachable
+    // still turns its sirens `unreachable`.
+    let mut reported: Option<bool> = None;
     loop {
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_keep_alive(Duration::from_secs(15));
@@ -63,8 +65,8 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
                         }
                     }
                     Some(Ok(Event::Incoming(Packet::SubAck(_)))) => {
-                        if !up {
-                            up = true;
+                        if reported != Some(true) {
+                            reported = Some(true);
                             backoff.reset();
                             tracing::info!(host = %config.host, port = config.port, "MQTT connected");
                             if inputs.send(Input::LinkUp(config.link)).await.is_err() {
@@ -100,14 +102,14 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
             }
         };
         pump.abort();
-        if up {
-            up = false;
-            tracing::warn!(host = %config.host, port = config.port, error = %failure, "MQTT connection lost");
+        if reported == Some(false) {
+            tracing::debug!(error = %failure, "MQTT connect failed");
+        } else {
+            reported = Some(false);
+            tracing::warn!(host = %config.host, port = config.port, error = %failure, "MQTT connection lost or refused");
             if inputs.send(Input::LinkDown(config.link)).await.is_err() {
                 return;
             }
-        } else {
-            tracing::debug!(error = %failure, "MQTT connect failed");
         }
         tokio::time::sleep(backoff.delay()).await;
     }
