@@ -83,6 +83,18 @@ pub struct LinkFaults {
 
 /// Frames the controller recently sent, for the replay attacker.
 const CAPTURED: usize = 8;
+/// Ground-truth log entries kept per controller: tests look at a few, and a simulator that
+/// runs for weeks must not grow without bound.
+pub const LOG_LIMIT: usize = 10_000;
+
+/// Appends to a log that keeps only the most recent [`LOG_LIMIT`] entries.
+fn push_bounded<T>(log: &mut Vec<T>, item: T) {
+    if log.len() >= LOG_LIMIT {
+        // Drop the older half at once, so trimming costs O(1) per entry on average.
+        log.drain(..LOG_LIMIT / 2);
+    }
+    log.push(item);
+}
 
 /// A simulated controller.
 #[derive(Debug)]
@@ -147,12 +159,13 @@ impl Controller {
         self.turnaround_us + self.link.slow_us
     }
 
-    /// Everything authentic it received, in order.
+    /// The authentic requests it received, in order (the most recent [`LOG_LIMIT`] at most).
     pub fn received(&self) -> &[Received] {
         &self.received
     }
 
-    /// Every frame addressed to it that it refused, in order.
+    /// The frames addressed to it that it refused, in order (the most recent [`LOG_LIMIT`] at
+    /// most).
     pub fn rejected(&self) -> &[RejectReason] {
         &self.rejected
     }
@@ -196,15 +209,16 @@ impl Controller {
                             self.nv.group_rx_highest = h;
                         }
                     }
-                    self.received.push(Received {
+                    let entry = Received {
                         at: now,
                         counter: token.counter,
                         broadcast: token.broadcast,
                         message: message.clone(),
-                    });
+                    };
+                    push_bounded(&mut self.received, entry);
                     self.execute(now, token, &message);
                 }
-                OutstationEvent::Rejected(reason) => self.rejected.push(reason),
+                OutstationEvent::Rejected(reason) => push_bounded(&mut self.rejected, reason),
                 OutstationEvent::LeaseWanted { up_to } => {
                     self.nv.tx_lease_end = up_to;
                     self.outstation.grant_lease(up_to);

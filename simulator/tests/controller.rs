@@ -52,7 +52,14 @@ fn exchange(m: &mut Master, c: &mut Controller, t: i64) -> Vec<MasterEvent> {
     while let Some((_, frame)) = c.poll_mqtt() {
         m.handle_input(now, &frame);
     }
-    std::iter::from_fn(|| m.poll_event()).collect()
+    let events: Vec<MasterEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+    // Persisting is the daemon's business; here every lease asked for is granted.
+    for e in &events {
+        if let MasterEvent::LeaseWanted { key_id, up_to } = e {
+            m.grant_lease(*key_id, *up_to);
+        }
+    }
+    events.into_iter().filter(|e| !matches!(e, MasterEvent::LeaseWanted { .. })).collect()
 }
 
 fn publish_status(c: &mut Controller) -> Vec<u8> {
@@ -151,4 +158,20 @@ fn time_sync_through_the_protocol_brings_the_start_within_tolerance() {
     // The ground-truth log holds what it received, in order.
     let kinds: Vec<_> = c.received().iter().map(|r| r.message.message_type()).collect();
     assert_eq!(kinds, [TimeSyncRequest, ClockAdjust, ArmTest]);
+}
+
+#[test]
+fn the_ground_truth_logs_stay_bounded() {
+    use siren_sim::controller::LOG_LIMIT;
+    let mut m = master();
+    let mut c = controller(0);
+    for i in 0..(LOG_LIMIT + 10) {
+        m.request(KeyId(7), Message::StatusRequest, Priority::Poll).unwrap();
+        let t = T0 + i64::try_from(i).unwrap() * 1_000;
+        exchange(&mut m, &mut c, t);
+    }
+    let received = c.received();
+    assert!(received.len() <= LOG_LIMIT, "{}", received.len());
+    assert!(received.len() > LOG_LIMIT / 2, "the recent half is kept");
+    assert_eq!(received.last().unwrap().at, T0 + i64::try_from(LOG_LIMIT + 9).unwrap() * 1_000, "the newest is kept");
 }
