@@ -311,13 +311,15 @@ impl Engine {
             return; // our own commands, echoed by the subscription
         }
         self.metrics.received("mqtt");
-        let index = self.read_fleet().index(siren);
-        let Some(index) = index else {
+        let expected = {
+            let fleet = self.read_fleet();
+            fleet.index(siren).map(|i| fleet.siren(i).key_id)
+        };
+        let Some(expected) = expected else {
             self.metrics.frame_rejected(RejectReason::UnknownKeyId);
             return;
         };
         // The topic names the siren; the frame must be sealed under that siren's key.
-        let expected = self.read_fleet().siren(index).key_id;
         if FrameRef::parse(payload).is_ok_and(|f| f.header.key_id != expected) {
             self.metrics.frame_rejected(RejectReason::AddressMismatch);
             return;
