@@ -32,10 +32,22 @@ impl TestBroker {
     }
 
     /// Starts the daemon's embedded broker (rumqttd) on a free port.
+    ///
+    /// Another test may take the free port between our probe and the broker's bind (tests run in
+    /// parallel): `start` then refuses the port, and a new one is tried.
     pub fn embedded() -> anyhow::Result<Self> {
-        let addr = free_port()?;
-        sirend::link::broker::start(addr, 20_000)?;
-        Ok(Self { addr, kind: "embedded", binary: None, child: None, dir: None })
+        let mut attempt = 0;
+        loop {
+            let addr = free_port()?;
+            match sirend::link::broker::start(addr, 20_000) {
+                Ok(()) => return Ok(Self { addr, kind: "embedded", binary: None, child: None, dir: None }),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    eprintln!("embedded broker on {addr}: {e:#}; trying another port");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Starts a private Mosquitto on a free port, if Mosquitto is installed.
@@ -47,16 +59,38 @@ impl TestBroker {
             );
             return Ok(None);
         };
-        let addr = free_port()?;
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n", addr.port()),
-        )?;
-        let child = spawn_mosquitto(&binary, &conf)?;
-        wait_listening(addr)?;
-        Ok(Some(Self { addr, kind: "mosquitto", binary: Some(binary), child: Some(child), dir: Some(dir) }))
+        let mut attempt = 0;
+        loop {
+            let addr = free_port()?;
+            std::fs::write(
+                &conf,
+                format!(
+                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n",
+                    addr.port()
+                ),
+            )?;
+            let mut child = spawn_mosquitto(&binary, &conf)?;
+            match wait_listening(addr, &mut child) {
+                Ok(()) => {
+                    return Ok(Some(Self {
+                        addr,
+                        kind: "mosquitto",
+                        binary: Some(binary),
+                        child: Some(child),
+                        dir: Some(dir),
+                    }));
+                }
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    eprintln!("mosquitto on {addr}: {e:#}; trying another port");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Kills a Mosquitto broker (as a crash would: no clean shutdown).
@@ -73,8 +107,10 @@ impl TestBroker {
         let (Some(binary), Some(dir)) = (&self.binary, &self.dir) else {
             anyhow::bail!("only a Mosquitto broker can be restarted")
         };
-        self.child = Some(spawn_mosquitto(binary, &dir.path().join("mosquitto.conf"))?);
-        wait_listening(self.addr)
+        let mut child = spawn_mosquitto(binary, &dir.path().join("mosquitto.conf"))?;
+        let listening = wait_listening(self.addr, &mut child);
+        self.child = Some(child);
+        listening
     }
 }
 
@@ -110,10 +146,19 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
-fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+/// Waits until `child` listens on `addr`. A Mosquitto that cannot bind exits, and whatever else
+/// holds the port must not pass for it, so the process is checked alive after the connect.
+fn wait_listening(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("mosquitto exited ({status}) instead of listening on {addr}");
+        }
         if TcpStream::connect(addr).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("mosquitto exited ({status}); {addr} belongs to another process");
+            }
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));

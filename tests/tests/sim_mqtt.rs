@@ -58,7 +58,11 @@ struct Watcher {
 
 impl Watcher {
     async fn connect(broker: &TestBroker) -> Self {
-        let mut options = MqttOptions::new("watcher", broker.addr.ip().to_string(), broker.addr.port());
+        let mut options = MqttOptions::new(
+            format!("watcher-{}", broker.addr.port()),
+            broker.addr.ip().to_string(),
+            broker.addr.port(),
+        );
         options.set_keep_alive(Duration::from_secs(30));
         let (client, mut events) = AsyncClient::new(options, 64);
         client.subscribe("sirennet/v1/#", QoS::AtLeastOnce).await.unwrap();

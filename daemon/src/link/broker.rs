@@ -2,13 +2,23 @@
 //! It runs on its own threads, with explicit router limits sized for a large fleet.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// Starts the broker on `listen` and waits until it accepts connections.
+///
+/// rumqttd only logs a failure to bind, from its own thread, so the port is claimed here first:
+/// otherwise a port already taken by another broker would pass the readiness probe below and
+/// the daemon would quietly talk to someone else's broker.
 pub fn start(listen: SocketAddr, max_connections: usize) -> anyhow::Result<()> {
+    drop(
+        TcpListener::bind(listen).with_context(|| {
+            format!("the embedded MQTT broker cannot listen on {listen} (is another broker there?)")
+        })?,
+    );
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: 64 * 1024,
