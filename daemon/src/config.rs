@@ -43,6 +43,8 @@ pub struct Config {
     pub serial: Vec<Serial>,
     #[serde(default)]
     pub liveness: Liveness,
+    #[serde(default)]
+    pub coverage: Coverage,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +186,85 @@ fn default_heartbeat() -> u32 {
     30
 }
 
+/// The coverage model (docs/operations.md, "Coverage").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coverage {
+    /// Side of a grid cell, metres.
+    #[serde(default = "default_cell_size")]
+    pub cell_size_m: f64,
+    /// How overlapping sirens combine: `loudest` (conservative) or `energy` (intensities add).
+    #[serde(default)]
+    pub overlap: crate::coverage::model::Overlap,
+    /// Zone boundaries: a GeoJSON file, one (Multi)Polygon feature per zone with the zone path
+    /// in its `zone` property. Without it, a zone's area is the hull of its sirens' audible
+    /// circles.
+    pub boundaries: Option<PathBuf>,
+    /// People per place: an ESRI ASCII grid (`.asc`) or a CSV of `latitude,longitude,population`.
+    pub population: Option<PathBuf>,
+    /// Defaults for every zone; `zones` overrides them per zone and the zones inside it.
+    pub density: Option<Density>,
+    pub threshold_db: Option<f64>,
+    pub loss_per_doubling_db: Option<f64>,
+    pub target_ratio: Option<f64>,
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZoneAcoustics>,
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Self {
+            cell_size_m: default_cell_size(),
+            overlap: crate::coverage::model::Overlap::default(),
+            boundaries: None,
+            population: None,
+            density: None,
+            threshold_db: None,
+            loss_per_doubling_db: None,
+            target_ratio: None,
+            zones: BTreeMap::new(),
+        }
+    }
+}
+
+impl Coverage {
+    /// The settings every zone starts from.
+    pub fn defaults(&self) -> ZoneAcoustics {
+        ZoneAcoustics {
+            density: self.density,
+            threshold_db: self.threshold_db,
+            loss_per_doubling_db: self.loss_per_doubling_db,
+            target_ratio: self.target_ratio,
+        }
+    }
+}
+
+fn default_cell_size() -> f64 {
+    100.0
+}
+
+/// How sound carries in a zone and how much of it must hear.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneAcoustics {
+    /// `dense` (threshold 70 dB(C)) or `sparse` (60 dB(C)).
+    pub density: Option<Density>,
+    /// The level that counts as heard, dB(C); overrides `density`.
+    pub threshold_db: Option<f64>,
+    /// Loss per doubling of distance, dB: 10 by default, 6 for pure spherical spreading.
+    pub loss_per_doubling_db: Option<f64>,
+    /// The covered share (by population when known, else by area) below which the zone alerts.
+    pub target_ratio: Option<f64>,
+}
+
+/// How built-up a zone is, which sets the default coverage threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Density {
+    Dense,
+    Sparse,
+}
+
 /// A configuration with its fleet and keys loaded and checked against each other.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -268,6 +349,26 @@ impl Loaded {
         }
         if c.liveness.heartbeat_s == 0 {
             return Err(self.field("liveness.heartbeat_s", "must be at least 1"));
+        }
+        self.validate_coverage()
+    }
+
+    fn validate_coverage(&self) -> Result<(), ConfigError> {
+        let c = &self.config.coverage;
+        if !(c.cell_size_m.is_finite() && c.cell_size_m >= 10.0) {
+            return Err(self.field("coverage.cell_size_m", "must be at least 10 m"));
+        }
+        let zones = c.zones.iter().map(|(z, a)| (format!("coverage.zones.\"{z}\"."), a));
+        for (at, a) in std::iter::once(("coverage.".to_owned(), &c.defaults())).chain(zones) {
+            if a.threshold_db.is_some_and(|t| !(t.is_finite() && (20.0..=160.0).contains(&t))) {
+                return Err(self.field(format!("{at}threshold_db"), "must be between 20 and 160 dB(C)"));
+            }
+            if a.loss_per_doubling_db.is_some_and(|k| !(k.is_finite() && (1.0..=30.0).contains(&k))) {
+                return Err(self.field(format!("{at}loss_per_doubling_db"), "must be between 1 and 30 dB"));
+            }
+            if a.target_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return Err(self.field(format!("{at}target_ratio"), "must be between 0 and 1"));
+            }
         }
         Ok(())
     }

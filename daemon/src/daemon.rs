@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::Loaded;
+use crate::coverage::Coverage;
+use crate::coverage::metrics::SharedCoverage;
 use crate::engine::{Engine, Plan, SerialPlan};
 use crate::fleet::FleetState;
 use crate::http::{AppState, router};
@@ -29,7 +31,26 @@ pub struct Daemon {
     pub fleet: Arc<RwLock<FleetState>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    /// Who would hear a warning now; `None` when the daemon owns no siren.
+    pub coverage: Option<SharedCoverage>,
     tasks: JoinSet<()>,
+}
+
+/// Builds the coverage grid of the daemon's own sirens; `None` when it owns none.
+fn start_coverage(loaded: &Loaded) -> anyhow::Result<Option<SharedCoverage>> {
+    if loaded.own_sirens().next().is_none() {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let c = Coverage::from_config(loaded).context("setting up coverage")?;
+    let g = c.map().layout().grid;
+    tracing::info!(
+        cells = g.cells(),
+        cell_m = g.cell_m,
+        took_ms = started.elapsed().as_millis(),
+        "coverage grid ready"
+    );
+    Ok(Some(Arc::new(Mutex::new(c))))
 }
 
 /// The MQTT link's id; serial buses take 1, 2, ...
@@ -45,7 +66,8 @@ impl Daemon {
         let mut fleet = FleetState::new(loaded.own_sirens(), policy, Timestamp::now());
         fleet.restore(store.states()?);
         let fleet = Arc::new(RwLock::new(fleet));
-        let metrics = Arc::new(Metrics::new(Arc::clone(&fleet)));
+        let coverage = start_coverage(loaded)?;
+        let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), coverage.clone()));
 
         let (inputs_tx, inputs) = mpsc::channel(4096);
         let mut outputs = HashMap::new();
@@ -106,7 +128,10 @@ impl Daemon {
             keys,
             peers,
         };
-        let engine = Engine::new(plan, Arc::clone(&fleet), Arc::clone(&store), Arc::clone(&metrics), outputs)?;
+        let mut engine = Engine::new(plan, Arc::clone(&fleet), Arc::clone(&store), Arc::clone(&metrics), outputs)?;
+        if let Some(c) = &coverage {
+            engine.set_coverage(Arc::clone(c));
+        }
         drop(inputs_tx);
         tasks.spawn(engine.run(inputs));
 
@@ -120,6 +145,7 @@ impl Daemon {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             tokens,
+            coverage: coverage.clone(),
         });
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -127,7 +153,7 @@ impl Daemon {
             }
         });
         tracing::info!(%http, sirens = fleet.read().map_or(0, |f| f.sirens().len()), "sirend running");
-        Ok(Self { http, mqtt_broker, fleet, store, metrics, tasks })
+        Ok(Self { http, mqtt_broker, fleet, store, metrics, coverage, tasks })
     }
 
     /// Stops every task; the store commits what is queued when its last handle goes.

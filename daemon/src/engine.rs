@@ -20,6 +20,7 @@ use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
 use siren_proto::{Key, RejectReason};
 use tokio::sync::mpsc;
 
+use crate::coverage::metrics::SharedCoverage;
 use crate::fleet::{FleetState, Telemetry};
 use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
@@ -124,6 +125,8 @@ pub struct Engine {
     next_counters: Instant,
     /// When each MQTT siren's clock was last synchronised (or attempted).
     last_sync: HashMap<usize, Instant>,
+    /// Told of every siren that starts or stops being able to sound.
+    coverage: Option<SharedCoverage>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -250,7 +253,13 @@ impl Engine {
             dirty_counters: HashSet::new(),
             next_counters: now + COUNTERS_EVERY,
             last_sync: HashMap::new(),
+            coverage: None,
         })
+    }
+
+    /// Keeps `coverage` up to date with every siren's ability to sound.
+    pub fn set_coverage(&mut self, coverage: SharedCoverage) {
+        self.coverage = Some(coverage);
     }
 
     /// Runs until the input channel closes.
@@ -561,6 +570,9 @@ impl Engine {
         for change in changes {
             let (kind, detail) = match change {
                 Change::State { from, to, cause } => {
+                    if let Some(c) = &self.coverage {
+                        c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set_able(index, to.can_sound());
+                    }
                     tracing::info!(siren = %id, from = from.as_str(), to = to.as_str(), cause = cause.as_str(), "state");
                     ("state", format!("{} -> {} ({})", from.as_str(), to.as_str(), cause.as_str()))
                 }

@@ -25,7 +25,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
+    pub coverage: Option<crate::coverage::metrics::SharedCoverage>,
 }
+
+mod coverage;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/sirens/{id}/ack", post(acknowledge))
         .route("/api/audit", get(audit))
+        .route("/api/coverage", get(coverage::summary))
+        .route("/api/coverage.geojson", get(coverage::geojson))
+        .route("/api/coverage.png", get(coverage::png))
         .with_state(state)
 }
 
@@ -274,7 +280,9 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><title>sirend</title></head><body>\
          <h1>sirend</h1><p>{} sirens</p><table>{rows}</table>\
          <p><a href=/metrics>/metrics</a> · <a href=/api/sirens>/api/sirens</a> · <a href=/api/events>/api/events</a> · \
-         <a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></p></body></html>",
+         <a href=/api/coverage>/api/coverage</a> · <a href=/api/coverage.geojson>/api/coverage.geojson</a> · \
+         <a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></p>\
+         <p><img src=/api/coverage.png alt=\"coverage map\" style=\"max-width:100%\"></p></body></html>",
         fleet.sirens().len()
     ))
 }

@@ -1,12 +1,14 @@
 //! `sirend`, the sirennet monitoring daemon.
 //!
 //! - [`config`]: `sirend.toml` with its fleet and key files.
+//! - [`coverage`]: who would hear a warning now, by area and by population.
 //! - [`fleet`]: every owned siren with its liveness and telemetry.
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
 pub mod auth;
 pub mod config;
+pub mod coverage;
 pub mod daemon;
 pub mod demo;
 pub mod engine;

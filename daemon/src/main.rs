@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sirend::config::Loaded;
+use sirend::coverage::Coverage;
 use sirend::daemon::Daemon;
 use sirend::demo::{self, DemoOptions};
+use sirend::liveness::State;
 
 #[derive(Debug, Parser)]
 #[command(name = "sirend", version, about = "Monitoring daemon for outdoor warning sirens")]
@@ -41,6 +43,14 @@ enum Command {
         #[arg(long, default_value = "operator")]
         role: String,
     },
+    /// Who would hear a warning: coverage per zone from the last known states in the store.
+    Coverage {
+        #[arg(long, default_value = "sirend.toml")]
+        config: PathBuf,
+        /// Count every siren as able to sound: the design coverage.
+        #[arg(long)]
+        assume_all_ok: bool,
+    },
     /// Start an embedded broker, a simulated fleet with a scenario of faults, and the daemon.
     Demo {
         #[arg(long, default_value_t = 120)]
@@ -69,13 +79,8 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     let result = match cli.command {
-        Command::CheckConfig { file } => match Loaded::load(&file) {
-            Ok(loaded) => {
-                print!("{}", loaded.summary());
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        },
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Coverage { config, assume_all_ok } => coverage(&config, assume_all_ok),
         Command::Run { config } => run(&config),
         Command::Token { name, role } => token(&name, &role),
         Command::Demo { sirens, listen, broker, dir } => run_demo(sirens, listen, broker, dir),
@@ -87,6 +92,44 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = Loaded::load(file)?;
+    print!("{}", loaded.summary());
+    if loaded.own_sirens().next().is_some() {
+        print!("{}", Coverage::from_config(&loaded)?.summary());
+    }
+    Ok(())
+}
+
+fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()> {
+    let loaded = Loaded::load(config)?;
+    let mut coverage = Coverage::from_config(&loaded)?;
+    let ids: Vec<String> = coverage.siren_ids().to_vec();
+    if assume_all_ok {
+        for i in 0..ids.len() {
+            coverage.set_able(i, true);
+        }
+        println!("design coverage: every siren counted as able to sound\n");
+    } else {
+        let path = loaded.resolve(&loaded.config.store.path);
+        anyhow::ensure!(
+            path.exists(),
+            "{}: no store yet (the daemon has not run); --assume-all-ok shows the design coverage",
+            path.display()
+        );
+        let states = sirend::store::Store::open(&path)?.states()?;
+        let known: std::collections::HashMap<&str, &str> =
+            states.iter().map(|r| (r.siren.as_str(), r.state.as_str())).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let able = known.get(id.as_str()).and_then(|s| State::from_name(s)).is_some_and(State::can_sound);
+            coverage.set_able(i, able);
+        }
+        println!("coverage from the last known states in {}\n", path.display());
+    }
+    print!("{}", sirend::coverage::table::render(&mut coverage));
+    Ok(())
 }
 
 fn token(name: &str, role: &str) -> anyhow::Result<()> {

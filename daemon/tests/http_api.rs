@@ -4,13 +4,15 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
 use siren_proto::message::FaultBits;
 use siren_sim::generate::{self, Options};
 use sirend::auth::{Role, Tokens, new_token};
 use sirend::config::Token;
+use sirend::coverage::Coverage;
+use sirend::coverage::layout::{self, SirenSpot};
 use sirend::fleet::FleetState;
 use sirend::http::{AppState, router};
 use sirend::liveness::{Observation, Policy};
@@ -34,6 +36,16 @@ fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body
     (status, body)
 }
 
+/// Sends a GET and returns the raw head and body.
+fn get_raw(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (String::from_utf8_lossy(&response[..split]).into_owned(), response[split + 4..].to_vec())
+}
+
 struct Api {
     addr: SocketAddr,
     operator: String,
@@ -53,7 +65,12 @@ async fn api() -> Api {
         Timestamp::now(),
     );
     let fleet = Arc::new(RwLock::new(fleet));
-    let metrics = Arc::new(Metrics::new(Arc::clone(&fleet)));
+    let spots: Vec<SirenSpot<'_>> = g.fleet.sirens.iter().map(SirenSpot::from).collect();
+    let built = layout::build(&sirend::config::Coverage::default(), &spots, None, None).unwrap();
+    let mut coverage = Coverage::new(built, g.fleet.sirens.iter().map(|s| s.id.clone()).collect());
+    coverage.set_able(0, true);
+    let coverage = Arc::new(Mutex::new(coverage));
+    let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), Some(Arc::clone(&coverage))));
     let mut tokens = Vec::new();
     let mut secrets = Vec::new();
     for (name, role) in [("ops", Role::Operator), ("watch", Role::Viewer), ("root", Role::Admin)] {
@@ -67,6 +84,7 @@ async fn api() -> Api {
         store: Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap()),
         metrics,
         tokens: Arc::new(Tokens::new(&tokens)),
+        coverage: Some(coverage),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -126,6 +144,8 @@ async fn reads_work_without_a_token_and_bad_input_gets_a_clear_error() {
         assert!(metrics.contains("# TYPE siren_frames_rejected_total counter"), "classic format by default");
         promtool_accepts(&metrics);
         assert!(metrics.contains("# TYPE siren_info gauge") && metrics.contains("siren_info{siren=\""), "info metric");
+        assert!(metrics.contains("siren_coverage_ratio{zone=\"hangzhou\",basis=\"area\"}"), "{metrics}");
+        assert!(metrics.contains("siren_sole_coverage_area_square_meters{siren=\""));
     })
     .await
     .unwrap();
@@ -174,6 +194,35 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
                 ("ops".to_owned(), true),
             ]
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_is_served_as_json_geojson_and_png() {
+    let api = api().await;
+    let addr = api.addr;
+    tokio::task::spawn_blocking(move || {
+        let (status, body) = request(addr, "GET", "/api/coverage", None, "");
+        assert_eq!(status, 200);
+        let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let city = c["zones"].as_array().unwrap().iter().find(|z| z["zone"] == "hangzhou").unwrap();
+        let (now, design) =
+            (city["now"]["area_ratio"].as_f64().unwrap(), city["design"]["area_ratio"].as_f64().unwrap());
+        // One siren of five can sound.
+        assert!(now > 0.0 && now < design && design <= 1.0, "now {now}, design {design}");
+        assert_eq!(city["below_target"], true);
+        assert_eq!(c["priority"].as_array().unwrap().len(), 5);
+
+        let (head, body) = get_raw(addr, "/api/coverage.geojson");
+        assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: *"), "{head}");
+        let fc: geojson::FeatureCollection = String::from_utf8(body).unwrap().parse().unwrap();
+        assert!(!fc.features.is_empty());
+
+        let (head, body) = get_raw(addr, "/api/coverage.png");
+        assert!(head.contains("image/png"), "{head}");
+        assert_eq!(&body[..8], b"\x89PNG\r\n\x1a\n");
     })
     .await
     .unwrap();

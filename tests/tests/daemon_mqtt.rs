@@ -186,3 +186,42 @@ async fn sirens_behind_a_broker_that_never_answers_are_unreachable() {
     wait_for("unreachable without a broker", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siren_that_cannot_sound_lowers_coverage_until_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut loaded, sim, url) = setup(dir.path(), 6, None, 30);
+    // A hundred people at every siren: each siren covers its own.
+    let csv: String = std::iter::once("latitude,longitude,population\n".to_owned())
+        .chain(loaded.fleet.sirens.iter().map(|s| format!("{},{},100\n", s.latitude, s.longitude)))
+        .collect();
+    std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+    loaded.config.coverage.population = Some("people.csv".into());
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids = ids(&loaded);
+    let area = "siren_coverage_ratio{zone=\"hangzhou\",basis=\"area\"}";
+    let people = "siren_coverage_ratio{zone=\"hangzhou\",basis=\"population\"}";
+    assert!(metric(&daemon, area).abs() < f64::EPSILON, "nothing is covered before any siren is heard");
+    let mqtt = devices(&sim, &url, 30);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    let (all_area, all_people) = (metric(&daemon, area), metric(&daemon, people));
+    assert!((all_people - 1.0).abs() < 1e-9, "every siren covers its own people: {all_people}");
+    let design = metric(&daemon, "siren_design_coverage_ratio{zone=\"hangzhou\",basis=\"area\"}");
+    assert!((all_area - design).abs() < 1e-9, "all able is the design coverage");
+    let sole = metric(&daemon, &format!("siren_sole_coverage_population{{siren=\"{}\"}}", ids[0]));
+    assert!(sole >= 100.0, "the siren alone covers the people at its foot: {sole}");
+
+    sim.inject(&ids[0], &Fault::AmplifierFailure { channel: None }).unwrap();
+    wait_for("faulty", || state(&daemon, &ids[0]) == State::Faulty).await;
+    wait_for("coverage lowered", || metric(&daemon, area) < all_area).await;
+    let expected = 1.0 - sole / 600.0;
+    assert!((metric(&daemon, people) - expected).abs() < 1e-9, "the people only it covered are uncovered");
+    assert!((metric(&daemon, "siren_uncovered_population{zone=\"hangzhou\"}") - sole).abs() < 1e-9);
+
+    sim.inject(&ids[0], &Fault::AmplifierRepaired).unwrap();
+    wait_for("ok again", || state(&daemon, &ids[0]) == State::Ok).await;
+    wait_for("coverage restored", || (metric(&daemon, area) - all_area).abs() < 1e-12).await;
+    assert!((metric(&daemon, people) - 1.0).abs() < 1e-9);
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
