@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use siren_proto::fleet::{Fleet, FleetError, KeyFile, Link};
 
+use crate::sounding::schedule::{Schedule, ScheduleConfig};
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,6 +47,86 @@ pub struct Config {
     pub liveness: Liveness,
     #[serde(default)]
     pub coverage: Coverage,
+    #[serde(default)]
+    pub soundings: Soundings,
+    /// Test-sounding schedules; more may come from `soundings.include` files.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleConfig>,
+}
+
+/// How test soundings are run (docs/operations.md, "Test soundings").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soundings {
+    /// The time zone of schedules that name none.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// How long before the instant arming starts, s.
+    #[serde(default = "default_lead")]
+    pub lead_s: u32,
+    /// Sirens not armed this long before the instant get a trigger-now at the instant, s.
+    #[serde(default = "default_arm_cutoff")]
+    pub arm_cutoff_s: u32,
+    /// Largest start error that passes, ms.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_ms: u32,
+    /// A clock further off than this after synchronisation is flagged, ms.
+    #[serde(default = "default_max_offset")]
+    pub max_clock_offset_ms: u32,
+    /// How long after the sequence ends reports are awaited, s.
+    #[serde(default = "default_verify_grace")]
+    pub verify_grace_s: u32,
+    /// An audible sounding whose cabinet microphone peaked below this did not sound, dB(C).
+    #[serde(default = "default_min_sound")]
+    pub min_sound_level_db: f64,
+    /// Files of further `[[schedule]]` tables, relative to this file.
+    #[serde(default)]
+    pub include: Vec<PathBuf>,
+}
+
+impl Default for Soundings {
+    fn default() -> Self {
+        Self {
+            timezone: default_timezone(),
+            lead_s: default_lead(),
+            arm_cutoff_s: default_arm_cutoff(),
+            tolerance_ms: default_tolerance(),
+            max_clock_offset_ms: default_max_offset(),
+            verify_grace_s: default_verify_grace(),
+            min_sound_level_db: default_min_sound(),
+            include: Vec::new(),
+        }
+    }
+}
+
+fn default_timezone() -> String {
+    "Asia/Shanghai".to_owned()
+}
+fn default_lead() -> u32 {
+    600
+}
+fn default_arm_cutoff() -> u32 {
+    30
+}
+fn default_tolerance() -> u32 {
+    250
+}
+fn default_max_offset() -> u32 {
+    50
+}
+fn default_verify_grace() -> u32 {
+    60
+}
+fn default_min_sound() -> f64 {
+    80.0
+}
+
+/// A file of schedules named by `soundings.include`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    #[serde(default)]
+    schedule: Vec<ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +354,8 @@ pub struct Loaded {
     pub config: Config,
     pub fleet: Fleet,
     pub keys: KeyFile,
+    /// Every schedule, checked, from this file and its includes.
+    pub schedules: Vec<Schedule>,
 }
 
 impl Loaded {
@@ -288,8 +372,9 @@ impl Loaded {
         check_private(&keys_path)?;
         let keys = KeyFile::load(&keys_path)?;
         keys.check_against(&fleet, &keys_path.display().to_string())?;
-        let loaded = Self { path: path.to_owned(), config, fleet, keys };
+        let mut loaded = Self { path: path.to_owned(), config, fleet, keys, schedules: Vec::new() };
         loaded.validate()?;
+        loaded.schedules = loaded.load_schedules()?;
         Ok(loaded)
     }
 
@@ -371,6 +456,55 @@ impl Loaded {
             }
         }
         Ok(())
+    }
+
+    /// Checks every schedule of this file and of its includes: names unique, zones known.
+    fn load_schedules(&self) -> Result<Vec<Schedule>, ConfigError> {
+        let s = &self.config.soundings;
+        let mut sources: Vec<(String, Vec<ScheduleConfig>)> =
+            vec![(self.path.display().to_string(), self.config.schedule.clone())];
+        for include in &s.include {
+            let path = self.resolve(include);
+            let file = path.display().to_string();
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+            let parsed: ScheduleFile = toml::from_str(&text)
+                .map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
+            sources.push((file, parsed.schedule));
+        }
+        if jiff::tz::TimeZone::get(&s.timezone).is_err() {
+            return Err(self.field("soundings.timezone", format!("unknown time zone `{}`", s.timezone)));
+        }
+        if s.arm_cutoff_s >= s.lead_s {
+            return Err(self.field("soundings.arm_cutoff_s", "must be shorter than soundings.lead_s"));
+        }
+        if s.tolerance_ms == 0 || s.tolerance_ms > 10_000 {
+            return Err(self.field("soundings.tolerance_ms", "must be between 1 and 10000"));
+        }
+        let mut schedules: Vec<Schedule> = Vec::new();
+        for (file, configs) in sources {
+            for (i, c) in configs.iter().enumerate() {
+                let at = |problem: String| ConfigError::Field {
+                    file: file.clone(),
+                    field: format!("schedule[{i}] ({})", c.name),
+                    problem,
+                };
+                let schedule = Schedule::from_config(c, &s.timezone, s.lead_s).map_err(|e| at(e.to_string()))?;
+                if schedules.iter().any(|o| o.name == schedule.name) {
+                    return Err(at("another schedule has this name".into()));
+                }
+                if schedule.lead.as_secs() <= u64::from(s.arm_cutoff_s) {
+                    return Err(at("lead_s must be longer than soundings.arm_cutoff_s".into()));
+                }
+                for z in &c.zones {
+                    if !self.fleet.sirens.iter().any(|x| x.zone.is_within(z)) {
+                        return Err(at(format!("no siren of the fleet is in zone `{z}`")));
+                    }
+                }
+                schedules.push(schedule);
+            }
+        }
+        Ok(schedules)
     }
 
     /// The sirens this daemon is responsible for (all, or those in `mqtt.zones`).

@@ -17,4 +17,5 @@ pub mod http;
 pub mod link;
 pub mod liveness;
 pub mod metrics;
+pub mod sounding;
 pub mod store;

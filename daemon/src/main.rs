@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         assume_all_ok: bool,
     },
+    /// Test-sounding schedules.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Start an embedded broker, a simulated fleet with a scenario of faults, and the daemon.
     Demo {
         #[arg(long, default_value_t = 120)]
@@ -65,6 +70,21 @@ enum Command {
         /// temporary directory].
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleAction {
+    /// The next occurrences of every schedule, soonest first: instant (RFC 3339, in the
+    /// schedule's zone), schedule name and kind, one per line.
+    Next {
+        #[arg(long, default_value = "sirend.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Start from this instant instead of now (RFC 3339).
+        #[arg(long)]
+        after: Option<jiff::Timestamp>,
     },
 }
 
@@ -83,6 +103,9 @@ fn main() -> ExitCode {
         Command::Coverage { config, assume_all_ok } => coverage(&config, assume_all_ok),
         Command::Run { config } => run(&config),
         Command::Token { name, role } => token(&name, &role),
+        Command::Schedule { action: ScheduleAction::Next { config, count, after } } => {
+            schedule_next(&config, count, after.unwrap_or_else(jiff::Timestamp::now))
+        }
         Command::Demo { sirens, listen, broker, dir } => run_demo(sirens, listen, broker, dir),
     };
     match result {
@@ -99,6 +122,19 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     print!("{}", loaded.summary());
     if loaded.own_sirens().next().is_some() {
         print!("{}", Coverage::from_config(&loaded)?.summary());
+    }
+    if !loaded.schedules.is_empty() {
+        use sirend::sounding::schedule;
+        println!("\nschedules (next occurrence):");
+        let now = jiff::Timestamp::now();
+        for s in &loaded.schedules {
+            let next = s
+                .after(now)
+                .next()
+                .map_or_else(|| "none (the rule has ended)".to_owned(), |t| schedule::rfc3339(&s.local(t)));
+            let zones = if s.zones.is_empty() { "all zones".to_owned() } else { s.zones.join(", ") };
+            println!("  {:<20} {:<7} {next}  {zones}", s.name, s.kind.as_str());
+        }
     }
     Ok(())
 }
@@ -129,6 +165,16 @@ fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()>
         println!("coverage from the last known states in {}\n", path.display());
     }
     print!("{}", sirend::coverage::table::render(&mut coverage));
+    Ok(())
+}
+
+fn schedule_next(config: &std::path::Path, count: usize, after: jiff::Timestamp) -> anyhow::Result<()> {
+    use sirend::sounding::schedule;
+    let loaded = Loaded::load(config)?;
+    anyhow::ensure!(!loaded.schedules.is_empty(), "{}: no [[schedule]] is configured", config.display());
+    for (s, t) in schedule::next(&loaded.schedules, after, count) {
+        println!("{} {} {}", schedule::rfc3339(&s.local(t)), s.name, s.kind.as_str());
+    }
     Ok(())
 }
 

@@ -1,0 +1,7 @@
+//! Test soundings: schedules, campaigns (arm, trigger, verify) and their reports.
+//!
+//! - [`sequence`]: a schedule's signal sequence as protocol segments.
+//! - [`schedule`]: recurrence rules in a time zone, and their occurrences.
+
+pub mod schedule;
+pub mod sequence;
