@@ -3,5 +3,7 @@
 //! - [`sequence`]: a schedule's signal sequence as protocol segments.
 //! - [`schedule`]: recurrence rules in a time zone, and their occurrences.
 
+pub mod campaign;
 pub mod schedule;
 pub mod sequence;
+pub mod verdict;

@@ -1,0 +1,676 @@
+//! One occurrence of a schedule (or an ad-hoc sounding) as a sans-IO state machine:
+//! planned → arming → running → verifying → done, or missed, or cancelled.
+//!
+//! The campaign says what to send to which target and when ([`Campaign::poll`]); the engine
+//! sends it through the protocol master and feeds answers back ([`Campaign::on_reply`],
+//! [`Campaign::on_failed`], [`Campaign::on_report`]). Time is always an argument, so tests run
+//! whole campaigns on virtual time. Everything that must survive a restart is serialisable;
+//! what is in flight is not, and is simply asked again after a restart (every command is
+//! idempotent at the device).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use siren_proto::master::TimeSample;
+use siren_proto::message::{Arm, Message, NakCode, Segment, SoundingReport, Trigger};
+
+use super::sequence::{self, Kind, SequenceError, Step};
+use super::verdict::{Criteria, Evidence, FailReason, Verdict, judge};
+
+/// Where a campaign is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Planned,
+    Arming,
+    Running,
+    Verifying,
+    Done,
+    Missed,
+    Cancelled,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] =
+        [Phase::Planned, Phase::Arming, Phase::Running, Phase::Verifying, Phase::Done, Phase::Missed, Phase::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planned => "planned",
+            Phase::Arming => "arming",
+            Phase::Running => "running",
+            Phase::Verifying => "verifying",
+            Phase::Done => "done",
+            Phase::Missed => "missed",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Whether nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Done | Phase::Missed | Phase::Cancelled)
+    }
+}
+
+/// How campaigns are run (`[soundings]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub lead_s: u32,
+    pub arm_cutoff_s: u32,
+    pub tolerance_ms: u32,
+    pub max_clock_offset_ms: u32,
+    pub verify_grace_s: u32,
+    pub min_sound_level_db: f64,
+}
+
+impl Settings {
+    /// From the configuration, with a schedule's own lead.
+    pub fn from_config(c: &crate::config::Soundings, lead_s: u32) -> Self {
+        Self {
+            lead_s,
+            arm_cutoff_s: c.arm_cutoff_s,
+            tolerance_ms: c.tolerance_ms,
+            max_clock_offset_ms: c.max_clock_offset_ms,
+            verify_grace_s: c.verify_grace_s,
+            min_sound_level_db: c.min_sound_level_db,
+        }
+    }
+}
+
+/// Synchronisation attempts before a clock that stays off is flagged and armed compensated.
+const SYNC_ATTEMPTS: u8 = 3;
+/// Wait before asking again after a NAK or a request that went unanswered, µs.
+const RETRY_US: i64 = 5_000_000;
+/// Interval between report requests while verifying, µs.
+const REPORT_EVERY_US: i64 = 10_000_000;
+
+/// A clock measurement: the offset to add to the device clock to get true time, at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockSample {
+    pub at_us: i64,
+    pub offset_us: i64,
+    pub round_trip_us: i64,
+}
+
+/// What is next for a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStep {
+    /// Measure the clock (and correct it).
+    Sync,
+    /// Send the arm message.
+    Arm,
+    /// Armed; nothing to do until verification.
+    Armed,
+    /// Not armed by the cut-off: trigger at the instant.
+    Trigger,
+    /// Trigger acknowledged.
+    Triggered,
+    /// Given up before the instant (refused to the end, or unreachable).
+    Idle,
+}
+
+/// One siren's part in a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools, reason = "independent facts the report shows one by one")]
+pub struct Target {
+    pub siren: String,
+    pub zone: String,
+    pub step: TargetStep,
+    pub sync_attempts: u8,
+    /// The last clock measurement before the instant.
+    pub before: Option<ClockSample>,
+    /// A clock measurement after the sounding, to correct for drift.
+    pub after: Option<ClockSample>,
+    /// The device clock stayed off by more than the limit after resynchronisation.
+    pub clock_flagged: bool,
+    /// The start instant sent, by the device's clock.
+    pub armed_start_us: Option<i64>,
+    /// Got a trigger-now instead of arming.
+    pub triggered: bool,
+    /// The last refusal, if any.
+    pub nak: Option<String>,
+    #[serde(with = "stored_report")]
+    pub report: Option<SoundingReport>,
+    /// Whether every link was down when verification ended.
+    pub unreachable: bool,
+    pub verdict: Option<Verdict>,
+    /// Start error, true time, µs.
+    pub skew_us: Option<i64>,
+    #[serde(skip)]
+    busy: bool,
+    #[serde(skip)]
+    retry_at_us: i64,
+}
+
+impl Target {
+    pub fn new(siren: String, zone: String) -> Self {
+        Self {
+            siren,
+            zone,
+            step: TargetStep::Sync,
+            sync_attempts: 0,
+            before: None,
+            after: None,
+            clock_flagged: false,
+            armed_start_us: None,
+            triggered: false,
+            nak: None,
+            report: None,
+            unreachable: false,
+            verdict: None,
+            skew_us: None,
+            busy: false,
+            retry_at_us: 0,
+        }
+    }
+
+    /// The device clock's offset at true instant `t_us`: interpolated between the samples
+    /// taken before and after, so drift between them is accounted for.
+    pub fn offset_at(&self, t_us: i64) -> Option<i64> {
+        match (self.before, self.after) {
+            (Some(b), Some(a)) if a.at_us > b.at_us => {
+                let span = i128::from(a.at_us - b.at_us);
+                let part = i128::from(t_us - b.at_us).clamp(0, span);
+                let delta = i128::from(a.offset_us - b.offset_us) * part / span;
+                Some(b.offset_us + i64::try_from(delta).unwrap_or(0))
+            }
+            (Some(b), _) => Some(b.offset_us),
+            (None, Some(a)) => Some(a.offset_us),
+            (None, None) => None,
+        }
+    }
+}
+
+/// What the campaign asks the engine to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `TIME_SYNC_REQUEST` stamped now.
+    Sync,
+    /// `CLOCK_ADJUST` for the exchange started at `sync_t1_us`.
+    Adjust {
+        sync_t1_us: i64,
+        offset_us: i64,
+    },
+    Arm,
+    Trigger,
+    Report,
+    Cancel,
+}
+
+/// One thing to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub target: usize,
+    pub command: Command,
+}
+
+/// A campaign: one sounding of many sirens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// The protocol's campaign id (non-zero).
+    pub id: u32,
+    /// The schedule it is an occurrence of, or `ad-hoc`.
+    pub schedule: String,
+    pub kind: Kind,
+    pub instant: Timestamp,
+    pub sequence: Vec<Step>,
+    pub settings: Settings,
+    pub phase: Phase,
+    /// Who asked for it (ad-hoc) or cancelled it.
+    pub note: Option<String>,
+    pub targets: Vec<Target>,
+    #[serde(skip)]
+    segments: Vec<Segment>,
+    /// Something changed since the last [`Campaign::take_dirty`].
+    #[serde(skip)]
+    dirty: bool,
+    #[serde(skip)]
+    next_report_round_us: i64,
+}
+
+impl Campaign {
+    /// A planned campaign.
+    #[allow(clippy::too_many_arguments, reason = "a campaign is all of these")]
+    pub fn new(
+        id: u32,
+        schedule: String,
+        kind: Kind,
+        instant: Timestamp,
+        sequence: Vec<Step>,
+        settings: Settings,
+        targets: Vec<Target>,
+    ) -> Result<Self, SequenceError> {
+        let segments = sequence::segments(kind, &sequence)?;
+        Ok(Self {
+            id,
+            schedule,
+            kind,
+            instant,
+            sequence,
+            settings,
+            phase: Phase::Planned,
+            note: None,
+            targets,
+            segments,
+            dirty: true,
+            next_report_round_us: 0,
+        })
+    }
+
+    /// A campaign read back from the store.
+    pub fn restore(json: &str) -> Result<Self, String> {
+        let mut c: Self = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        c.segments = sequence::segments(c.kind, &c.sequence).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    fn instant_us(&self) -> i64 {
+        self.instant.as_microsecond()
+    }
+
+    fn end_us(&self) -> i64 {
+        let ms = i64::try_from(sequence::duration_ms(&self.segments)).unwrap_or(i64::MAX / 1000);
+        self.instant_us() + ms * 1000
+    }
+
+    fn tolerance_us(&self) -> i64 {
+        i64::from(self.settings.tolerance_ms) * 1000
+    }
+
+    /// Whether it changed since last asked, so the engine persists it.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.dirty = true;
+        }
+    }
+
+    /// Records that the daemon was not running when this occurrence was due.
+    pub fn miss(&mut self, why: &str) {
+        self.note = Some(why.to_owned());
+        self.set_phase(Phase::Missed);
+    }
+
+    /// Cancels a campaign that has not started; armed devices are disarmed. Refused once the
+    /// instant has come (stopping a sounding is a different, deliberate act).
+    pub fn cancel(&mut self, by: &str, now: Timestamp) -> Result<Vec<Action>, &'static str> {
+        if self.phase.is_final() {
+            return Err("the campaign is already over");
+        }
+        if now >= self.instant || !matches!(self.phase, Phase::Planned | Phase::Arming) {
+            return Err("the sounding has started; it can no longer be cancelled");
+        }
+        self.note = Some(format!("cancelled by {by}"));
+        self.set_phase(Phase::Cancelled);
+        let actions = (0..self.targets.len())
+            .filter(|&i| self.targets[i].step == TargetStep::Armed || self.targets[i].busy)
+            .map(|target| Action { target, command: Command::Cancel })
+            .collect();
+        Ok(actions)
+    }
+
+    /// Advances the campaign to `now` and says what to send. `reachable(i)` tells whether
+    /// target `i` has a working link (unreachable targets are not sent anything).
+    pub fn poll(&mut self, now: Timestamp, reachable: &dyn Fn(usize) -> bool) -> Vec<Action> {
+        let now_us = now.as_microsecond();
+        let instant = self.instant_us();
+        let lead_us = i64::from(self.settings.lead_s) * 1_000_000;
+        let cutoff_us = instant - i64::from(self.settings.arm_cutoff_s) * 1_000_000;
+        let mut actions = Vec::new();
+        if self.phase == Phase::Planned {
+            if now_us >= instant {
+                self.miss("the instant passed before arming could start");
+                return actions;
+            }
+            if now_us < instant - lead_us {
+                return actions;
+            }
+            self.set_phase(Phase::Arming);
+        }
+        if self.phase == Phase::Arming {
+            // Triggers may leave up to half the tolerance after the instant; then it runs.
+            if now_us >= instant + self.tolerance_us() / 2 {
+                self.set_phase(Phase::Running);
+            } else {
+                for i in 0..self.targets.len() {
+                    let t = &mut self.targets[i];
+                    if now_us >= cutoff_us && matches!(t.step, TargetStep::Sync | TargetStep::Arm) {
+                        t.step = TargetStep::Trigger;
+                        t.retry_at_us = 0;
+                        self.dirty = true;
+                    }
+                    if t.busy || t.retry_at_us > now_us || !reachable(i) {
+                        continue;
+                    }
+                    let command = match t.step {
+                        TargetStep::Sync | TargetStep::Arm if now_us >= instant => continue,
+                        TargetStep::Sync => Command::Sync,
+                        TargetStep::Arm => Command::Arm,
+                        // The link's latency is measured first when there is time, then the
+                        // trigger leaves early by the one-way latency so it lands at the instant.
+                        TargetStep::Trigger => match t.before {
+                            None if now_us < instant - 2_000_000 => Command::Sync,
+                            before => {
+                                let latency = before.map_or(0, |s| s.round_trip_us / 2);
+                                if now_us < instant - latency {
+                                    continue;
+                                }
+                                Command::Trigger
+                            }
+                        },
+                        TargetStep::Armed | TargetStep::Triggered | TargetStep::Idle => continue,
+                    };
+                    t.busy = true;
+                    actions.push(Action { target: i, command });
+                }
+            }
+        }
+        if self.phase == Phase::Running && now_us >= self.end_us() {
+            self.set_phase(Phase::Verifying);
+            self.next_report_round_us = 0;
+        }
+        if self.phase == Phase::Verifying {
+            let deadline = self.end_us() + i64::from(self.settings.verify_grace_s) * 1_000_000;
+            let complete = self.targets.iter().all(|t| t.report.is_some() && t.after.is_some());
+            if complete || now_us >= deadline {
+                self.finish(reachable);
+                return actions;
+            }
+            if now_us >= self.next_report_round_us {
+                self.next_report_round_us = now_us + REPORT_EVERY_US;
+                for i in 0..self.targets.len() {
+                    let t = &mut self.targets[i];
+                    if t.busy || !reachable(i) {
+                        continue;
+                    }
+                    let command = if t.report.is_none() {
+                        Command::Report
+                    } else if t.after.is_none() {
+                        Command::Sync
+                    } else {
+                        continue;
+                    };
+                    t.busy = true;
+                    actions.push(Action { target: i, command });
+                }
+            }
+        }
+        actions
+    }
+
+    /// The protocol message for `action`, stamped at `now`.
+    pub fn message(&self, action: &Action, now: Timestamp) -> Message {
+        let t = &self.targets[action.target];
+        match action.command {
+            Command::Sync => Message::TimeSyncRequest { t1_us: now.as_microsecond() },
+            Command::Adjust { sync_t1_us, offset_us } => Message::ClockAdjust { sync_t1_us, offset_us },
+            Command::Arm => Message::ArmTest(Arm {
+                campaign: self.id,
+                start_us: self.device_start_us(t),
+                segments: self.segments.clone(),
+            }),
+            Command::Trigger => {
+                // Never sound later than the tolerance allows, whatever the queue did.
+                let not_after_true = self.instant_us() + self.tolerance_us() / 2;
+                let not_after_us = not_after_true - t.before.map_or(0, |s| s.offset_us);
+                Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() })
+            }
+            Command::Report => Message::ReportRequest { campaign: self.id },
+            Command::Cancel => Message::Cancel { campaign: self.id },
+        }
+    }
+
+    /// The instant by the target's clock: true instant less its measured offset. After a
+    /// successful correction the offset is near zero; a flagged clock is compensated here.
+    fn device_start_us(&self, t: &Target) -> i64 {
+        self.instant_us() - t.before.map_or(0, |s| s.offset_us)
+    }
+
+    /// A command went unanswered after the master's retries.
+    pub fn on_failed(&mut self, target: usize, now: Timestamp) {
+        let Some(t) = self.targets.get_mut(target) else { return };
+        t.busy = false;
+        t.retry_at_us = now.as_microsecond() + RETRY_US;
+    }
+
+    /// A device's answer to `command`. Returns a follow-up to send at once (the clock
+    /// correction after a measurement).
+    pub fn on_reply(&mut self, target: usize, command: Command, reply: &Message, now: Timestamp) -> Option<Action> {
+        let now_us = now.as_microsecond();
+        let phase = self.phase;
+        let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
+        let t = self.targets.get_mut(target)?;
+        t.busy = false;
+        self.dirty = true;
+        match (command, reply) {
+            (Command::Sync, Message::TimeSyncReply { t1_us, t2_us, t3_us }) => {
+                let s = TimeSample::compute(*t1_us, *t2_us, *t3_us, now_us);
+                let sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
+                if phase == Phase::Verifying {
+                    t.after = Some(sample);
+                    return None;
+                }
+                t.before = Some(sample);
+                if t.step != TargetStep::Sync {
+                    return None;
+                }
+                t.sync_attempts = t.sync_attempts.saturating_add(1);
+                // Small errors are corrected too: the correction is what marks the device
+                // synchronised (it will not arm otherwise); the arm compensates what is left.
+                if s.offset_us.abs() <= max_offset_us {
+                    t.step = TargetStep::Arm;
+                } else if t.sync_attempts >= SYNC_ATTEMPTS {
+                    t.clock_flagged = true;
+                    t.step = TargetStep::Arm;
+                }
+                t.busy = true;
+                let command = Command::Adjust { sync_t1_us: *t1_us, offset_us: s.offset_us };
+                Some(Action { target, command })
+            }
+            (Command::Adjust { offset_us, .. }, Message::Ack { .. }) => {
+                // The device applied it: what it reads now is off by what was left.
+                if let Some(b) = &mut t.before {
+                    if t.step == TargetStep::Arm && !t.clock_flagged {
+                        b.offset_us -= offset_us;
+                    }
+                }
+                None
+            }
+            (Command::Arm, Message::Ack { .. }) => {
+                t.armed_start_us = Some(self.instant.as_microsecond() - t.before.map_or(0, |s| s.offset_us));
+                t.step = TargetStep::Armed;
+                t.nak = None;
+                None
+            }
+            (Command::Trigger, Message::Ack { .. }) => {
+                t.step = TargetStep::Triggered;
+                t.triggered = true;
+                None
+            }
+            // Asked too early, or the device kept no report: not a refusal to sound.
+            (Command::Report, Message::Nak { .. }) => None,
+            (_, Message::Nak { code, .. }) => {
+                t.nak = Some(format!("{code:?}"));
+                match (command, code) {
+                    // Its clock is not trusted by the device: correct it again.
+                    (Command::Arm, NakCode::ClockUnsynced) => {
+                        t.step = TargetStep::Sync;
+                        t.sync_attempts = 0;
+                    }
+                    (Command::Trigger, NakCode::Expired) => t.step = TargetStep::Idle,
+                    _ => t.retry_at_us = now_us + RETRY_US,
+                }
+                None
+            }
+            (Command::Report, Message::SoundingReport(r)) => {
+                if r.campaign == self.id {
+                    t.report = Some(r.clone());
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A sounding report the device sent by itself (MQTT publishes one when a sounding ends).
+    pub fn on_report(&mut self, target: usize, report: &SoundingReport) {
+        if report.campaign != self.id {
+            return;
+        }
+        if let Some(t) = self.targets.get_mut(target) {
+            t.report = Some(report.clone());
+            self.dirty = true;
+        }
+    }
+
+    fn finish(&mut self, reachable: &dyn Fn(usize) -> bool) {
+        let instant = self.instant_us();
+        let criteria = Criteria {
+            tolerance_us: self.tolerance_us(),
+            audible: self.kind.audible(),
+            min_sound_level_db: self.settings.min_sound_level_db,
+        };
+        for i in 0..self.targets.len() {
+            let unreachable = !reachable(i);
+            let t = &mut self.targets[i];
+            t.unreachable = t.report.is_none() && unreachable;
+            t.skew_us = t.report.as_ref().filter(|r| r.started_us != 0).map(|r| {
+                let offset = t.offset_at(instant).unwrap_or(0);
+                r.started_us + offset - instant
+            });
+            let evidence = Evidence {
+                commanded: t.armed_start_us.is_some() || t.triggered,
+                unreachable: t.unreachable,
+                refused_cannot_sound: t.nak.as_deref() == Some("CannotSound"),
+                report: t.report.as_ref(),
+                skew_us: t.skew_us,
+            };
+            t.verdict = Some(judge(&evidence, &criteria));
+            t.busy = false;
+        }
+        self.set_phase(Phase::Done);
+    }
+
+    /// Count of targets per verdict (only once done).
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for t in &self.targets {
+            match t.verdict {
+                Some(Verdict::Pass) => tally.passed += 1,
+                Some(Verdict::Fail(r)) => {
+                    tally.failed += 1;
+                    *tally.by_reason.entry(r).or_default() += 1;
+                }
+                None => tally.pending += 1,
+            }
+        }
+        tally
+    }
+
+    /// Start-skew statistics over the targets that reported a start, µs.
+    pub fn skew_stats(&self) -> Option<SkewStats> {
+        let mut skews: Vec<i64> = self.targets.iter().filter_map(|t| t.skew_us).map(i64::abs).collect();
+        if skews.is_empty() {
+            return None;
+        }
+        skews.sort_unstable();
+        let pick = |q: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            let i = ((q * skews.len() as f64).ceil() as usize).clamp(1, skews.len()) - 1;
+            skews[i]
+        };
+        Some(SkewStats { count: skews.len(), p50_us: pick(0.5), p99_us: pick(0.99), max_us: pick(1.0) })
+    }
+}
+
+/// Targets by verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub pending: usize,
+    pub by_reason: std::collections::BTreeMap<FailReason, usize>,
+}
+
+/// Absolute start errors (nearest-rank percentiles), µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SkewStats {
+    pub count: usize,
+    pub p50_us: i64,
+    pub p99_us: i64,
+    pub max_us: i64,
+}
+
+impl Ord for FailReason {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for FailReason {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The protocol crate stays free of serde: reports are stored through this mirror.
+mod stored_report {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use siren_proto::message::{Outcome, SoundingReport};
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        campaign: u32,
+        outcome: u8,
+        live: bool,
+        started_us: i64,
+        ended_us: i64,
+        sound_level_ddb: u16,
+        amplifier_current_ma: u16,
+    }
+
+    #[allow(clippy::ref_option, reason = "the signature serde's `with` expects")]
+    pub(super) fn serialize<S: Serializer>(r: &Option<SoundingReport>, s: S) -> Result<S::Ok, S::Error> {
+        r.as_ref()
+            .map(|r| Stored {
+                campaign: r.campaign,
+                outcome: r.outcome as u8,
+                live: r.live,
+                started_us: r.started_us,
+                ended_us: r.ended_us,
+                sound_level_ddb: r.sound_level_ddb,
+                amplifier_current_ma: r.amplifier_current_ma,
+            })
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SoundingReport>, D::Error> {
+        let Some(r) = Option::<Stored>::deserialize(d)? else { return Ok(None) };
+        let outcome = Outcome::from_u8(r.outcome).ok_or_else(|| serde::de::Error::custom("unknown outcome"))?;
+        Ok(Some(SoundingReport {
+            campaign: r.campaign,
+            outcome,
+            live: r.live,
+            started_us: r.started_us,
+            ended_us: r.ended_us,
+            sound_level_ddb: r.sound_level_ddb,
+            amplifier_current_ma: r.amplifier_current_ma,
+        }))
+    }
+}

@@ -1,0 +1,380 @@
+//! Campaigns on virtual time against simulated siren firmware (siren-sim's `Device`): the
+//! 9·18 sequence plays with the right timings, clocks up to ±2 s off still start within
+//! tolerance, the daemon's skew matches the simulator's ground truth, each failure is
+//! classified by its cause, and a campaign survives a restart, a miss and a cancel.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use jiff::Timestamp;
+use siren_proto::message::{ChannelState, Message, NakCode};
+use siren_sim::device::{Device, DeviceClock, DeviceSpec};
+use sirend::sounding::campaign::{Action, Campaign, Command, Phase, Settings, Target};
+use sirend::sounding::sequence::{Kind, Step};
+use sirend::sounding::verdict::{FailReason, Verdict};
+
+const S: i64 = 1_000_000;
+const T0: i64 = 1_800_000_000 * S;
+
+fn settings() -> Settings {
+    Settings {
+        lead_s: 600,
+        arm_cutoff_s: 30,
+        tolerance_ms: 250,
+        max_clock_offset_ms: 50,
+        verify_grace_s: 60,
+        min_sound_level_db: 80.0,
+    }
+}
+
+fn steps(names: &[&str], pause_s: f64) -> Vec<Step> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(Step::Pause { pause_s });
+        }
+        out.push(Step::Pattern { pattern: (*n).to_owned() });
+    }
+    out
+}
+
+/// One simulated siren and the link to it.
+struct Siren {
+    device: Device,
+    /// One-way delay, µs.
+    delay_us: i64,
+    /// The link is down (nothing arrives either way) during these true-time windows.
+    down: Vec<(i64, i64)>,
+}
+
+impl Siren {
+    fn new(offset_us: i64, drift_ppm: f64, delay_us: i64) -> Self {
+        let device = Device::new(DeviceSpec::default(), T0, DeviceClock::new(T0, offset_us, drift_ppm), 1);
+        Self { device, delay_us, down: Vec::new() }
+    }
+
+    fn up_at(&self, t: i64) -> bool {
+        !self.down.iter().any(|&(a, b)| t >= a && t < b)
+    }
+}
+
+enum Delivery {
+    ToDevice { target: usize, command: Command, message: Message },
+    Reply { target: usize, command: Command, reply: Message },
+    Failed { target: usize },
+}
+
+/// Runs `campaign` against `sirens` from `from` to `to` in 10 ms steps of virtual time;
+/// `hook` runs at every step (faults, restarts).
+struct World {
+    sirens: Vec<Siren>,
+    queue: BinaryHeap<Reverse<(i64, u64)>>,
+    pending: std::collections::HashMap<u64, Delivery>,
+    seq: u64,
+}
+
+impl World {
+    fn new(sirens: Vec<Siren>) -> Self {
+        Self { sirens, queue: BinaryHeap::new(), pending: std::collections::HashMap::new(), seq: 0 }
+    }
+
+    fn push(&mut self, at: i64, d: Delivery) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.pending.insert(self.seq, d);
+    }
+
+    fn send(&mut self, now: i64, campaign: &Campaign, action: Action) {
+        let message = campaign.message(&action, ts(now));
+        let s = &self.sirens[action.target];
+        let at = now + s.delay_us;
+        if s.up_at(now) && s.up_at(at) {
+            self.push(at, Delivery::ToDevice { target: action.target, command: action.command, message });
+        } else {
+            // The master's retries run out.
+            self.push(now + 3 * S, Delivery::Failed { target: action.target });
+        }
+    }
+
+    /// The device firmware, as the simulator's controller runs it.
+    fn execute(&mut self, now: i64, target: usize, command: Command, message: &Message) {
+        let d = &mut self.sirens[target].device;
+        d.advance(now);
+        let reply: Result<Option<Message>, NakCode> = match message {
+            Message::TimeSyncRequest { t1_us } => {
+                let t2_us = d.clock.read(now);
+                Ok(Some(Message::TimeSyncReply { t1_us: *t1_us, t2_us, t3_us: t2_us + 2_000 }))
+            }
+            Message::ClockAdjust { sync_t1_us, offset_us } => {
+                d.clock.adjust(now, *sync_t1_us, *offset_us);
+                Ok(None)
+            }
+            Message::ArmTest(a) => d.arm(a, false).map(|()| None),
+            Message::TriggerTest(t) => d.trigger(t, false).map(|()| None),
+            Message::Cancel { campaign } => d.cancel(*campaign).map(|()| None),
+            Message::ReportRequest { campaign } => {
+                d.report(*campaign).map(|r| Some(Message::SoundingReport(r))).ok_or(NakCode::UnknownCampaign)
+            }
+            other => panic!("a campaign does not send {other:?}"),
+        };
+        let reply = match reply {
+            Ok(Some(m)) => m,
+            Ok(None) => Message::Ack { counter: 0, message_type: 0 },
+            Err(code) => Message::Nak { counter: 0, message_type: 0, code },
+        };
+        let s = &self.sirens[target];
+        let back = now + 2_000 + s.delay_us;
+        if s.up_at(back) {
+            self.push(back, Delivery::Reply { target, command, reply });
+        } else {
+            self.push(now + 3 * S, Delivery::Failed { target });
+        }
+    }
+
+    fn run(
+        &mut self,
+        campaign: &mut Campaign,
+        from: i64,
+        to: i64,
+        mut hook: impl FnMut(i64, &mut World, &mut Campaign),
+    ) {
+        let mut now = from;
+        while now <= to && !campaign.phase.is_final() {
+            hook(now, self, campaign);
+            for s in &mut self.sirens {
+                s.device.advance(now);
+            }
+            while let Some(Reverse((at, id))) = self.queue.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.queue.pop();
+                match self.pending.remove(&id).unwrap() {
+                    Delivery::ToDevice { target, command, message } => self.execute(at, target, command, &message),
+                    Delivery::Reply { target, command, reply } => {
+                        if let Some(follow) = campaign.on_reply(target, command, &reply, ts(at)) {
+                            self.send(at, campaign, follow);
+                        }
+                    }
+                    Delivery::Failed { target } => campaign.on_failed(target, ts(at)),
+                }
+            }
+            let up: Vec<bool> = self.sirens.iter().map(|s| s.up_at(now)).collect();
+            for action in campaign.poll(ts(now), &|i| up[i]) {
+                self.send(now, campaign, action);
+            }
+            now += 10_000;
+        }
+    }
+}
+
+fn ts(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap()
+}
+
+fn campaign(id: u32, kind: Kind, instant: i64, sequence: Vec<Step>, n: usize) -> Campaign {
+    let targets = (0..n).map(|i| Target::new(format!("S-{i:04}"), "z".into())).collect();
+    Campaign::new(id, "test".into(), kind, ts(instant), sequence, settings(), targets).unwrap()
+}
+
+#[test]
+fn nine_eighteen_plays_with_the_right_timings() {
+    let instant = T0 + 700 * S;
+    let seq = steps(&["pre-warning", "air-raid", "all-clear"], 120.0);
+    let mut c = campaign(918, Kind::Test, instant, seq, 1);
+    let mut world = World::new(vec![Siren::new(1_300_000, 15.0, 80_000)]);
+    let mut heard = Vec::new();
+    world.run(&mut c, T0, instant + 900 * S, |now, w, _| {
+        if now >= instant && (now - instant) % S == 0 {
+            heard.push((now - instant) / S);
+            heard.pop();
+            w.sirens[0].device.advance(now);
+            if w.sirens[0].device.audible_now() {
+                heard.push((now - instant) / S);
+            }
+        }
+    });
+    assert_eq!(c.phase, Phase::Done);
+    let audible = |a: i64, b: i64| (a..b).all(|t| heard.contains(&t));
+    let silent = |a: i64, b: i64| (a..b).all(|t| !heard.contains(&t));
+    // Pre-warning: 36 s on, 24 s off, three times.
+    for k in 0..3 {
+        assert!(audible(60 * k + 1, 60 * k + 35) && silent(60 * k + 37, 60 * k + 59), "pre-warning cycle {k}");
+    }
+    assert!(silent(181, 299), "the pause after the pre-warning");
+    // Air raid: 6 s on, 6 s off, fifteen times.
+    for k in 0..15 {
+        let at = 300 + 12 * k;
+        assert!(audible(at + 1, at + 5) && silent(at + 7, at + 11), "air-raid cycle {k}");
+    }
+    assert!(silent(481, 599), "the pause after the air raid");
+    assert!(audible(601, 779), "all clear: three minutes");
+    assert!(silent(781, 890));
+    let t = &c.targets[0];
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    let truth = &world.sirens[0].device.soundings()[0];
+    assert_eq!(truth.campaign, 918);
+    // 15 ppm of drift over the ten minutes since synchronisation: 9 ms, which the daemon sees.
+    let off = truth.started.unwrap() - instant;
+    assert!(off.abs() < 20_000, "started {off} µs off");
+    assert!((t.skew_us.unwrap() - off).abs() < 2_000, "daemon {:?} µs, truth {off} µs", t.skew_us);
+}
+
+#[test]
+fn clocks_two_seconds_off_start_on_time_and_the_skew_matches_ground_truth() {
+    let instant = T0 + 620 * S;
+    let n = 60;
+    let sirens: Vec<Siren> = (0..n)
+        .map(|i| {
+            let i = i64::try_from(i).unwrap();
+            let offset = -2 * S + i * 4 * S / 59; // -2 s ..= +2 s
+            #[allow(clippy::cast_precision_loss)]
+            let drift = ((i % 7) as f64 - 3.0) * 10.0; // -30 ..= +30 ppm
+            Siren::new(offset, drift, 5_000 + (i * 37_000) % 300_000)
+        })
+        .collect();
+    let mut world = World::new(sirens);
+    let mut c = campaign(77, Kind::Chime, instant, steps(&["chime"], 0.0), n);
+    world.run(&mut c, T0, instant + 200 * S, |_, _, _| {});
+    assert_eq!(c.phase, Phase::Done);
+    for (i, t) in c.targets.iter().enumerate() {
+        assert_eq!(t.verdict, Some(Verdict::Pass), "siren {i}: {t:?}");
+        assert!(!t.triggered && !t.clock_flagged);
+        let truth = world.sirens[i].device.soundings()[0].started.unwrap() - instant;
+        let ours = t.skew_us.unwrap();
+        assert!((ours - truth).abs() <= 2_000, "siren {i}: daemon says {ours} µs, truth {truth} µs");
+    }
+    let stats = c.skew_stats().unwrap();
+    assert_eq!(stats.count, n);
+    assert!(stats.p99_us < 20_000, "{stats:?}");
+}
+
+#[test]
+fn each_failure_is_classified_by_its_cause() {
+    let instant = T0 + 650 * S;
+    let mut sirens: Vec<Siren> = (0..8).map(|_| Siren::new(300_000, 5.0, 40_000)).collect();
+    // 0 passes. 1: every amplifier dead before arming.
+    for c in &mut sirens[1].device.channels {
+        *c = ChannelState::Fault;
+    }
+    // 2: speaker dead: plays, but nothing comes out.
+    sirens[2].device.speaker_ok = false;
+    // 6: the link is down from before arming until long after: unreachable.
+    sirens[6].down.push((T0, instant + 1_000 * S));
+    // 7: busy with another campaign, so it refuses to arm and to trigger.
+    sirens[7].device.clock.adjust(T0, 99, 0);
+    sirens[7]
+        .device
+        .arm(
+            &siren_proto::message::Arm {
+                campaign: 5,
+                start_us: instant + 5_000 * S,
+                segments: sirend::sounding::sequence::segments(Kind::Chime, &steps(&["chime"], 0.0)).unwrap(),
+            },
+            false,
+        )
+        .unwrap();
+    let mut world = World::new(sirens);
+    let mut c = campaign(12, Kind::Test, instant, steps(&["all-clear"], 0.0), 8);
+    world.run(&mut c, T0, instant + 400 * S, |now, w, _| {
+        // 3: amplifiers fail while sounding.
+        if now == instant + 30 * S {
+            for ch in &mut w.sirens[3].device.channels {
+                *ch = ChannelState::Fault;
+            }
+        }
+        // 4: its clock jumps a second after it was armed: it starts early.
+        if now == instant - 20 * S {
+            w.sirens[4].device.clock.step(now, S);
+        }
+        // 5: the link drops after arming and stays down; the siren itself is fine.
+        if now == instant - 60 * S {
+            w.sirens[5].down.push((now, instant + 1_000 * S));
+        }
+    });
+    assert_eq!(c.phase, Phase::Done);
+    let got: Vec<Verdict> = c.targets.iter().map(|t| t.verdict.unwrap()).collect();
+    assert_eq!(
+        got,
+        [
+            Verdict::Pass,
+            Verdict::Fail(FailReason::AmplifierFault),
+            Verdict::Fail(FailReason::NoSound),
+            Verdict::Fail(FailReason::AmplifierFault),
+            Verdict::Fail(FailReason::LateStart),
+            Verdict::Fail(FailReason::Unreachable),
+            Verdict::Fail(FailReason::Unreachable),
+            Verdict::Fail(FailReason::NotArmed),
+        ]
+    );
+    let tally = c.tally();
+    assert_eq!((tally.passed, tally.failed), (1, 7));
+}
+
+#[test]
+fn a_siren_reachable_only_after_the_cutoff_is_triggered_at_the_instant() {
+    let instant = T0 + 620 * S;
+    let mut siren = Siren::new(0, 0.0, 120_000);
+    siren.down.push((T0, instant - 10 * S));
+    // Its clock was synchronised by the routine sync earlier, so it starts on time.
+    siren.device.clock.adjust(T0, 1, 0);
+    let mut world = World::new(vec![siren]);
+    let mut c = campaign(9, Kind::Chime, instant, steps(&["chime"], 0.0), 1);
+    world.run(&mut c, T0, instant + 200 * S, |_, _, _| {});
+    let t = &c.targets[0];
+    assert!(t.triggered && t.armed_start_us.is_none(), "{t:?}");
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    let started = world.sirens[0].device.soundings()[0].started.unwrap();
+    assert!((started - instant).abs() < 20_000, "triggered {} µs off", started - instant);
+}
+
+#[test]
+fn a_campaign_resumes_from_its_stored_form_after_a_restart() {
+    let instant = T0 + 620 * S;
+    let mut world = World::new((0..3).map(|i| Siren::new(i * 500_000, 0.0, 50_000)).collect());
+    let mut c = campaign(31, Kind::Chime, instant, steps(&["chime"], 0.0), 3);
+    // Run until armed and sounding, then "restart": only the stored JSON survives, and
+    // whatever was in flight is lost.
+    world.run(&mut c, T0, instant + S, |_, _, _| {});
+    assert_eq!(c.phase, Phase::Running);
+    let stored = c.to_json();
+    world.queue.clear();
+    world.pending.clear();
+    let mut resumed = Campaign::restore(&stored).unwrap();
+    assert_eq!(resumed.phase, Phase::Running);
+    world.run(&mut resumed, instant + 30 * S, instant + 200 * S, |_, _, _| {});
+    assert_eq!(resumed.phase, Phase::Done);
+    assert!(resumed.targets.iter().all(|t| t.verdict == Some(Verdict::Pass)), "{:?}", resumed.targets);
+}
+
+#[test]
+fn an_instant_that_passed_unarmed_is_missed_and_never_sounded_late() {
+    let instant = T0 + 600 * S;
+    let mut world = World::new(vec![Siren::new(0, 0.0, 10_000)]);
+    let mut c = campaign(40, Kind::Test, instant, steps(&["air-raid"], 0.0), 1);
+    world.run(&mut c, instant + 5 * S, instant + 100 * S, |_, _, _| {});
+    assert_eq!(c.phase, Phase::Missed);
+    assert!(world.sirens[0].device.soundings().is_empty());
+}
+
+#[test]
+fn a_cancelled_campaign_disarms_its_sirens() {
+    let instant = T0 + 620 * S;
+    let mut world = World::new(vec![Siren::new(0, 0.0, 10_000), Siren::new(S, 0.0, 10_000)]);
+    let mut c = campaign(41, Kind::Test, instant, steps(&["air-raid"], 0.0), 2);
+    world.run(&mut c, T0, instant - 60 * S, |_, _, _| {});
+    assert!(world.sirens.iter().all(|s| s.device.armed_campaign() == Some(41)));
+    let now = instant - 60 * S;
+    let actions = c.cancel("ops", ts(now)).unwrap();
+    assert_eq!(c.phase, Phase::Cancelled);
+    assert_eq!(actions.len(), 2);
+    for a in actions {
+        let m = c.message(&a, ts(now));
+        world.execute(now, a.target, a.command, &m);
+    }
+    assert!(world.sirens.iter().all(|s| s.device.armed_campaign().is_none()));
+    assert!(c.cancel("ops", ts(now)).is_err());
+    let mut late = campaign(42, Kind::Test, instant, steps(&["air-raid"], 0.0), 1);
+    assert!(late.cancel("ops", ts(instant + S)).is_err(), "a sounding under way is not cancelled");
+}
