@@ -21,6 +21,7 @@ use crate::http::{AppState, router};
 use crate::link::mqtt::{MqttLink, parse_url};
 use crate::liveness::Policy;
 use crate::metrics::Metrics;
+use crate::sounding::runner::Runner;
 use crate::store::Store;
 
 /// A running daemon.
@@ -132,6 +133,9 @@ impl Daemon {
         if let Some(c) = &coverage {
             engine.set_coverage(Arc::clone(c));
         }
+        engine.set_soundings(start_soundings(loaded, &store, &fleet, &metrics)?);
+        // The API's way to the engine (ad-hoc soundings, cancels).
+        let engine_tx = inputs_tx.clone();
         drop(inputs_tx);
         tasks.spawn(engine.run(inputs));
 
@@ -146,6 +150,7 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             tokens,
             coverage: coverage.clone(),
+            engine: Some(engine_tx),
         });
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -161,4 +166,15 @@ impl Daemon {
         self.tasks.shutdown().await;
         let _ = self.store.flush();
     }
+}
+
+/// The soundings runner, resuming the campaigns the store holds open.
+fn start_soundings(
+    loaded: &Loaded,
+    store: &Store,
+    fleet: &RwLock<FleetState>,
+    metrics: &Metrics,
+) -> anyhow::Result<Runner> {
+    let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(Runner::new(loaded.schedules.clone(), loaded.config.soundings.clone(), store, &fleet, metrics.soundings())?)
 }

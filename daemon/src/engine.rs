@@ -18,12 +18,14 @@ use siren_proto::master::{
 use siren_proto::message::{FaultBits, Message};
 use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
 use siren_proto::{Key, RejectReason};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::coverage::metrics::SharedCoverage;
 use crate::fleet::{FleetState, Telemetry};
 use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
+use crate::sounding::campaign::Command as SoundingCommand;
+use crate::sounding::runner::{AdHoc, Outgoing, Runner};
 use crate::store::{CounterRow, Event, Store, StoreError};
 
 /// How often serial buses get a broadcast time set.
@@ -51,6 +53,15 @@ pub enum Input {
     },
     LinkUp(LinkId),
     LinkDown(LinkId),
+    /// An operator's request about soundings, answered on `reply`.
+    Soundings(SoundingRequest),
+}
+
+/// What the HTTP API asks of the soundings runner.
+#[derive(Debug)]
+pub enum SoundingRequest {
+    AdHoc { request: AdHoc, by: String, reply: oneshot::Sender<Result<u32, String>> },
+    Cancel { campaign: u32, by: String, reply: oneshot::Sender<Result<(), String>> },
 }
 
 /// Bytes for a link task.
@@ -98,6 +109,7 @@ enum Pending {
     Poll { siren: usize, link: LinkId, sent: Option<Instant> },
     TimeSync { siren: usize },
     Command,
+    Sounding { campaign: u32, target: usize, command: SoundingCommand, link: Option<LinkId> },
 }
 
 /// Least time between two clock synchronisations of one siren.
@@ -127,6 +139,9 @@ pub struct Engine {
     last_sync: HashMap<usize, Instant>,
     /// Told of every siren that starts or stops being able to sound.
     coverage: Option<SharedCoverage>,
+    soundings: Option<Runner>,
+    /// Sounding requests awaiting answers per serial bus: one at a time, so polls go on.
+    sounding_in_flight: HashMap<LinkId, usize>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -138,6 +153,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Builds the master with every link and peer, restoring counters from the store and
     /// persisting fresh leases before any frame is sent (docs/protocol.md §4.2).
+    #[allow(clippy::too_many_lines, reason = "one linear set-up; splitting it would scatter the lease rule")]
     pub fn new(
         plan: Plan,
         fleet: Arc<RwLock<FleetState>>,
@@ -254,12 +270,19 @@ impl Engine {
             next_counters: now + COUNTERS_EVERY,
             last_sync: HashMap::new(),
             coverage: None,
+            soundings: None,
+            sounding_in_flight: HashMap::default(),
         })
     }
 
     /// Keeps `coverage` up to date with every siren's ability to sound.
     pub fn set_coverage(&mut self, coverage: SharedCoverage) {
         self.coverage = Some(coverage);
+    }
+
+    /// Runs `runner`'s campaigns.
+    pub fn set_soundings(&mut self, runner: Runner) {
+        self.soundings = Some(runner);
     }
 
     /// Runs until the input channel closes.
@@ -279,6 +302,10 @@ impl Engine {
             self.tick(Instant::now());
         }
         self.save_counters(true);
+        if let Some(r) = &mut self.soundings {
+            r.persist(&self.store, true);
+        }
+        let _ = self.store.flush();
     }
 
     fn next_wake(&self) -> Instant {
@@ -296,6 +323,9 @@ impl Engine {
         if let Some(Reverse((t, _))) = self.hb_due.peek() {
             wake = wake.min(*t);
         }
+        if self.soundings.as_ref().is_some_and(|r| r.urgent(Timestamp::now())) {
+            wake = wake.min(Instant::now() + Duration::from_millis(2));
+        }
         wake.min(self.next_counters)
     }
 
@@ -311,6 +341,97 @@ impl Engine {
             Input::Mqtt { siren, channel, payload } => self.handle_mqtt(&siren, &channel, &payload, now),
             Input::LinkUp(link) => self.set_link(link, true, now),
             Input::LinkDown(link) => self.set_link(link, false, now),
+            Input::Soundings(request) => self.handle_sounding_request(request),
+        }
+    }
+
+    fn handle_sounding_request(&mut self, request: SoundingRequest) {
+        let fleet = Arc::clone(&self.fleet);
+        let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Timestamp::now();
+        match request {
+            SoundingRequest::AdHoc { request, by, reply } => {
+                let result = match &mut self.soundings {
+                    Some(r) => r.schedule_ad_hoc(&request, &by, now, &self.store, &fleet).map_err(|e| e.to_string()),
+                    None => Err("soundings are not running".to_owned()),
+                };
+                let _ = reply.send(result);
+            }
+            SoundingRequest::Cancel { campaign, by, reply } => {
+                let result = match &mut self.soundings {
+                    Some(r) => r.cancel(campaign, &by, now, &self.store, &fleet).map_err(|e| e.to_string()),
+                    None => Err("soundings are not running".to_owned()),
+                };
+                let result = result.map(|outgoing| {
+                    drop(fleet);
+                    for o in outgoing {
+                        self.send_sounding(o, false);
+                    }
+                });
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Sends a campaign's request; `paced` holds it back while the siren's serial bus already
+    /// carries one (the campaign asks again on its next poll).
+    fn send_sounding(&mut self, o: Outgoing, paced: bool) {
+        let link = {
+            let fleet = self.read_fleet();
+            fleet.by_key(o.key_id).and_then(|i| {
+                let first = fleet.siren(i).liveness.links.first()?.clone();
+                self.link_names.iter().find(|(_, n)| **n == first).map(|(id, _)| *id)
+            })
+        };
+        let serial = link.filter(|l| self.schedules.contains_key(l));
+        if paced {
+            if let Some(l) = serial {
+                if self.sounding_in_flight.get(&l).copied().unwrap_or(0) >= 1 {
+                    if let Some(r) = &mut self.soundings {
+                        r.defer(o.campaign, o.action.target);
+                    }
+                    return;
+                }
+            }
+        }
+        match self.master.request(o.key_id, o.message, Priority::Command) {
+            Ok(id) => {
+                if let Some(l) = serial {
+                    *self.sounding_in_flight.entry(l).or_default() += 1;
+                }
+                let pending = Pending::Sounding {
+                    campaign: o.campaign,
+                    target: o.action.target,
+                    command: o.action.command,
+                    link: serial,
+                };
+                self.pending.insert(id, pending);
+            }
+            Err(_) => {
+                if let Some(r) = &mut self.soundings {
+                    r.on_failed(o.campaign, o.action.target, Timestamp::now());
+                }
+            }
+        }
+    }
+
+    fn sounding_done(&mut self, link: Option<LinkId>) {
+        if let Some(l) = link {
+            if let Some(n) = self.sounding_in_flight.get_mut(&l) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    fn poll_soundings(&mut self) {
+        let Some(runner) = &mut self.soundings else { return };
+        let fleet = Arc::clone(&self.fleet);
+        let outgoing = {
+            let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            runner.poll(Timestamp::now(), &self.store, &fleet)
+        };
+        for o in outgoing {
+            self.send_sounding(o, true);
         }
     }
 
@@ -378,6 +499,7 @@ impl Engine {
     pub fn tick(&mut self, now: Instant) {
         self.master.handle_timeout(now);
         self.drain_events(None, now);
+        self.poll_soundings();
         self.schedule_polls(now);
         self.check_heartbeats(now);
         while let Some(t) = self.master.poll_transmit(now) {
@@ -475,6 +597,16 @@ impl Engine {
                             self.reschedule(poll_link, siren, true, now);
                         }
                         Some(Pending::TimeSync { siren }) => self.adjust_clock(siren, key_id, &message),
+                        Some(Pending::Sounding { campaign, target, command, link: bus }) => {
+                            self.sounding_done(bus);
+                            let follow = self.soundings.as_mut().and_then(|r| {
+                                let fleet = self.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                                r.on_reply(campaign, target, command, &message, &fleet, Timestamp::now())
+                            });
+                            if let Some(o) = follow {
+                                self.send_sounding(o, false);
+                            }
+                        }
                         Some(Pending::Command) | None => {}
                     }
                     self.heard(key_id, link, &message, now);
@@ -482,7 +614,13 @@ impl Engine {
                 MasterEvent::Unsolicited { key_id, message } => self.heard(key_id, link, &message, now),
                 MasterEvent::Timeout { .. } => {}
                 MasterEvent::Failed { request, .. } => {
-                    if let Some(Pending::Poll { siren, link: poll_link, .. }) = self.pending.remove(&request) {
+                    let pending = self.pending.remove(&request);
+                    if let Some(Pending::Sounding { campaign, target, link: bus, .. }) = pending {
+                        self.sounding_done(bus);
+                        if let Some(r) = &mut self.soundings {
+                            r.on_failed(campaign, target, Timestamp::now());
+                        }
+                    } else if let Some(Pending::Poll { siren, link: poll_link, .. }) = pending {
                         self.metrics.poll_failed(&self.link_names[&poll_link]);
                         let name = self.link_names[&poll_link].clone();
                         self.observe(siren, &Observation::Missed { link: name });
@@ -523,6 +661,9 @@ impl Engine {
             }
             Message::SoundingReport(r) => {
                 self.record_siren(index, "sounding_report", format!("campaign {} {:?}", r.campaign, r.outcome));
+                if let Some(runner) = &mut self.soundings {
+                    runner.on_report(index, r);
+                }
                 return;
             }
             _ => return,

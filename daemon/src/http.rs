@@ -26,9 +26,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
     pub coverage: Option<crate::coverage::metrics::SharedCoverage>,
+    /// Requests for the engine (soundings); `None` in tests of the read-only API.
+    pub engine: Option<tokio::sync::mpsc::Sender<crate::engine::Input>>,
 }
 
 mod coverage;
+mod soundings;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -45,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/coverage", get(coverage::summary))
         .route("/api/coverage.geojson", get(coverage::geojson))
         .route("/api/coverage.png", get(coverage::png))
+        .route("/api/soundings", get(soundings::list).post(soundings::create))
+        .route("/api/soundings/{id}", get(soundings::one))
+        .route("/api/soundings/{id}/cancel", post(soundings::cancel))
         .with_state(state)
 }
 

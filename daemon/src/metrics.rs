@@ -21,6 +21,7 @@ use prometheus_client::registry::Unit;
 use crate::coverage::metrics::{CoverageCollector, SharedCoverage};
 use crate::fleet::FleetState;
 use crate::liveness::State;
+use crate::sounding::board::{BoardCollector, SharedBoard};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LinkLabel {
@@ -45,6 +46,7 @@ pub struct Metrics {
     poll_duration: Family<LinkLabel, Histogram>,
     rejected: Family<ReasonLabel, Counter>,
     events: Counter,
+    soundings: SharedBoard,
     /// The length of the last exposition, to size the next one's buffer.
     last_len: AtomicUsize,
 }
@@ -70,6 +72,8 @@ impl Metrics {
         if let Some(coverage) = coverage {
             registry.register_collector(Box::new(CoverageCollector(coverage)));
         }
+        let soundings = SharedBoard::default();
+        registry.register_collector(Box::new(BoardCollector(Arc::clone(&soundings))));
         registry.register("siren_link_up", "1 while the link (serial port, MQTT broker) works", link_up.clone());
         registry.register("siren_link_polls", "Polls sent on the link", polls.clone());
         registry.register(
@@ -98,8 +102,14 @@ impl Metrics {
             poll_duration,
             rejected,
             events,
+            soundings,
             last_len: AtomicUsize::new(0),
         }
+    }
+
+    /// The sounding results `/metrics` shows, for the engine to update.
+    pub fn soundings(&self) -> SharedBoard {
+        Arc::clone(&self.soundings)
     }
 
     /// The exposition, in the OpenMetrics text format.

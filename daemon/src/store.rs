@@ -16,8 +16,10 @@ use std::thread::JoinHandle;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use crate::sounding::campaign::Campaign;
+
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 
@@ -104,6 +106,7 @@ enum Write {
     Event(Event),
     State(StateRow),
     Counters(CounterRow),
+    Campaign { id: u32, phase: &'static str, body: String },
     Flush(Sender<()>),
 }
 
@@ -187,6 +190,23 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 3 {
+        // One row per campaign; `body` is the campaign's JSON (targets and all), rewritten at
+        // every step. (schedule, instant) is unique so an occurrence is never planned twice.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS campaigns (
+                 id INTEGER PRIMARY KEY,
+                 schedule TEXT NOT NULL,
+                 instant_us INTEGER NOT NULL,
+                 phase TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 UNIQUE (schedule, instant_us)
+             );
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -231,6 +251,65 @@ impl Store {
     /// Queues the replay state under a key.
     pub fn save_counters(&self, row: CounterRow) -> Result<(), StoreError> {
         self.send(Write::Counters(row))
+    }
+
+    /// Allocates the id of a new campaign for `schedule` at `instant`; `None` if that
+    /// occurrence already has one.
+    pub fn create_campaign(&self, schedule: &str, instant: Timestamp) -> Result<Option<u32>, StoreError> {
+        let conn = self.reader();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO campaigns (schedule, instant_us, phase, body) VALUES (?1, ?2, 'planned', '')",
+            params![schedule, micros(instant)],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(u32::try_from(conn.last_insert_rowid()).ok())
+    }
+
+    /// Queues a campaign's current form.
+    pub fn save_campaign(&self, c: &Campaign) -> Result<(), StoreError> {
+        self.send(Write::Campaign { id: c.id, phase: c.phase.as_str(), body: c.to_json() })
+    }
+
+    /// One campaign.
+    pub fn campaign(&self, id: u32) -> Result<Option<Campaign>, StoreError> {
+        let conn = self.reader();
+        let body: Option<String> =
+            conn.query_row("SELECT body FROM campaigns WHERE id = ?1 AND body != ''", [id], |r| r.get(0)).optional()?;
+        Ok(body.and_then(|b| {
+            Campaign::restore(&b).map_err(|e| tracing::error!(id, error = %e, "unreadable campaign")).ok()
+        }))
+    }
+
+    /// Campaigns, newest instant first, optionally only those not over yet.
+    pub fn campaigns(&self, open_only: bool, limit: usize) -> Result<Vec<Campaign>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, body FROM campaigns WHERE body != ''
+               AND (?1 = 0 OR phase NOT IN ('done', 'missed', 'cancelled'))
+             ORDER BY instant_us DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![open_only, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            match Campaign::restore(&body) {
+                Ok(c) => out.push(c),
+                Err(e) => tracing::error!(id, error = %e, "unreadable campaign"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest occurrence of `schedule` that has a campaign.
+    pub fn last_instant(&self, schedule: &str) -> Result<Option<Timestamp>, StoreError> {
+        let conn = self.reader();
+        let us: Option<i64> =
+            conn.query_row("SELECT MAX(instant_us) FROM campaigns WHERE schedule = ?1", [schedule], |r| r.get(0))?;
+        Ok(us.map(timestamp))
     }
 
     /// Waits until everything queued so far is committed.
@@ -387,8 +466,12 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
              ON CONFLICT (key_id) DO UPDATE SET tx_lease_end = MAX(tx_lease_end, ?2), rx_highest = MAX(rx_highest, ?3),
                  birth_boot_seq = ?4, birth_counter = ?5, birth_death_seen = ?6",
         )?;
+        let mut campaign = tx.prepare_cached("UPDATE campaigns SET phase = ?2, body = ?3 WHERE id = ?1")?;
         for w in batch {
             match w {
+                Write::Campaign { id, phase, body } => {
+                    campaign.execute(params![id, phase, body])?;
+                }
                 Write::Event(e) => {
                     insert.execute(params![micros(e.at), e.siren, e.kind, e.detail])?;
                     events += 1;

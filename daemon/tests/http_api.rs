@@ -85,6 +85,7 @@ async fn api() -> Api {
         metrics,
         tokens: Arc::new(Tokens::new(&tokens)),
         coverage: Some(coverage),
+        engine: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

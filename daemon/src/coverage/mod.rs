@@ -97,6 +97,20 @@ impl Coverage {
         self.map.report()
     }
 
+    /// Coverage if only the sirens `able` names (ids) could sound, e.g. those that passed a
+    /// sounding. The live state is restored before returning.
+    pub fn with_only(&mut self, able: &std::collections::HashSet<&str>) -> Vec<ZoneCoverage> {
+        let before: Vec<bool> = (0..self.sirens.len()).map(|i| self.map.is_able(i)).collect();
+        for i in 0..self.sirens.len() {
+            self.map.set_able(i, able.contains(self.sirens[i].as_str()));
+        }
+        let report = self.map.report();
+        for (i, was) in before.into_iter().enumerate() {
+            self.map.set_able(i, was);
+        }
+        report
+    }
+
     /// Coverage with every siren able to sound.
     pub fn design(&self) -> &[ZoneCoverage] {
         &self.design

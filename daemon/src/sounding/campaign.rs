@@ -442,6 +442,23 @@ impl Campaign {
         self.instant_us() - t.before.map_or(0, |s| s.offset_us)
     }
 
+    /// Whether a trigger-now is due within two seconds: the engine then wakes every few
+    /// milliseconds instead of every second, so the trigger leaves on time.
+    pub fn urgent(&self, now: Timestamp) -> bool {
+        self.phase == Phase::Arming
+            && now.as_microsecond() >= self.instant_us() - 2_000_000
+            && self.targets.iter().any(|t| t.step == TargetStep::Trigger && !t.busy)
+    }
+
+    /// A command was not sent after all (the link was busy): it is asked again at once.
+    pub fn defer(&mut self, target: usize) {
+        if let Some(t) = self.targets.get_mut(target) {
+            t.busy = false;
+        }
+        // Verification asks in rounds; let the next poll ask again.
+        self.next_report_round_us = 0;
+    }
+
     /// A command went unanswered after the master's retries.
     pub fn on_failed(&mut self, target: usize, now: Timestamp) {
         let Some(t) = self.targets.get_mut(target) else { return };

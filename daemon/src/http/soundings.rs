@@ -1,0 +1,306 @@
+//! `/api/soundings`: campaigns and their reports (JSON, CSV, printable HTML), ad-hoc soundings
+//! and cancels (operator role, audited).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::{AppState, authorize};
+use crate::auth::Role;
+use crate::engine::{Input, SoundingRequest};
+use crate::sounding::campaign::{Campaign, Phase};
+use crate::sounding::runner::AdHoc;
+use crate::sounding::verdict::Verdict;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    limit: Option<usize>,
+}
+
+fn summary(c: &Campaign) -> Value {
+    let tally = c.tally();
+    json!({
+        "id": c.id,
+        "schedule": c.schedule,
+        "kind": c.kind.as_str(),
+        "instant": c.instant.to_string(),
+        "phase": c.phase.as_str(),
+        "note": c.note,
+        "targets": c.targets.len(),
+        "passed": tally.passed,
+        "failed": tally.failed,
+        "failures": tally.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect::<BTreeMap<_, _>>(),
+        "skew_ms": c.skew_stats().map(|s| json!({
+            "count": s.count,
+            "p50": ms(s.p50_us), "p99": ms(s.p99_us), "max": ms(s.max_us),
+        })),
+    })
+}
+
+#[allow(clippy::cast_precision_loss, reason = "µs to ms for display")]
+fn ms(us: i64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// `GET /api/soundings?limit=`: campaigns, newest first.
+pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    match state.store.campaigns(false, q.limit.unwrap_or(50).clamp(1, 1000)) {
+        Ok(all) => Json(all.iter().map(summary).collect::<Vec<_>>()).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The full report of a campaign.
+fn report(state: &AppState, c: &Campaign) -> Value {
+    let mut failures: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for t in &c.targets {
+        if let Some(Verdict::Fail(r)) = t.verdict {
+            failures.entry(t.zone.as_str()).or_default().entry(r.as_str()).or_default().push(t.siren.as_str());
+        }
+    }
+    let achieved =
+        (c.phase == Phase::Done && c.kind.audible()).then_some(state.coverage.as_ref()).flatten().map(|cov| {
+            let passed: HashSet<&str> =
+                c.targets.iter().filter(|t| t.verdict == Some(Verdict::Pass)).map(|t| t.siren.as_str()).collect();
+            let mut cov = cov.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cov.with_only(&passed)
+                .into_iter()
+                .map(|z| json!({"zone": z.zone, "area_ratio": z.area_ratio, "population_ratio": z.population_ratio}))
+                .collect::<Vec<_>>()
+        });
+    let sirens: Vec<Value> = c
+        .targets
+        .iter()
+        .map(|t| {
+            json!({
+                "siren": t.siren,
+                "zone": t.zone,
+                "result": t.verdict.map(Verdict::as_str),
+                "skew_ms": t.skew_us.map(ms),
+                "armed": t.armed_start_us.is_some(),
+                "triggered": t.triggered,
+                "clock_flagged": t.clock_flagged,
+                "clock_offset_ms": t.before.map(|s| ms(s.offset_us)),
+                "refused": t.nak,
+                "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
+                "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
+                    .map(|r| f64::from(r.sound_level_ddb) / 10.0),
+            })
+        })
+        .collect();
+    let mut v = summary(c);
+    v["failures_by_zone"] = json!(failures);
+    v["achieved_coverage"] = json!(achieved);
+    v["sirens"] = json!(sirens);
+    v
+}
+
+/// `GET /api/soundings/{id}` (JSON), `{id}.csv`, `{id}.html`.
+pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let (number, format) = match id.split_once('.') {
+        Some((n, f)) => (n, f),
+        None => (id.as_str(), "json"),
+    };
+    let Ok(number) = number.parse::<u32>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not a campaign id (a number, optionally .csv or .html)"),
+        );
+    };
+    let c = match state.store.campaign(number) {
+        Ok(Some(c)) => c,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no campaign {number}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let report = report(&state, &c);
+    match format {
+        "json" => Json(report).into_response(),
+        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(&c)).into_response(),
+        "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html(&c, &report)).into_response(),
+        other => error(StatusCode::NOT_FOUND, format!("no `{other}` form: use .csv or .html, or none for JSON")),
+    }
+}
+
+fn csv(c: &Campaign) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "campaign",
+        "schedule",
+        "instant",
+        "siren",
+        "zone",
+        "result",
+        "skew_ms",
+        "armed",
+        "triggered",
+        "clock_flagged",
+        "refused",
+    ]);
+    for t in &c.targets {
+        let _ = w.write_record([
+            c.id.to_string(),
+            c.schedule.clone(),
+            c.instant.to_string(),
+            t.siren.clone(),
+            t.zone.clone(),
+            t.verdict.map_or("pending", Verdict::as_str).to_owned(),
+            t.skew_us.map(|s| format!("{:.1}", ms(s))).unwrap_or_default(),
+            t.armed_start_us.is_some().to_string(),
+            t.triggered.to_string(),
+            t.clock_flagged.to_string(),
+            t.nak.clone().unwrap_or_default(),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn html(c: &Campaign, report: &Value) -> String {
+    let tally = c.tally();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sounding {id}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #999;padding:2px 8px;text-align:left}}.fail{{color:#b00}}\
+         @media print{{a{{display:none}}}}</style></head><body>\
+         <h1>Sounding {id}: {schedule}</h1><p>{kind} at {instant}, {phase}. \
+         {passed} of {n} sirens passed, {failed} failed.</p>",
+        id = c.id,
+        schedule = escape(&c.schedule),
+        kind = c.kind.as_str(),
+        instant = c.instant,
+        phase = c.phase.as_str(),
+        passed = tally.passed,
+        failed = tally.failed,
+        n = c.targets.len()
+    );
+    if let Some(s) = c.skew_stats() {
+        let _ = write!(
+            out,
+            "<p>Start skew (clock offsets corrected): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} sirens.</p>",
+            ms(s.p50_us),
+            ms(s.p99_us),
+            ms(s.max_us),
+            s.count
+        );
+    }
+    if let Some(zones) = report["achieved_coverage"].as_array() {
+        out.push_str(
+            "<h2>Coverage the sounding achieved</h2><table><tr><th>zone</th><th>area</th><th>population</th></tr>",
+        );
+        for z in zones {
+            let pct = |v: &Value| v.as_f64().map_or("–".to_owned(), |r| format!("{:.1} %", r * 100.0));
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(z["zone"].as_str().unwrap_or("")),
+                pct(&z["area_ratio"]),
+                pct(&z["population_ratio"])
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("<h2>Failures by zone</h2><table><tr><th>zone</th><th>reason</th><th>sirens</th></tr>");
+    if let Some(zones) = report["failures_by_zone"].as_object() {
+        for (zone, reasons) in zones {
+            for (reason, sirens) in reasons.as_object().into_iter().flatten() {
+                let list: Vec<&str> = sirens.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let _ = write!(
+                    out,
+                    "<tr class=\"fail\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(zone),
+                    escape(reason),
+                    escape(&list.join(", "))
+                );
+            }
+        }
+    }
+    out.push_str("</table><h2>Every siren</h2><table><tr><th>siren</th><th>zone</th><th>result</th><th>skew</th><th>note</th></tr>");
+    for t in &c.targets {
+        let result = t.verdict.map_or("pending", Verdict::as_str);
+        let mut note = Vec::new();
+        if t.triggered {
+            note.push("triggered (not armed)".to_owned());
+        }
+        if t.clock_flagged {
+            note.push("clock flagged".to_owned());
+        }
+        if let Some(n) = &t.nak {
+            note.push(format!("refused: {n}"));
+        }
+        let _ = write!(
+            out,
+            "<tr{}><td>{}</td><td>{}</td><td>{result}</td><td>{}</td><td>{}</td></tr>",
+            if result == "pass" { "" } else { " class=\"fail\"" },
+            escape(&t.siren),
+            escape(&t.zone),
+            t.skew_us.map(|s| format!("{:.1} ms", ms(s))).unwrap_or_default(),
+            escape(&note.join("; "))
+        );
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+async fn ask<T>(
+    state: &AppState,
+    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> SoundingRequest,
+) -> Result<T, Response> {
+    let Some(engine) = &state.engine else {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "soundings are not running"));
+    };
+    let (tx, rx) = oneshot::channel();
+    if engine.send(Input::Soundings(make(tx))).await.is_err() {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"));
+    }
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(why)) => Err(error(StatusCode::CONFLICT, why)),
+        Err(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped")),
+    }
+}
+
+/// `POST /api/soundings`: an ad-hoc sounding (operator).
+pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let by = match authorize(&state, &headers, Role::Operator, "schedule-sounding", "ad-hoc") {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
+    let request: AdHoc = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    match ask(&state, |reply| SoundingRequest::AdHoc { request, by, reply }).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /api/soundings/{id}/cancel` (operator).
+pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<u32>, headers: HeaderMap) -> Response {
+    let by = match authorize(&state, &headers, Role::Operator, "cancel-sounding", &id.to_string()) {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
+    match ask(&state, |reply| SoundingRequest::Cancel { campaign: id, by, reply }).await {
+        Ok(()) => Json(json!({"id": id, "phase": "cancelled"})).into_response(),
+        Err(r) => r,
+    }
+}

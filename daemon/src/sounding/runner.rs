@@ -1,0 +1,397 @@
+//! Runs the campaigns: plans each schedule's next occurrence, records the ones missed while
+//! the daemon was down, polls the open campaigns and persists them at every step.
+//!
+//! The engine owns the runner and the protocol master: it sends what [`Runner::poll`] returns
+//! and feeds the answers back.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use siren_proto::frame::KeyId;
+use siren_proto::message::{Message, SoundingReport};
+
+use super::board::SharedBoard;
+use super::campaign::{Action, Campaign, Command, Phase, Settings, Target};
+use super::schedule::Schedule;
+use super::sequence::{Kind, Step};
+use crate::config::Soundings;
+use crate::fleet::FleetState;
+use crate::store::{Event, Store};
+
+/// Schedule name of campaigns an operator asked for.
+pub const AD_HOC: &str = "ad-hoc";
+/// Most occurrences recorded as missed per schedule after one outage; an hourly chime down
+/// for a month is one line in the log, not seven hundred.
+const MAX_MISSED: usize = 48;
+/// How often schedules are looked at for occurrences to plan.
+const PLAN_EVERY: Duration = Duration::from_secs(10);
+/// Least interval between two saves of a campaign whose phase did not change.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// A request for the engine to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub campaign: u32,
+    pub action: Action,
+    pub key_id: KeyId,
+    pub message: Message,
+}
+
+struct Live {
+    campaign: Campaign,
+    /// Each target's index in the fleet state (`None`: no longer in the fleet).
+    fleet_index: Vec<Option<usize>>,
+    saved_phase: Phase,
+    saved_at: Instant,
+}
+
+/// Why an operator's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no campaign {0}")]
+    Unknown(u32),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The soundings part of the engine.
+pub struct Runner {
+    schedules: Vec<Schedule>,
+    config: Soundings,
+    open: Vec<Live>,
+    board: SharedBoard,
+    next_plan: Instant,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("schedules", &self.schedules.len())
+            .field("open", &self.open.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Resumes the campaigns the store holds open.
+    pub fn new(
+        schedules: Vec<Schedule>,
+        config: Soundings,
+        store: &Store,
+        fleet: &FleetState,
+        board: SharedBoard,
+    ) -> Result<Self, crate::store::StoreError> {
+        let mut runner = Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now() };
+        for c in store.campaigns(true, 10_000)? {
+            tracing::info!(campaign = c.id, schedule = %c.schedule, phase = c.phase.as_str(), "resuming campaign");
+            runner.adopt(c, fleet);
+        }
+        Ok(runner)
+    }
+
+    fn adopt(&mut self, campaign: Campaign, fleet: &FleetState) {
+        let fleet_index = campaign.targets.iter().map(|t| fleet.index(&t.siren)).collect();
+        let saved_phase = campaign.phase;
+        self.open.push(Live { campaign, fleet_index, saved_phase, saved_at: Instant::now() });
+    }
+
+    /// The campaigns under way or planned.
+    pub fn open(&self) -> impl Iterator<Item = &Campaign> {
+        self.open.iter().map(|l| &l.campaign)
+    }
+
+    fn targets(fleet: &FleetState, zones: &[String]) -> Vec<Target> {
+        fleet
+            .sirens()
+            .iter()
+            .filter(|s| zones.is_empty() || zones.iter().any(|z| s.zone.is_within(z)))
+            .map(|s| Target::new(s.id.clone(), s.zone.to_string()))
+            .collect()
+    }
+
+    /// Records occurrences that passed while nobody ran them, and plans each schedule's next.
+    fn plan(&mut self, now: Timestamp, store: &Store, fleet: &FleetState) {
+        for i in 0..self.schedules.len() {
+            let s = self.schedules[i].clone();
+            let last = match store.last_instant(&s.name) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read campaigns");
+                    return;
+                }
+            };
+            if let Some(last) = last {
+                for instant in s.after(last).take_while(|&o| o <= now).take(MAX_MISSED) {
+                    let settings = Settings::from_config(&self.config, u32::try_from(s.lead.as_secs()).unwrap_or(0));
+                    let Ok(Some(id)) = store.create_campaign(&s.name, instant) else { continue };
+                    let sequence = Self::sequence_of(&s);
+                    let Ok(mut c) = Campaign::new(id, s.name.clone(), s.kind, instant, sequence, settings, Vec::new())
+                    else {
+                        continue;
+                    };
+                    c.miss("the daemon was not running at the instant");
+                    self.record_final(&c, store);
+                }
+            }
+            if self.open.iter().any(|l| l.campaign.schedule == s.name) {
+                continue;
+            }
+            let from = last.map_or(now, |l| l.max(now));
+            let Some(instant) = s.after(from).next() else {
+                self.board_next(&s.name, None);
+                continue;
+            };
+            let settings = Settings::from_config(&self.config, u32::try_from(s.lead.as_secs()).unwrap_or(0));
+            match store.create_campaign(&s.name, instant) {
+                Ok(Some(id)) => {
+                    let targets = Self::targets(fleet, &s.zones);
+                    match Campaign::new(id, s.name.clone(), s.kind, instant, Self::sequence_of(&s), settings, targets) {
+                        Ok(c) => {
+                            tracing::info!(campaign = id, schedule = %s.name, instant = %instant, "planned");
+                            let _ = store.save_campaign(&c);
+                            self.adopt(c, fleet);
+                        }
+                        Err(e) => tracing::error!(schedule = %s.name, error = %e, "cannot plan"),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot plan a campaign"),
+            }
+        }
+        for s in &self.schedules {
+            let next = self.open.iter().filter(|l| l.campaign.schedule == s.name).map(|l| l.campaign.instant).min();
+            self.board_next(&s.name, next.map(Timestamp::as_second));
+        }
+    }
+
+    fn board_next(&self, schedule: &str, at_s: Option<i64>) {
+        self.board.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set_next(schedule, at_s);
+    }
+
+    /// The configured sequence of a schedule, as steps a campaign stores.
+    fn sequence_of(s: &Schedule) -> Vec<Step> {
+        s.sequence.clone()
+    }
+
+    /// Advances every open campaign; returns what to send.
+    pub fn poll(&mut self, now: Timestamp, store: &Store, fleet: &FleetState) -> Vec<Outgoing> {
+        let at = Instant::now();
+        if at >= self.next_plan {
+            self.next_plan = at + PLAN_EVERY;
+            self.plan(now, store, fleet);
+        }
+        let mut out = Vec::new();
+        for live in &mut self.open {
+            let index = &live.fleet_index;
+            let reachable = |i: usize| index[i].is_some_and(|f| fleet.siren(f).liveness.reachable());
+            for action in live.campaign.poll(now, &reachable) {
+                if let Some(o) = outgoing(&live.campaign, index, fleet, action, now) {
+                    out.push(o);
+                }
+            }
+        }
+        self.persist(store, false);
+        out
+    }
+
+    /// Saves changed campaigns (a phase change at once, progress at most once a second) and
+    /// retires finished ones.
+    pub fn persist(&mut self, store: &Store, force: bool) {
+        let now = Instant::now();
+        let mut finished = Vec::new();
+        for (i, live) in self.open.iter_mut().enumerate() {
+            let phase_changed = live.campaign.phase != live.saved_phase;
+            if !(force || phase_changed || now.duration_since(live.saved_at) >= SAVE_EVERY) {
+                continue;
+            }
+            if !live.campaign.take_dirty() && !phase_changed {
+                continue;
+            }
+            if let Err(e) = store.save_campaign(&live.campaign) {
+                tracing::error!(campaign = live.campaign.id, error = %e, "cannot save campaign");
+            }
+            if phase_changed {
+                tracing::info!(
+                    campaign = live.campaign.id,
+                    schedule = %live.campaign.schedule,
+                    phase = live.campaign.phase.as_str(),
+                    "campaign"
+                );
+            }
+            live.saved_phase = live.campaign.phase;
+            live.saved_at = now;
+            if live.campaign.phase.is_final() {
+                finished.push(i);
+            }
+        }
+        for i in finished.into_iter().rev() {
+            let live = self.open.remove(i);
+            self.record_final(&live.campaign, store);
+            self.next_plan = Instant::now();
+        }
+    }
+
+    fn record_final(&self, c: &Campaign, store: &Store) {
+        let _ = store.save_campaign(c);
+        let tally = c.tally();
+        let detail = match c.phase {
+            Phase::Done => format!(
+                "campaign {} ({}) at {}: {} passed, {} failed",
+                c.id, c.schedule, c.instant, tally.passed, tally.failed
+            ),
+            _ => format!(
+                "campaign {} ({}) at {}: {} ({})",
+                c.id,
+                c.schedule,
+                c.instant,
+                c.phase.as_str(),
+                c.note.as_deref().unwrap_or("")
+            ),
+        };
+        if c.phase == Phase::Missed {
+            tracing::warn!(campaign = c.id, schedule = %c.schedule, instant = %c.instant, "missed");
+        }
+        let _ = store.record(Event {
+            at: Timestamp::now(),
+            siren: None,
+            kind: format!("sounding_{}", c.phase.as_str()),
+            detail,
+        });
+        self.board.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finished(c);
+    }
+
+    fn live(&mut self, campaign: u32) -> Option<&mut Live> {
+        self.open.iter_mut().find(|l| l.campaign.id == campaign)
+    }
+
+    /// A device's answer; returns a follow-up to send.
+    pub fn on_reply(
+        &mut self,
+        campaign: u32,
+        target: usize,
+        command: Command,
+        reply: &Message,
+        fleet: &FleetState,
+        now: Timestamp,
+    ) -> Option<Outgoing> {
+        let live = self.live(campaign)?;
+        let follow = live.campaign.on_reply(target, command, reply, now)?;
+        outgoing(&live.campaign, &live.fleet_index, fleet, follow, now)
+    }
+
+    /// Whether some campaign needs the engine awake within milliseconds.
+    pub fn urgent(&self, now: Timestamp) -> bool {
+        self.open.iter().any(|l| l.campaign.urgent(now))
+    }
+
+    /// A request not sent now (its bus is busy): asked again on the next poll.
+    pub fn defer(&mut self, campaign: u32, target: usize) {
+        if let Some(live) = self.live(campaign) {
+            live.campaign.defer(target);
+        }
+    }
+
+    /// A request given up after the master's retries.
+    pub fn on_failed(&mut self, campaign: u32, target: usize, now: Timestamp) {
+        if let Some(live) = self.live(campaign) {
+            live.campaign.on_failed(target, now);
+        }
+    }
+
+    /// A sounding report a siren sent by itself.
+    pub fn on_report(&mut self, fleet_index: usize, report: &SoundingReport) {
+        for live in &mut self.open {
+            if live.campaign.id != report.campaign {
+                continue;
+            }
+            if let Some(t) = live.fleet_index.iter().position(|&f| f == Some(fleet_index)) {
+                live.campaign.on_report(t, report);
+            }
+        }
+    }
+
+    /// An operator's ad-hoc sounding. Returns the campaign id.
+    pub fn schedule_ad_hoc(
+        &mut self,
+        request: &AdHoc,
+        by: &str,
+        now: Timestamp,
+        store: &Store,
+        fleet: &FleetState,
+    ) -> Result<u32, RequestError> {
+        let lead = Duration::from_secs(u64::from(self.config.arm_cutoff_s) + 10);
+        let earliest = now + lead;
+        if request.at < earliest {
+            return Err(RequestError::Refused(format!(
+                "`at` must leave time to synchronise and arm: {earliest} at the earliest"
+            )));
+        }
+        for z in &request.zones {
+            if !fleet.sirens().iter().any(|s| s.zone.is_within(z)) {
+                return Err(RequestError::Refused(format!("no siren is in zone `{z}`")));
+            }
+        }
+        super::sequence::segments(request.kind, &request.sequence)
+            .map_err(|e| RequestError::Refused(format!("sequence {e}")))?;
+        let id = store
+            .create_campaign(AD_HOC, request.at)?
+            .ok_or_else(|| RequestError::Refused("an ad-hoc sounding is already planned at that instant".into()))?;
+        let settings = Settings::from_config(&self.config, self.config.lead_s);
+        let targets = Self::targets(fleet, &request.zones);
+        let mut c =
+            Campaign::new(id, AD_HOC.into(), request.kind, request.at, request.sequence.clone(), settings, targets)
+                .map_err(|e| RequestError::Refused(e.to_string()))?;
+        c.note = Some(format!("requested by {by}"));
+        store.save_campaign(&c)?;
+        store.flush()?;
+        self.adopt(c, fleet);
+        Ok(id)
+    }
+
+    /// Cancels a planned or arming campaign; returns the disarm messages to send.
+    pub fn cancel(
+        &mut self,
+        campaign: u32,
+        by: &str,
+        now: Timestamp,
+        store: &Store,
+        fleet: &FleetState,
+    ) -> Result<Vec<Outgoing>, RequestError> {
+        let live = self.live(campaign).ok_or(RequestError::Unknown(campaign))?;
+        let actions = live.campaign.cancel(by, now).map_err(|e| RequestError::Refused(e.to_owned()))?;
+        let out =
+            actions.into_iter().filter_map(|a| outgoing(&live.campaign, &live.fleet_index, fleet, a, now)).collect();
+        self.persist(store, true);
+        store.flush()?;
+        Ok(out)
+    }
+}
+
+/// An operator's request for a sounding outside the schedules.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdHoc {
+    pub at: Timestamp,
+    #[serde(default = "test_kind")]
+    pub kind: Kind,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    pub sequence: Vec<Step>,
+}
+
+fn test_kind() -> Kind {
+    Kind::Test
+}
+
+fn outgoing(
+    c: &Campaign,
+    index: &[Option<usize>],
+    fleet: &FleetState,
+    action: Action,
+    now: Timestamp,
+) -> Option<Outgoing> {
+    let f = index.get(action.target).copied().flatten()?;
+    Some(Outgoing { campaign: c.id, action, key_id: fleet.siren(f).key_id, message: c.message(&action, now) })
+}

@@ -1,0 +1,174 @@
+//! Test soundings end to end: sirend plans a scheduled occurrence, synchronises the clocks of
+//! simulated MQTT sirens that are up to 2 s off, arms them over a real broker, and verifies
+//! what they report: sirens start within tolerance, the daemon's skew matches the simulator's
+//! ground truth, a failed amplifier is classified, and the report is served as JSON, CSV and
+//! HTML with the results in /metrics. Operators schedule and cancel ad-hoc soundings through
+//! the API.
+#![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
+
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siren_sim::clock::SimClock;
+use siren_sim::fault::Fault;
+use siren_sim::fleet::{BuildOptions, SimFleet, lock};
+use siren_sim::generate::{self, Options};
+use siren_sim::mqtt::MqttConfig;
+use sirend::auth::{Role, new_token};
+use sirend::config::Loaded;
+use sirend::daemon::Daemon;
+use sirend::liveness::State;
+use sirennet_e2e::broker::free_port;
+use sirennet_e2e::wait::wait_for;
+
+fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+fn token_entry(name: &str, role: Role) -> (String, String) {
+    let (secret, entry) = new_token(name, role);
+    (secret, entry)
+}
+
+struct Setup {
+    loaded: Loaded,
+    sim: Arc<SimFleet>,
+    url: String,
+    operator: String,
+    viewer: String,
+}
+
+/// Six MQTT sirens on the embedded broker, clocks within ±2 s, and a chime schedule whose
+/// first occurrence is `in_s` seconds away.
+fn setup(dir: &Path, in_s: i64) -> Setup {
+    let g = generate::generate(&Options { sirens: 6, seed: 11, serial_share: 0.0, ..Options::default() }).unwrap();
+    let written = generate::write(&g, dir).unwrap();
+    let mut text = std::fs::read_to_string(&written.config).unwrap();
+    text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
+    let port = free_port().unwrap();
+    text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
+    let (operator, op_entry) = token_entry("ops", Role::Operator);
+    let (viewer, view_entry) = token_entry("watch", Role::Viewer);
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
+    let start = start.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    write!(
+        text,
+        "\n{op_entry}\n{view_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\ntimezone = \"UTC\"\nlead_s = 8\n\
+         arm_cutoff_s = 2\nverify_grace_s = 8\n\n[[schedule]]\nname = \"e2e-chime\"\nkind = \"chime\"\n\
+         start = \"{start}\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
+    )
+    .unwrap();
+    std::fs::write(&written.config, text).unwrap();
+    let loaded = Loaded::load(&written.config).unwrap();
+    let options = BuildOptions { clock_offset_ms: 2_000, ..BuildOptions::default() };
+    let sim = Arc::new(SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &options).unwrap());
+    Setup { loaded, sim, url: format!("mqtt://{port}"), operator, viewer }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 14);
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let mut config = MqttConfig::from_url(&s.url).unwrap();
+    config.heartbeat = Duration::from_secs(2);
+    config.check_every = Duration::from_millis(50);
+    let devices = s.sim.serve_mqtt(&config);
+    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| {
+            let st = daemon.fleet.read().unwrap().get(id).unwrap().liveness.state;
+            matches!(st, State::Ok | State::Degraded)
+        })
+    })
+    .await;
+    // One siren loses every amplifier channel before the sounding.
+    let broken = &ids[2];
+    s.sim.inject(broken, &Fault::AmplifierFailure { channel: None }).unwrap();
+
+    let (status, body) = request(daemon.http, "GET", "/api/soundings", None, "");
+    assert_eq!(status, 200);
+    let list = json(&body);
+    let planned = list.as_array().unwrap().iter().find(|c| c["schedule"] == "e2e-chime").unwrap();
+    let id = planned["id"].as_u64().unwrap();
+    assert!(matches!(planned["phase"].as_str(), Some("planned" | "arming")), "{planned}");
+
+    // Operators may schedule an ad-hoc test and cancel it; viewers may not.
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600)).to_string();
+    let adhoc = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    assert_eq!(request(daemon.http, "POST", "/api/soundings", Some(&s.viewer), &adhoc).0, 403);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &adhoc);
+    assert_eq!(status, 201, "{body}");
+    let adhoc_id = json(&body)["id"].as_u64().unwrap();
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
+    let too_soon = format!(r#"{{"at":"{soon}","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &too_soon);
+    assert_eq!(status, 409, "{body}");
+    let cancel = format!("/api/soundings/{adhoc_id}/cancel");
+    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(request(daemon.http, "POST", &cancel, Some(&s.operator), "").0, 409);
+
+    let path = format!("/api/soundings/{id}");
+    let mut report = serde_json::Value::Null;
+    wait_for("the scheduled campaign done", || {
+        report = json(&request(daemon.http, "GET", &path, None, "").1);
+        report["phase"] == "done"
+    })
+    .await;
+    let sirens = report["sirens"].as_array().unwrap();
+    assert_eq!(sirens.len(), 6);
+    for siren in sirens {
+        let sid = siren["siren"].as_str().unwrap();
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        if sid == broken {
+            assert_eq!(siren["result"], "amplifier_fault", "{siren}");
+            continue;
+        }
+        assert_eq!(siren["result"], "pass", "{siren}");
+        let instant = report["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_microsecond();
+        let t = truth.iter().find(|t| u64::from(t.campaign) == id).unwrap();
+        let true_skew_ms = f64::from(i32::try_from(t.started.unwrap() - instant).unwrap()) / 1000.0;
+        let ours = siren["skew_ms"].as_f64().unwrap();
+        assert!(true_skew_ms.abs() < 250.0, "{sid} started {true_skew_ms} ms off");
+        assert!((ours - true_skew_ms).abs() < 10.0, "{sid}: daemon {ours} ms, truth {true_skew_ms} ms");
+    }
+    assert_eq!(report["passed"], 5);
+    assert_eq!(report["failures_by_zone"].as_object().unwrap().len(), 1, "{report}");
+
+    let (status, csv) = request(daemon.http, "GET", &format!("{path}.csv"), None, "");
+    assert_eq!(status, 200);
+    assert_eq!(csv.lines().count(), 7, "{csv}");
+    assert!(csv.contains(&format!("{broken},")) && csv.contains("amplifier_fault"), "{csv}");
+    let (status, html) = request(daemon.http, "GET", &format!("{path}.html"), None, "");
+    assert_eq!(status, 200);
+    assert!(html.contains("5 of 6 sirens passed") && html.contains("amplifier_fault"), "{html}");
+
+    let metrics = daemon.metrics.encode();
+    assert!(metrics.contains("sirend_sounding_sirens{schedule=\"e2e-chime\",result=\"pass\"} 5"), "{metrics}");
+    assert!(metrics.contains(&format!("siren_sounding_last_result{{siren=\"{broken}\"")));
+    assert!(metrics.contains("sirend_schedule_next_timestamp_seconds{schedule=\"e2e-chime\"}"));
+    assert!(metrics.contains("sirend_soundings_total{schedule=\"ad-hoc\",phase=\"cancelled\"} 1"), "{metrics}");
+    devices.shutdown().await;
+    daemon.stop().await;
+}
