@@ -41,11 +41,6 @@ fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body
     (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
-fn token_entry(name: &str, role: Role) -> (String, String) {
-    let (secret, entry) = new_token(name, role);
-    (secret, entry)
-}
-
 struct Setup {
     loaded: Loaded,
     sim: Arc<SimFleet>,
@@ -63,8 +58,8 @@ fn setup(dir: &Path, in_s: i64) -> Setup {
     text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
     let port = free_port().unwrap();
     text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
-    let (operator, op_entry) = token_entry("ops", Role::Operator);
-    let (viewer, view_entry) = token_entry("watch", Role::Viewer);
+    let (operator, op_entry) = new_token("ops", Role::Operator);
+    let (viewer, view_entry) = new_token("watch", Role::Viewer);
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
     let start = start.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
     write!(

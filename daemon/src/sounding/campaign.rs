@@ -228,8 +228,6 @@ pub struct Campaign {
     /// Something changed since the last [`Campaign::take_dirty`].
     #[serde(skip)]
     dirty: bool,
-    #[serde(skip)]
-    next_report_round_us: i64,
 }
 
 impl Campaign {
@@ -257,7 +255,6 @@ impl Campaign {
             targets,
             segments,
             dirty: true,
-            next_report_round_us: 0,
         })
     }
 
@@ -383,7 +380,9 @@ impl Campaign {
         }
         if self.phase == Phase::Running && now_us >= self.end_us() {
             self.set_phase(Phase::Verifying);
-            self.next_report_round_us = 0;
+            for t in &mut self.targets {
+                t.retry_at_us = 0;
+            }
         }
         if self.phase == Phase::Verifying {
             let deadline = self.end_us() + i64::from(self.settings.verify_grace_s) * 1_000_000;
@@ -392,23 +391,21 @@ impl Campaign {
                 self.finish(reachable);
                 return actions;
             }
-            if now_us >= self.next_report_round_us {
-                self.next_report_round_us = now_us + REPORT_EVERY_US;
-                for i in 0..self.targets.len() {
-                    let t = &mut self.targets[i];
-                    if t.busy || !reachable(i) {
-                        continue;
-                    }
-                    let command = if t.report.is_none() {
-                        Command::Report
-                    } else if t.after.is_none() {
-                        Command::Sync
-                    } else {
-                        continue;
-                    };
-                    t.busy = true;
-                    actions.push(Action { target: i, command });
+            for i in 0..self.targets.len() {
+                let t = &mut self.targets[i];
+                if t.busy || t.retry_at_us > now_us || !reachable(i) {
+                    continue;
                 }
+                let command = if t.report.is_none() {
+                    Command::Report
+                } else if t.after.is_none() {
+                    Command::Sync
+                } else {
+                    continue;
+                };
+                t.busy = true;
+                t.retry_at_us = now_us + REPORT_EVERY_US;
+                actions.push(Action { target: i, command });
             }
         }
         actions
@@ -454,9 +451,8 @@ impl Campaign {
     pub fn defer(&mut self, target: usize) {
         if let Some(t) = self.targets.get_mut(target) {
             t.busy = false;
+            t.retry_at_us = 0;
         }
-        // Verification asks in rounds; let the next poll ask again.
-        self.next_report_round_us = 0;
     }
 
     /// A command went unanswered after the master's retries.

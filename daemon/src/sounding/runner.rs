@@ -132,6 +132,7 @@ impl Runner {
                         continue;
                     };
                     c.miss("the daemon was not running at the instant");
+                    let _ = store.save_campaign(&c);
                     self.record_final(&c, store);
                 }
             }
@@ -233,8 +234,8 @@ impl Runner {
         }
     }
 
+    /// Logs, records the event and updates metrics for a campaign that ended (already saved).
     fn record_final(&self, c: &Campaign, store: &Store) {
-        let _ = store.save_campaign(c);
         let tally = c.tally();
         let detail = match c.phase {
             Phase::Done => format!(
