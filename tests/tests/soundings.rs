@@ -146,7 +146,17 @@ async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
         let true_skew_ms = f64::from(i32::try_from(t.started.unwrap() - instant).unwrap()) / 1000.0;
         let ours = siren["skew_ms"].as_f64().unwrap();
         assert!(true_skew_ms.abs() < 250.0, "{sid} started {true_skew_ms} ms off");
-        assert!((ours - true_skew_ms).abs() < 10.0, "{sid}: daemon {ours} ms, truth {true_skew_ms} ms");
+        // A time-sync exchange bounds the offset error by half its round trip (plus the
+        // simulator's 5 ms reply turnaround, stamped ahead of the send). On an idle machine
+        // that is a few ms (10 ms is allowed); a loaded CI machine delays the daemon's and the
+        // devices' tasks, and the bound widens with the round trip the daemon measured. A
+        // clock left uncorrected would be off by up to 2 s.
+        let rtt = siren["clock_round_trip_ms"].as_f64().unwrap();
+        let bound = (rtt / 2.0 + 5.0).max(10.0);
+        assert!(
+            (ours - true_skew_ms).abs() <= bound,
+            "{sid}: daemon {ours} ms, truth {true_skew_ms} ms, round trip {rtt} ms"
+        );
     }
     assert_eq!(report["passed"], 5);
     assert_eq!(report["failures_by_zone"].as_object().unwrap().len(), 1, "{report}");

@@ -94,6 +94,8 @@ fn report(state: &AppState, c: &Campaign) -> Value {
                 "triggered": t.triggered,
                 "clock_flagged": t.clock_flagged,
                 "clock_offset_ms": t.before.map(|s| ms(s.offset_us)),
+                // The skew's uncertainty is half the longest round trip of the clock samples.
+                "clock_round_trip_ms": t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
                 "refused": t.nak,
                 "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
                 "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
