@@ -15,6 +15,9 @@ use siren_sim::generate::{self, Options};
 use siren_sim::mqtt::MqttConfig;
 use siren_sim::scenario::{Event, Scenario, Target};
 
+use jiff::tz::TimeZone;
+
+use crate::auth::{Role, new_token};
 use crate::config::Loaded;
 use crate::daemon::Daemon;
 
@@ -26,15 +29,51 @@ pub struct DemoOptions {
     pub broker: SocketAddr,
     /// Where the fleet, keys, configuration and database go.
     pub dir: PathBuf,
+    /// When the demo's repeating test chime first sounds, from the start.
+    pub first_sounding_in: Duration,
+}
+
+impl DemoOptions {
+    /// The defaults `sirend demo` uses, with files in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            sirens: 120,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9750)),
+            broker: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            dir,
+            first_sounding_in: Duration::from_secs(45),
+        }
+    }
+}
+
+/// What `prepare` wrote beside the fleet.
+#[derive(Debug)]
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub generated: generate::Generated,
+    /// A bearer token with the operator role, printed so that ad-hoc soundings, cancels and
+    /// fault acknowledgements can be tried.
+    pub operator_token: String,
+    /// The first occurrence of the demo's chime schedule.
+    pub first_sounding: jiff::Timestamp,
 }
 
 /// Heartbeat period in the demo: short, so that a silent siren turns `down` within a minute.
 const HEARTBEAT_S: u64 = 5;
 
-/// Writes the demo fleet and its configuration into `dir`.
-pub fn prepare(o: &DemoOptions) -> anyhow::Result<(Loaded, generate::Generated)> {
-    let g = generate::generate(&Options { sirens: o.sirens, seed: 12, serial_share: 0.25, ..Options::default() })?;
+/// Name of the demo's repeating sounding schedule.
+pub const DEMO_SCHEDULE: &str = "demo-chime";
+
+/// Writes the demo fleet, a synthetic population, an operator token and a chime schedule
+/// into `dir`.
+pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
+    let options = Options { sirens: o.sirens, seed: 12, serial_share: 0.25, ..Options::default() };
+    let g = generate::generate(&options)?;
     let written = generate::write(&g, &o.dir)?;
+    std::fs::write(o.dir.join("people.csv"), synthetic_population(&options))?;
+    let (operator_token, token_entry) = new_token("demo-operator", Role::Operator);
+    let first_sounding = (jiff::Timestamp::now() + o.first_sounding_in).round(jiff::Unit::Second)?;
+    let start = first_sounding.to_zoned(TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S");
     let mut text = std::fs::read_to_string(&written.config)?;
     text = text
         .replace("listen = \"127.0.0.1:9750\"", &format!("listen = \"{}\"", o.listen))
@@ -43,9 +82,38 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<(Loaded, generate::Generated)>
     {
         use std::fmt::Write as _;
         let _ = write!(text, "\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {HEARTBEAT_S}\n");
+        let _ = write!(text, "\n[coverage]\npopulation = \"people.csv\"\n\n{token_entry}");
+        // A short lead so that the first sounding comes within a minute of starting.
+        let _ = write!(
+            text,
+            "\n[soundings]\ntimezone = \"UTC\"\nlead_s = 15\narm_cutoff_s = 4\nverify_grace_s = 10\n\n\
+             [[schedule]]\nname = \"{DEMO_SCHEDULE}\"\nkind = \"chime\"\nstart = \"{start}\"\n\
+             rrule = \"FREQ=MINUTELY;INTERVAL=5\"\nsequence = [{{ pattern = \"chime\" }}]\n"
+        );
     }
     std::fs::write(&written.config, text)?;
-    Ok((Loaded::load(&written.config)?, g))
+    Ok(Prepared { loaded: Loaded::load(&written.config)?, generated: g, operator_token, first_sounding })
+}
+
+/// People on a grid of points 0.01 degrees apart over the generated area, densest at the
+/// centre (a Gaussian city of 10 km scale over a rural floor), as `latitude,longitude,population`.
+#[allow(clippy::cast_possible_truncation, reason = "a few dozen rows and columns")]
+fn synthetic_population(o: &Options) -> String {
+    use std::fmt::Write as _;
+    const STEP: f64 = 0.01;
+    let mut csv = String::from("latitude,longitude,population\n");
+    let (rows, cols) = ((2.0 * o.half_extent.0 / STEP) as i32, (2.0 * o.half_extent.1 / STEP) as i32);
+    for r in 0..=rows {
+        for c in 0..=cols {
+            let lat = o.centre.0 - o.half_extent.0 + f64::from(r) * STEP;
+            let lon = o.centre.1 - o.half_extent.1 + f64::from(c) * STEP;
+            let dy = (lat - o.centre.0) * 111.0;
+            let dx = (lon - o.centre.1) * 111.0 * o.centre.0.to_radians().cos();
+            let people = 300.0 + 12_000.0 * (-(dx * dx + dy * dy) / (2.0 * 10.0 * 10.0)).exp();
+            let _ = writeln!(csv, "{lat:.4},{lon:.4},{people:.0}");
+        }
+    }
+    csv
 }
 
 /// The faults the demo plays: every kind of state within the first three minutes.
@@ -77,7 +145,7 @@ pub fn scenario(fleet: &siren_proto::fleet::Fleet) -> Scenario {
 /// Runs the demo until Ctrl-C.
 pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
-    let (loaded, g) = prepare(&o)?;
+    let Prepared { loaded, generated: g, operator_token, first_sounding } = prepare(&o)?;
     let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     let dir = o.dir.canonicalize()?;
     let mut buses = Vec::new();
@@ -90,7 +158,7 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     mqtt.keep_alive = Duration::from_secs(10);
     let devices = sim.serve_mqtt(&mqtt);
     sim.play(scenario(&g.fleet));
-    print_banner(&daemon, &o, &dir, buses.len(), devices.len());
+    print_banner(&daemon, &o, &dir, (buses.len(), devices.len()), &operator_token, first_sounding);
     shutdown.await;
     devices.shutdown().await;
     daemon.stop().await;
@@ -98,7 +166,14 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     Ok(())
 }
 
-fn print_banner(daemon: &Daemon, o: &DemoOptions, dir: &Path, buses: usize, mqtt: usize) {
+fn print_banner(
+    daemon: &Daemon,
+    o: &DemoOptions,
+    dir: &Path,
+    (buses, mqtt): (usize, usize),
+    operator_token: &str,
+    first_sounding: jiff::Timestamp,
+) {
     let http = daemon.http;
     println!();
     println!("sirend demo: {} simulated sirens ({buses} serial buses on PTYs, {mqtt} on MQTT)", o.sirens);
@@ -106,7 +181,14 @@ fn print_banner(daemon: &Daemon, o: &DemoOptions, dir: &Path, buses: usize, mqtt
     println!("  metrics         http://{http}/metrics");
     println!("  sirens (JSON)   http://{http}/api/sirens");
     println!("  events (JSON)   http://{http}/api/events");
+    println!("  soundings       http://{http}/api/soundings");
+    println!("  coverage        http://{http}/api/coverage");
     println!("  MQTT broker     mqtt://{}", o.broker);
     println!("  files           {}", dir.display());
-    println!("faults are injected over the first three minutes; Ctrl-C stops.");
+    println!("  operator token  {operator_token}");
+    println!(
+        "                  (curl -H 'Authorization: Bearer <token>' for POST /api/soundings, cancels, fault acks)"
+    );
+    println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
+    println!("{first_sounding}; Ctrl-C stops.");
 }

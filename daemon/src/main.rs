@@ -214,7 +214,7 @@ fn run_demo(sirens: usize, listen: SocketAddr, broker: SocketAddr, dir: Option<P
         ),
     };
     let dir = dir.unwrap_or_else(|| temp.as_ref().map(|t| t.path().to_owned()).unwrap_or_default());
-    runtime()?.block_on(demo::run(DemoOptions { sirens, listen, broker, dir }, shutdown_signal()))
+    runtime()?.block_on(demo::run(DemoOptions { sirens, listen, broker, ..DemoOptions::new(dir) }, shutdown_signal()))
 }
 
 /// Ctrl-C or SIGTERM.
