@@ -171,7 +171,9 @@ impl Engine {
             // answer (a status report of up to 16 channels) takes its own wire time.
             config.reply_timeout = Duration::from_millis(60) + config.byte_time * 110;
             master.add_link(s.link, config);
-            link_names.insert(s.link, format!("serial:{}", s.bus));
+            let name = format!("serial:{}", s.bus);
+            metrics.polled_link(&name);
+            link_names.insert(s.link, name);
             schedules.insert(
                 s.link,
                 PollSchedule { plan: s.clone(), due: BinaryHeap::new(), failures: HashMap::new(), next_time_set: now },

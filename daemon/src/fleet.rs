@@ -82,6 +82,9 @@ pub struct FleetState {
     by_id: HashMap<String, usize>,
     by_key: HashMap<KeyId, usize>,
     policy: Policy,
+    /// When each active fault was raised, by siren index and fault name. Kept beside the
+    /// sirens rather than in them: most sirens have no fault, and they cost nothing here.
+    fault_since: BTreeMap<(usize, &'static str), Timestamp>,
 }
 
 impl FleetState {
@@ -108,7 +111,7 @@ impl FleetState {
             .collect();
         let by_id = sirens.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
         let by_key = sirens.iter().enumerate().map(|(i, s)| (s.key_id, i)).collect();
-        Self { sirens, by_id, by_key, policy }
+        Self { sirens, by_id, by_key, policy, fault_since: BTreeMap::new() }
     }
 
     /// Attaches what the previous run last knew.
@@ -147,7 +150,23 @@ impl FleetState {
         let siren = &mut self.sirens[index];
         let (next, changes) = siren.liveness.step(observation, now, self.policy);
         siren.liveness = next;
+        for change in &changes {
+            match change {
+                Change::FaultRaised { fault } => {
+                    self.fault_since.insert((index, fault), now);
+                }
+                Change::FaultCleared { fault } => {
+                    self.fault_since.remove(&(index, *fault));
+                }
+                Change::State { .. } => {}
+            }
+        }
         changes
+    }
+
+    /// The active faults with when this run of the daemon first saw each, by siren index.
+    pub fn active_faults(&self) -> impl Iterator<Item = (usize, &'static str, Timestamp)> + '_ {
+        self.fault_since.iter().map(|(&(index, fault), &at)| (index, fault, at))
     }
 
     /// Acknowledges siren `index`'s current faults; returns them.

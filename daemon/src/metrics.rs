@@ -134,6 +134,15 @@ impl Metrics {
         self.link_up.get_or_create(&LinkLabel { link: link.to_owned() }).set(i64::from(up));
     }
 
+    /// Starts a polled link's counters at zero, so that rates and failure ratios exist (and
+    /// read zero) before the first failure.
+    pub fn polled_link(&self, link: &str) {
+        let label = LinkLabel { link: link.to_owned() };
+        let _ = self.polls.get_or_create(&label);
+        let _ = self.received.get_or_create(&label);
+        let _ = self.poll_failures.get_or_create(&label);
+    }
+
     pub fn poll(&self, link: &str) {
         self.polls.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
     }
@@ -214,6 +223,22 @@ fn encode_link_info(
     Ok(())
 }
 
+/// `siren_fault_since_timestamp_seconds`: each active fault and when it was raised, so that
+/// dashboards show the faults with their age.
+#[allow(clippy::cast_precision_loss, reason = "timestamps in seconds fit f64")]
+fn encode_fault_since(encoder: &mut DescriptorEncoder<'_>, fleet: &FleetState) -> Result<(), std::fmt::Error> {
+    let help = "When each active fault was raised (as first seen by this run of the daemon), Unix time";
+    let mut m =
+        encoder.encode_descriptor("siren_fault_since_timestamp", help, Some(&Unit::Seconds), MetricType::Gauge)?;
+    let sirens = fleet.sirens();
+    for (index, fault, at) in fleet.active_faults() {
+        let s = &sirens[index];
+        let labels = [("siren", s.id.as_str()), ("zone", s.zone.as_str()), ("fault", fault)];
+        m.encode_family(&labels)?.encode_gauge(&(at.as_microsecond() as f64 / 1e6))?;
+    }
+    Ok(())
+}
+
 /// The deepest zone path that is `a` or an ancestor of it and `b` or an ancestor of it.
 fn common_zone<'a>(a: &'a str, b: &str) -> &'a str {
     let mut end = 0;
@@ -257,10 +282,15 @@ impl Collector for FleetCollector {
             for s in sirens {
                 let (lat, lon, rating) =
                     (format!("{:.6}", s.latitude), format!("{:.6}", s.longitude), format!("{:.1}", s.rating_db));
+                // Its links joined with `+`: equal to `siren_link_info`'s `link` for a siren on
+                // one link, so that Alertmanager inhibits its alerts while that link is down; a
+                // redundant siren stays reachable when one link fails and is never inhibited.
+                let links = s.liveness.links.join("+");
                 let labels = [
                     ("siren", s.id.as_str()),
                     ("name", s.name.as_str()),
                     ("zone", s.zone.as_str()),
+                    ("link", links.as_str()),
                     ("latitude", lat.as_str()),
                     ("longitude", lon.as_str()),
                     ("rating_db", rating.as_str()),
@@ -295,6 +325,7 @@ impl Collector for FleetCollector {
             }
         }
         encode_link_info(&mut encoder, sirens)?;
+        encode_fault_since(&mut encoder, &fleet)?;
         {
             let help = "When the siren last sent a status report, Unix time";
             let mut m = encoder.encode_descriptor(

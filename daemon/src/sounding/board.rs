@@ -38,6 +38,7 @@ pub struct Board {
     schedules: BTreeMap<String, ScheduleResult>,
     next: BTreeMap<String, i64>,
     finished: BTreeMap<(String, &'static str), u64>,
+    last_missed: BTreeMap<String, i64>,
     skew: Histogram,
 }
 
@@ -48,6 +49,7 @@ impl Default for Board {
             schedules: BTreeMap::new(),
             next: BTreeMap::new(),
             finished: BTreeMap::new(),
+            last_missed: BTreeMap::new(),
             skew: Histogram::new(SKEW_BUCKETS),
         }
     }
@@ -57,13 +59,38 @@ impl Default for Board {
 pub type SharedBoard = Arc<Mutex<Board>>;
 
 impl Board {
+    /// Starts the schedule's campaign counters at zero, so that the first miss after a
+    /// restart is an increase Prometheus can see rather than a series born at 1.
+    pub fn known(&mut self, schedule: &str) {
+        for phase in [Phase::Done, Phase::Missed, Phase::Cancelled] {
+            self.finished.entry((schedule.to_owned(), phase.as_str())).or_default();
+        }
+    }
+
     /// A campaign reached a final phase.
     pub fn finished(&mut self, c: &Campaign) {
         *self.finished.entry((c.schedule.clone(), c.phase.as_str())).or_default() += 1;
+        self.show(c, true);
+    }
+
+    /// A campaign that finished before this run of the daemon: its results show again, but it
+    /// is not counted (the counters are this run's) and adds nothing to the skew histogram.
+    pub fn restored(&mut self, c: &Campaign) {
+        self.show(c, false);
+    }
+
+    fn show(&mut self, c: &Campaign, observe_skew: bool) {
+        let at_s = c.instant.as_second();
+        if c.phase == Phase::Missed {
+            let last = self.last_missed.entry(c.schedule.clone()).or_insert(at_s);
+            *last = (*last).max(at_s);
+        }
         if c.phase != Phase::Done {
             return;
         }
-        let at_s = c.instant.as_second();
+        if self.schedules.get(&c.schedule).is_some_and(|r| r.at_s > at_s) {
+            return;
+        }
         let mut result = ScheduleResult { at_s, ..ScheduleResult::default() };
         for t in &c.targets {
             let Some(v) = t.verdict else { continue };
@@ -73,7 +100,7 @@ impl Board {
             }
             self.sirens.insert(t.siren.clone(), SirenResult { zone: t.zone.clone(), result: v.as_str(), at_s });
             #[allow(clippy::cast_precision_loss, reason = "skews are far below 2^52 µs")]
-            if let Some(s) = t.skew_us {
+            if let Some(s) = t.skew_us.filter(|_| observe_skew) {
                 self.skew.observe(s.abs() as f64 / 1e6);
             }
         }
@@ -158,6 +185,19 @@ impl Collector for BoardCollector {
             for ((schedule, phase), n) in &b.finished {
                 m.encode_family(&[("schedule", schedule.as_str()), ("phase", phase)])?
                     .encode_counter::<prometheus_client::encoding::NoLabelSet, u64, f64>(n, None)?;
+            }
+        }
+        {
+            let help = "When the schedule's latest missed occurrence was due (the daemon was not running)";
+            let unit = Unit::Seconds;
+            let mut m = encoder.encode_descriptor(
+                "sirend_sounding_last_missed_timestamp",
+                help,
+                Some(&unit),
+                MetricType::Gauge,
+            )?;
+            for (schedule, t) in &b.last_missed {
+                m.encode_family(&[("schedule", schedule.as_str())])?.encode_gauge(t)?;
             }
         }
         {

@@ -23,6 +23,8 @@ pub const AD_HOC: &str = "ad-hoc";
 /// Most occurrences recorded as missed per schedule after one outage; an hourly chime down
 /// for a month is one line in the log, not seven hundred.
 const MAX_MISSED: usize = 48;
+/// How many past campaigns a restart reads back to show their results again.
+const RESTORED_CAMPAIGNS: usize = 1_000;
 /// How often schedules are looked at for occurrences to plan.
 const PLAN_EVERY: Duration = Duration::from_secs(10);
 /// Least interval between two saves of a campaign whose phase did not change.
@@ -83,6 +85,18 @@ impl Runner {
         fleet: &FleetState,
         board: SharedBoard,
     ) -> Result<Self, crate::store::StoreError> {
+        {
+            let mut b = board.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for s in &schedules {
+                b.known(&s.name);
+            }
+            b.known(AD_HOC);
+            // The results of earlier runs show again after a restart, oldest first so that
+            // each siren and schedule ends with its latest.
+            for c in store.campaigns(false, RESTORED_CAMPAIGNS)?.iter().rev().filter(|c| c.phase.is_final()) {
+                b.restored(c);
+            }
+        }
         let mut runner = Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now() };
         for c in store.campaigns(true, 10_000)? {
             tracing::info!(campaign = c.id, schedule = %c.schedule, phase = c.phase.as_str(), "resuming campaign");
@@ -114,6 +128,13 @@ impl Runner {
     /// Records occurrences that passed while nobody ran them, and plans each schedule's next.
     fn plan(&mut self, now: Timestamp, store: &Store, fleet: &FleetState) {
         for i in 0..self.schedules.len() {
+            // A schedule with a campaign open has nothing to plan, and nothing can have been
+            // missed before it (a resumed campaign whose instant passed is judged or missed by
+            // itself):
+            // skipping it keeps the rule walk to once per occurrence.
+            if self.open.iter().any(|l| l.campaign.schedule == self.schedules[i].name) {
+                continue;
+            }
             let s = self.schedules[i].clone();
             let last = match store.last_instant(&s.name) {
                 Ok(l) => l,
@@ -135,9 +156,6 @@ impl Runner {
                     let _ = store.save_campaign(&c);
                     self.record_final(&c, store);
                 }
-            }
-            if self.open.iter().any(|l| l.campaign.schedule == s.name) {
-                continue;
             }
             let from = last.map_or(now, |l| l.max(now));
             let Some(instant) = s.after(from).next() else {
