@@ -95,7 +95,7 @@ async fn api() -> Api {
 }
 
 /// `promtool check metrics` must accept the exposition. Runs where promtool is installed; CI
-/// installs it and sets `SIRENNET_REQUIRE_PROMTOOL` so that it cannot be skipped there.
+/// installs it and sets `SIRENNET_REQUIRE_PROMETHEUS` so that it cannot be skipped there.
 fn promtool_accepts(metrics: &str) {
     let Ok(mut child) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -104,7 +104,7 @@ fn promtool_accepts(metrics: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
     else {
-        assert!(std::env::var_os("SIRENNET_REQUIRE_PROMTOOL").is_none(), "promtool is required but not installed");
+        assert!(std::env::var_os("SIRENNET_REQUIRE_PROMETHEUS").is_none(), "promtool is required but not installed");
         eprintln!("promtool is not installed here: check skipped");
         return;
     };
