@@ -46,12 +46,14 @@ struct Siren {
     delay_us: i64,
     /// The link is down (nothing arrives either way) during these true-time windows.
     down: Vec<(i64, i64)>,
+    /// Share of each `CLOCK_ADJUST` the firmware applies (1: all; a slewing clock less).
+    adjust_share: f64,
 }
 
 impl Siren {
     fn new(offset_us: i64, drift_ppm: f64, delay_us: i64) -> Self {
         let device = Device::new(DeviceSpec::default(), T0, DeviceClock::new(T0, offset_us, drift_ppm), 1);
-        Self { device, delay_us, down: Vec::new() }
+        Self { device, delay_us, down: Vec::new(), adjust_share: 1.0 }
     }
 
     fn up_at(&self, t: i64) -> bool {
@@ -107,7 +109,9 @@ impl World {
                 Ok(Some(Message::TimeSyncReply { t1_us: *t1_us, t2_us, t3_us: t2_us + 2_000 }))
             }
             Message::ClockAdjust { sync_t1_us, offset_us } => {
-                d.clock.adjust(now, *sync_t1_us, *offset_us);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+                let applied = (*offset_us as f64 * self.sirens[target].adjust_share).round() as i64;
+                self.sirens[target].device.clock.adjust(now, *sync_t1_us, applied);
                 Ok(None)
             }
             Message::ArmTest(a) => d.arm(a, false).map(|()| None),
@@ -246,6 +250,32 @@ fn clocks_two_seconds_off_start_on_time_and_the_skew_matches_ground_truth() {
     let stats = c.skew_stats().unwrap();
     assert_eq!(stats.count, n);
     assert!(stats.p99_us < 20_000, "{stats:?}");
+}
+
+#[test]
+fn a_clock_that_stays_off_is_flagged_remeasured_after_its_last_correction_and_armed_compensated() {
+    let instant = T0 + 620 * S;
+    // Firmware that slews: each correction applies only half, so 2 s off becomes 1 s, then
+    // 0.5 s, which the third measurement finds still over 50 ms: flagged. Its resync leaves
+    // 0.25 s. Arming by the offset measured before that correction would count it twice and
+    // start the siren 250 ms off (the tolerance's edge); re-measured, it starts on time.
+    let mut slewing = Siren::new(2 * S, 0.0, 5_000);
+    slewing.adjust_share = 0.5;
+    let mut world = World::new(vec![slewing, Siren::new(-2 * S, 0.0, 5_000)]);
+    let mut c = campaign(78, Kind::Chime, instant, steps(&["chime"], 0.0), 2);
+    world.run(&mut c, T0, instant + 200 * S, |_, _, _| {});
+    assert_eq!(c.phase, Phase::Done);
+    let flagged = &c.targets[0];
+    assert!(flagged.clock_flagged && !flagged.triggered, "{flagged:?}");
+    assert_eq!(flagged.verdict, Some(Verdict::Pass));
+    let residual = flagged.before.unwrap().offset_us;
+    assert!((residual.abs() - 250_000).abs() < 2_000, "armed by the offset left after the last correction: {residual}");
+    let truth = world.sirens[0].device.soundings()[0].started.unwrap() - instant;
+    assert!(truth.abs() <= 2_000, "the flagged siren started {truth} µs off");
+    assert!((flagged.skew_us.unwrap() - truth).abs() <= 2_000);
+    // A clock that follows corrections is not flagged.
+    assert!(!c.targets[1].clock_flagged);
+    assert_eq!(c.targets[1].verdict, Some(Verdict::Pass));
 }
 
 #[test]

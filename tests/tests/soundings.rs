@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
 
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,22 +22,12 @@ use sirend::config::Loaded;
 use sirend::daemon::Daemon;
 use sirend::liveness::State;
 use sirennet_e2e::broker::free_port;
+use sirennet_e2e::http;
 use sirennet_e2e::wait::wait_for;
 
 fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+    let r = http::request(addr, method, path, token, body);
+    (r.status, r.body)
 }
 
 struct Setup {
@@ -174,6 +163,121 @@ async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
     assert!(metrics.contains(&format!("siren_sounding_last_result{{siren=\"{broken}\"")));
     assert!(metrics.contains("sirend_schedule_next_timestamp_seconds{schedule=\"e2e-chime\"}"));
     assert!(metrics.contains("sirend_soundings_total{schedule=\"ad-hoc\",phase=\"cancelled\"} 1"), "{metrics}");
+    devices.shutdown().await;
+    daemon.stop().await;
+}
+
+/// The configuration with the embedded broker on a new port: a stopped daemon's broker keeps
+/// its port until the process ends, so a restarted daemon in the same test needs another.
+fn on_a_new_broker(loaded: &Loaded) -> (Loaded, String) {
+    let port = free_port().unwrap();
+    let config = std::fs::read_to_string(&loaded.path).unwrap();
+    let old =
+        config.lines().find(|l| l.starts_with("listen = \"127.0.0.1:") && !l.ends_with(":0\"")).unwrap().to_owned();
+    std::fs::write(&loaded.path, config.replace(&old, &format!("listen = \"{port}\""))).unwrap();
+    (Loaded::load(&loaded.path).unwrap(), format!("mqtt://{port}"))
+}
+
+fn mqtt_config(url: &str) -> MqttConfig {
+    let mut config = MqttConfig::from_url(url).unwrap();
+    config.heartbeat = Duration::from_secs(2);
+    config.check_every = Duration::from_millis(50);
+    config
+}
+
+/// The campaign of the e2e schedule as the API shows it.
+fn e2e_campaign(daemon: &Daemon) -> Option<serde_json::Value> {
+    let list = json(&request(daemon.http, "GET", "/api/soundings", None, "").1);
+    let id = list.as_array()?.iter().find(|c| c["schedule"] == "e2e-chime")?["id"].as_u64()?;
+    Some(json(&request(daemon.http, "GET", &format!("/api/soundings/{id}"), None, "").1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_restarted_mid_campaign_resumes_it_and_verifies_every_siren() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 16);
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    // Stop once every siren is armed: the rest of the campaign is the next run's.
+    let mut campaign = serde_json::Value::Null;
+    wait_for("every siren armed", || {
+        campaign = e2e_campaign(&daemon).unwrap_or_default();
+        campaign["sirens"].as_array().is_some_and(|a| a.iter().all(|t| t["armed"] == true))
+    })
+    .await;
+    let id = campaign["id"].as_u64().unwrap();
+    assert_eq!(campaign["phase"], "arming", "{campaign}");
+    devices.shutdown().await;
+    daemon.stop().await;
+
+    let (loaded, url) = on_a_new_broker(&s.loaded);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&url));
+    let mut report = serde_json::Value::Null;
+    wait_for("the resumed campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["id"].as_u64(), Some(id), "the same campaign, resumed");
+    assert_eq!(report["passed"], 6, "{report:#}");
+    let instant = report["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_microsecond();
+    for t in report["sirens"].as_array().unwrap() {
+        let sid = t["siren"].as_str().unwrap();
+        assert_eq!(t["triggered"], false, "armed by the first run, not triggered by the second: {t}");
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        assert_eq!(truth.len(), 1, "{sid} sounded once");
+        let started = truth[0].started.unwrap();
+        assert!((started - instant).abs() < 250_000, "{sid} started {} µs off", started - instant);
+    }
+    devices.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_occurrence_that_passed_while_the_daemon_was_down_is_missed_never_sounded_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 8);
+    // Arming would start 5 s before the instant; the daemon is down from well before that.
+    let config = std::fs::read_to_string(&s.loaded.path).unwrap().replace("lead_s = 8", "lead_s = 5");
+    std::fs::write(&s.loaded.path, config).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let planned = e2e_campaign(&daemon).unwrap();
+    assert_eq!(planned["phase"], "planned", "{planned}");
+    let instant = planned["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    daemon.stop().await;
+
+    while jiff::Timestamp::now() < instant + jiff::SignedDuration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    devices.shutdown().await;
+    let (loaded, url) = on_a_new_broker(&loaded);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&url));
+    let mut missed = serde_json::Value::Null;
+    wait_for("the occurrence recorded as missed", || {
+        missed = e2e_campaign(&daemon).unwrap_or_default();
+        missed["phase"] == "missed"
+    })
+    .await;
+    assert_eq!(missed["id"], planned["id"], "{missed}");
+    // The alert's series: the missed instant, and the counter that started at zero.
+    let metrics = daemon.metrics.encode();
+    let line =
+        format!("sirend_sounding_last_missed_timestamp_seconds{{schedule=\"e2e-chime\"}} {}", instant.as_second());
+    assert!(metrics.contains(&line), "{metrics}");
+    assert!(metrics.contains("sirend_soundings_total{schedule=\"e2e-chime\",phase=\"missed\"} 1"), "{metrics}");
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 1_000, ..Default::default() }).unwrap();
+    assert!(events.iter().any(|e| e.event.kind == "sounding_missed"), "{events:?}");
+    // Never sounded late: a second later no siren has sounded or been armed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for t in &loaded.fleet.sirens {
+        let c = lock(s.sim.controller(&t.id).unwrap());
+        assert!(c.device.soundings().is_empty(), "{} sounded", t.id);
+    }
     devices.shutdown().await;
     daemon.stop().await;
 }

@@ -223,6 +223,12 @@ pub struct Campaign {
     /// Who asked for it (ad-hoc) or cancelled it.
     pub note: Option<String>,
     pub targets: Vec<Target>,
+    /// When arming began, and when the last target acknowledged its arm (never, if some
+    /// target was not armed): how long arming the fleet took.
+    #[serde(default)]
+    pub arming_began: Option<Timestamp>,
+    #[serde(default)]
+    pub all_armed: Option<Timestamp>,
     #[serde(skip)]
     segments: Vec<Segment>,
     /// Something changed since the last [`Campaign::take_dirty`].
@@ -253,6 +259,8 @@ impl Campaign {
             phase: Phase::Planned,
             note: None,
             targets,
+            arming_began: None,
+            all_armed: None,
             segments,
             dirty: true,
         })
@@ -339,6 +347,7 @@ impl Campaign {
                 return actions;
             }
             self.set_phase(Phase::Arming);
+            self.arming_began = Some(now);
         }
         if self.phase == Phase::Arming {
             // Triggers may leave up to half the tolerance after the instant; then it runs.
@@ -483,14 +492,22 @@ impl Campaign {
                 if t.step != TargetStep::Sync {
                     return None;
                 }
+                if t.clock_flagged {
+                    // The measurement after the flagged clock's last correction: whether or not
+                    // the device applied that one, this is what the arm compensates.
+                    t.step = TargetStep::Arm;
+                    return None;
+                }
                 t.sync_attempts = t.sync_attempts.saturating_add(1);
                 // Small errors are corrected too: the correction is what marks the device
                 // synchronised (it will not arm otherwise); the arm compensates what is left.
                 if s.offset_us.abs() <= max_offset_us {
                     t.step = TargetStep::Arm;
                 } else if t.sync_attempts >= SYNC_ATTEMPTS {
+                    // Flagged, and resynced once more; it stays in Sync for one more
+                    // measurement, because an offset measured before a correction the device
+                    // may or may not apply cannot be compensated without counting it twice.
                     t.clock_flagged = true;
-                    t.step = TargetStep::Arm;
                 }
                 t.busy = true;
                 let command = Command::Adjust { sync_t1_us: *t1_us, offset_us: s.offset_us };
@@ -509,6 +526,9 @@ impl Campaign {
                 t.armed_start_us = Some(self.instant.as_microsecond() - t.before.map_or(0, |s| s.offset_us));
                 t.step = TargetStep::Armed;
                 t.nak = None;
+                if self.all_armed.is_none() && self.targets.iter().all(|t| t.armed_start_us.is_some()) {
+                    self.all_armed = Some(now);
+                }
                 None
             }
             (Command::Trigger, Message::Ack { .. }) => {
@@ -525,6 +545,7 @@ impl Campaign {
                     (Command::Arm, NakCode::ClockUnsynced) => {
                         t.step = TargetStep::Sync;
                         t.sync_attempts = 0;
+                        t.clock_flagged = false;
                     }
                     (Command::Trigger, NakCode::Expired) => t.step = TargetStep::Idle,
                     _ => t.retry_at_us = now_us + RETRY_US,
