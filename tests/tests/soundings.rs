@@ -41,7 +41,13 @@ struct Setup {
 /// Six MQTT sirens on the embedded broker, clocks within ±2 s, and a chime schedule whose
 /// first occurrence is `in_s` seconds away.
 fn setup(dir: &Path, in_s: i64) -> Setup {
-    let g = generate::generate(&Options { sirens: 6, seed: 11, serial_share: 0.0, ..Options::default() }).unwrap();
+    setup_with(dir, in_s, 0.0)
+}
+
+/// As `setup`, with `serial_share` of the sirens on serial buses.
+fn setup_with(dir: &Path, in_s: i64, serial_share: f64) -> Setup {
+    let options = Options { sirens: 6, seed: 11, serial_share, redundant_share: 0.0, ..Options::default() };
+    let g = generate::generate(&options).unwrap();
     let written = generate::write(&g, dir).unwrap();
     let mut text = std::fs::read_to_string(&written.config).unwrap();
     text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
@@ -279,5 +285,43 @@ async fn an_occurrence_that_passed_while_the_daemon_was_down_is_missed_never_sou
         assert!(c.device.soundings().is_empty(), "{} sounded", t.id);
     }
     devices.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sirens_on_pty_serial_buses_are_synchronised_armed_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup_with(dir.path(), 18, 1.0);
+    let buses: Vec<String> = s.loaded.fleet.buses().keys().map(|b| (*b).to_owned()).collect();
+    assert!(!buses.is_empty() && s.loaded.fleet.sirens.iter().all(|x| x.serial_bus().is_some()));
+    let root = dir.path().canonicalize().unwrap();
+    let _serial: Vec<_> =
+        buses.iter().map(|bus| s.sim.serve_serial(bus, 9600, Some(generate::pty_link(&root, bus))).unwrap()).collect();
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let mut report = serde_json::Value::Null;
+    wait_for("the campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["passed"], 6, "{report:#}");
+    let id = report["id"].as_u64().unwrap();
+    let instant = report["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_microsecond();
+    for t in report["sirens"].as_array().unwrap() {
+        let sid = t["siren"].as_str().unwrap();
+        assert_eq!((t["armed"].as_bool(), t["triggered"].as_bool()), (Some(true), Some(false)), "{t}");
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        let started = truth.iter().find(|x| u64::from(x.campaign) == id).unwrap().started.unwrap();
+        let true_skew_ms = f64::from(i32::try_from(started - instant).unwrap()) / 1000.0;
+        assert!(true_skew_ms.abs() < 250.0, "{sid} started {true_skew_ms} ms off");
+        // A 9600 baud exchange takes tens of milliseconds each way; the sync is good to half
+        // its round trip, as over MQTT.
+        let rtt = t["clock_round_trip_ms"].as_f64().unwrap();
+        let ours = t["skew_ms"].as_f64().unwrap();
+        assert!(
+            (ours - true_skew_ms).abs() <= rtt / 2.0 + 5.0,
+            "{sid}: daemon {ours} ms, truth {true_skew_ms} ms, rtt {rtt}"
+        );
+    }
     daemon.stop().await;
 }

@@ -1,6 +1,8 @@
 //! Load harness: 32 simulated sirens on one 9600 baud PTY bus, polled as fast as the line
 //! allows. Reports answered polls per second against the line-rate limit of BENCHMARKS.md,
-//! and how long a silent siren takes to turn `down`.
+//! how long arming the bus for a sounding takes while polls go on (and the polls' share of the
+//! line meanwhile), the sounding's verdicts and start skew, and how long a silent siren takes
+//! to turn `down`.
 //!
 //! `cargo run --release -p sirennet-e2e --bin serial_load [SECONDS]`
 
@@ -14,9 +16,11 @@ use siren_proto::frame::KeyId;
 use siren_sim::clock::SimClock;
 use siren_sim::fault::Fault;
 use siren_sim::fleet::{BuildOptions, SimFleet};
+use sirend::auth::{Role, new_token};
 use sirend::config::Loaded;
 use sirend::daemon::Daemon;
 use sirend::liveness::State;
+use sirennet_e2e::http;
 
 const DROPS: u16 = 32;
 const BAUD: u32 = 9600;
@@ -63,10 +67,12 @@ async fn main() -> anyhow::Result<()> {
         std::io::Write::write_all(&mut f, &key_csv)?;
     }
     let port = dir.path().join("bus");
+    let (token, token_entry) = new_token("bench", Role::Operator);
     std::fs::write(
         dir.path().join("sirend.toml"),
         format!(
-            "fleet = \"fleet.csv\"\nkeys = \"keys.csv\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[serial]]\nbus = \"load\"\nport = \"{}\"\nbaud = {BAUD}\npoll_interval_s = 0.1\n",
+            "fleet = \"fleet.csv\"\nkeys = \"keys.csv\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[serial]]\nbus = \"load\"\nport = \"{}\"\nbaud = {BAUD}\npoll_interval_s = 0.1\n\
+             [soundings]\ntimezone = \"UTC\"\nlead_s = 120\narm_cutoff_s = 5\nverify_grace_s = 60\n{token_entry}",
             port.display()
         ),
     )?;
@@ -83,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
     let limit = f64::from(BAUD) / 10.0 / (35.0 + 87.0 + 7.0);
     println!("answered polls: {rate:.2}/s on one {BAUD} baud bus of {DROPS} sirens");
     println!("line-rate limit: {limit:.2}/s -> {:.1} % of the limit", 100.0 * rate / limit);
+
+    arm_the_bus(&daemon, &token).await?;
 
     // Silent death: down after 3 misses; each siren is polled every DROPS / rate seconds.
     let interval = f64::from(DROPS) / rate;
@@ -101,5 +109,47 @@ async fn main() -> anyhow::Result<()> {
         4.0 * interval
     );
     daemon.stop().await;
+    Ok(())
+}
+
+/// An ad-hoc chime 40 s ahead, armed at once (the lead is longer): reports how long arming the
+/// whole bus took by the daemon's own record, the answered polls per second meanwhile, then
+/// the verdicts and the start skew.
+async fn arm_the_bus(daemon: &Daemon, token: &str) -> anyhow::Result<()> {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(40);
+    let body = format!(r#"{{"at":"{at}","kind":"chime","sequence":[{{"pattern":"chime"}}]}}"#);
+    let created = http::request(daemon.http, "POST", "/api/soundings", Some(token), &body);
+    anyhow::ensure!(created.status == 201, "ad-hoc sounding refused: {}", created.body);
+    let id = created.json()["id"].as_u64().unwrap_or_default();
+    let path = format!("/api/soundings/{id}");
+    let (a0, t0) = (answered(daemon), Instant::now());
+    let summary = loop {
+        let list = http::get(daemon.http, "/api/soundings").json();
+        let c = list.as_array().and_then(|a| a.iter().find(|c| c["id"] == id).cloned()).unwrap_or_default();
+        if !c["all_armed"].is_null() || c["phase"] != "arming" && c["phase"] != "planned" {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let polls = (answered(daemon) - a0) / t0.elapsed().as_secs_f64();
+    let stamp = |k: &str| summary[k].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    match (stamp("arming_began"), stamp("all_armed")) {
+        (Some(began), Some(armed)) => println!(
+            "arming {DROPS} sirens (time sync, correction, ARM each): {:.1} s, with {polls:.2} answered polls/s meanwhile",
+            armed.duration_since(began).as_secs_f64()
+        ),
+        _ => println!("not every siren was armed: {summary}"),
+    }
+    let report = loop {
+        let r = http::get(daemon.http, &path).json();
+        if r["phase"] == "done" || r["phase"] == "missed" {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "sounding: {} passed, {} failed {}; start skew ms {}",
+        report["passed"], report["failed"], report["failures"], report["skew_ms"]
+    );
     Ok(())
 }
