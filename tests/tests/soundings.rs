@@ -243,14 +243,19 @@ async fn a_daemon_restarted_mid_campaign_resumes_it_and_verifies_every_siren() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_occurrence_that_passed_while_the_daemon_was_down_is_missed_never_sounded_late() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(dir.path(), 8);
+    let s = setup(dir.path(), 12);
     // Arming would start 5 s before the instant; the daemon is down from well before that.
     let config = std::fs::read_to_string(&s.loaded.path).unwrap().replace("lead_s = 8", "lead_s = 5");
     std::fs::write(&s.loaded.path, config).unwrap();
     let loaded = Loaded::load(&s.loaded.path).unwrap();
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
-    let planned = e2e_campaign(&daemon).unwrap();
+    let mut planned = serde_json::Value::Null;
+    wait_for("the occurrence planned", || {
+        planned = e2e_campaign(&daemon).unwrap_or_default();
+        !planned.is_null()
+    })
+    .await;
     assert_eq!(planned["phase"], "planned", "{planned}");
     let instant = planned["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
     daemon.stop().await;
