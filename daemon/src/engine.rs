@@ -142,6 +142,9 @@ pub struct Engine {
     soundings: Option<Runner>,
     /// Sounding requests awaiting answers per serial bus: one at a time, so polls go on.
     sounding_in_flight: HashMap<LinkId, usize>,
+    /// Serial links whose last finished exchange was a sounding's: the next goes to a due poll,
+    /// so that arming a bus shares the line with polling instead of starving it.
+    owes_poll: HashSet<LinkId>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -274,6 +277,7 @@ impl Engine {
             coverage: None,
             soundings: None,
             sounding_in_flight: HashMap::default(),
+            owes_poll: HashSet::default(),
         })
     }
 
@@ -388,7 +392,11 @@ impl Engine {
         let serial = link.filter(|l| self.schedules.contains_key(l));
         if paced {
             if let Some(l) = serial {
-                if self.sounding_in_flight.get(&l).copied().unwrap_or(0) >= 1 {
+                // A trigger-now is due at an instant: it never waits for a poll.
+                let polls_first = !matches!(o.action.command, SoundingCommand::Trigger)
+                    && self.owes_poll.contains(&l)
+                    && self.polls_due(l, Instant::now());
+                if polls_first || self.sounding_in_flight.get(&l).copied().unwrap_or(0) >= 1 {
                     if let Some(r) = &mut self.soundings {
                         r.defer(o.campaign, o.action.target);
                     }
@@ -422,7 +430,13 @@ impl Engine {
             if let Some(n) = self.sounding_in_flight.get_mut(&l) {
                 *n = n.saturating_sub(1);
             }
+            self.owes_poll.insert(l);
         }
+    }
+
+    /// Whether a siren on serial `link` is due for its poll.
+    fn polls_due(&self, link: LinkId, now: Instant) -> bool {
+        self.schedules.get(&link).and_then(|s| s.due.peek()).is_some_and(|Reverse((due, _))| *due <= now)
     }
 
     fn poll_soundings(&mut self) {
@@ -593,6 +607,7 @@ impl Engine {
                 MasterEvent::Reply { request, key_id, message, .. } => {
                     match self.pending.remove(&request) {
                         Some(Pending::Poll { siren, link: poll_link, sent }) => {
+                            self.owes_poll.remove(&poll_link);
                             if let Some(sent) = sent {
                                 self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
                             }
@@ -623,6 +638,7 @@ impl Engine {
                             r.on_failed(campaign, target, Timestamp::now());
                         }
                     } else if let Some(Pending::Poll { siren, link: poll_link, .. }) = pending {
+                        self.owes_poll.remove(&poll_link);
                         self.metrics.poll_failed(&self.link_names[&poll_link]);
                         let name = self.link_names[&poll_link].clone();
                         self.observe(siren, &Observation::Missed { link: name });
