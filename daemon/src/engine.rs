@@ -32,6 +32,10 @@ use crate::store::{CounterRow, Event, Store, StoreError};
 const TIME_SET_EVERY: Duration = Duration::from_secs(600);
 /// How often changed replay counters are written.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How often open campaigns are asked for their next commands at most, outside the last
+/// seconds before a trigger. A campaign scans every target when asked; asking at every reply
+/// of a 10,000-siren arming made that scan the daemon's bottleneck.
+const SOUNDINGS_EVERY: Duration = Duration::from_millis(10);
 /// Requests awaiting their answers at once on the MQTT link.
 const MQTT_IN_FLIGHT: usize = 256;
 /// Longest back-off between polls of a siren that does not answer, in poll intervals.
@@ -40,16 +44,18 @@ const MAX_BACKOFF_INTERVALS: u32 = 8;
 /// Bytes or news from a link task.
 #[derive(Debug)]
 pub enum Input {
-    /// A chunk of a serial stream.
+    /// A chunk of a serial stream, read at `at`.
     Serial {
         link: LinkId,
         bytes: Vec<u8>,
+        at: Timestamp,
     },
-    /// One MQTT publication from a siren's topic.
+    /// One MQTT publication from a siren's topic, received at `at`.
     Mqtt {
         siren: String,
         channel: String,
         payload: Vec<u8>,
+        at: Timestamp,
     },
     LinkUp(LinkId),
     LinkDown(LinkId),
@@ -135,6 +141,9 @@ pub struct Engine {
     pending: HashMap<RequestId, Pending>,
     dirty_counters: HashSet<KeyId>,
     next_counters: Instant,
+    /// When open campaigns may next be asked for commands, and whether a tick skipped them.
+    next_soundings: Instant,
+    soundings_skipped: bool,
     /// When each MQTT siren's clock was last synchronised (or attempted).
     last_sync: HashMap<usize, Instant>,
     /// Told of every siren that starts or stops being able to sound.
@@ -145,6 +154,8 @@ pub struct Engine {
     /// Serial links whose last finished exchange was a sounding's: the next goes to a due poll,
     /// so that arming a bus shares the line with polling instead of starving it.
     owes_poll: HashSet<LinkId>,
+    /// The arrival time of the input being handled.
+    arrived: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -166,6 +177,7 @@ impl Engine {
     ) -> Result<Self, StoreError> {
         let now = Instant::now();
         let mut master = Master::without_links();
+        master.stamp_time_syncs(|| Timestamp::now().as_microsecond());
         let mut link_names = HashMap::new();
         let mut schedules = HashMap::new();
         for s in &plan.serial {
@@ -273,11 +285,14 @@ impl Engine {
             pending: HashMap::new(),
             dirty_counters: HashSet::new(),
             next_counters: now + COUNTERS_EVERY,
+            next_soundings: now,
+            soundings_skipped: false,
             last_sync: HashMap::new(),
             coverage: None,
             soundings: None,
             sounding_in_flight: HashMap::default(),
             owes_poll: HashSet::default(),
+            arrived: None,
         })
     }
 
@@ -332,6 +347,9 @@ impl Engine {
         if self.soundings.as_ref().is_some_and(|r| r.urgent(Timestamp::now())) {
             wake = wake.min(Instant::now() + Duration::from_millis(2));
         }
+        if self.soundings_skipped {
+            wake = wake.min(self.next_soundings);
+        }
         wake.min(self.next_counters)
     }
 
@@ -339,16 +357,27 @@ impl Engine {
     pub fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Serial { link, bytes } => {
+            Input::Serial { link, bytes, at } => {
                 self.metrics.received(&self.link_names[&link]);
+                self.arrived = Some(at);
                 self.master.handle_link_input(now, link, &bytes);
                 self.drain_events(Some(link), now);
             }
-            Input::Mqtt { siren, channel, payload } => self.handle_mqtt(&siren, &channel, &payload, now),
+            Input::Mqtt { siren, channel, payload, at } => {
+                self.arrived = Some(at);
+                self.handle_mqtt(&siren, &channel, &payload, now);
+            }
             Input::LinkUp(link) => self.set_link(link, true, now),
             Input::LinkDown(link) => self.set_link(link, false, now),
             Input::Soundings(request) => self.handle_sounding_request(request),
         }
+        self.arrived = None;
+    }
+
+    /// When what is being handled arrived: a time-sync reply's t4 is its arrival at the link
+    /// task, not when the engine got to it (under load, input waits in the channel).
+    fn arrival(&self) -> Timestamp {
+        self.arrived.unwrap_or_else(Timestamp::now)
     }
 
     fn handle_sounding_request(&mut self, request: SoundingRequest) {
@@ -439,8 +468,14 @@ impl Engine {
         self.schedules.get(&link).and_then(|s| s.due.peek()).is_some_and(|Reverse((due, _))| *due <= now)
     }
 
-    fn poll_soundings(&mut self) {
+    fn poll_soundings(&mut self, now: Instant) {
         let Some(runner) = &mut self.soundings else { return };
+        if now < self.next_soundings && !runner.urgent(Timestamp::now()) {
+            self.soundings_skipped = true;
+            return;
+        }
+        self.next_soundings = now + SOUNDINGS_EVERY;
+        self.soundings_skipped = false;
         let fleet = Arc::clone(&self.fleet);
         let outgoing = {
             let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -515,7 +550,7 @@ impl Engine {
     pub fn tick(&mut self, now: Instant) {
         self.master.handle_timeout(now);
         self.drain_events(None, now);
-        self.poll_soundings();
+        self.poll_soundings(now);
         self.schedule_polls(now);
         self.check_heartbeats(now);
         while let Some(t) = self.master.poll_transmit(now) {
@@ -616,9 +651,10 @@ impl Engine {
                         Some(Pending::TimeSync { siren }) => self.adjust_clock(siren, key_id, &message),
                         Some(Pending::Sounding { campaign, target, command, link: bus }) => {
                             self.sounding_done(bus);
+                            let arrived = self.arrival();
                             let follow = self.soundings.as_mut().and_then(|r| {
                                 let fleet = self.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-                                r.on_reply(campaign, target, command, &message, &fleet, Timestamp::now())
+                                r.on_reply(campaign, target, command, &message, &fleet, arrived)
                             });
                             if let Some(o) = follow {
                                 self.send_sounding(o, false);
@@ -708,7 +744,7 @@ impl Engine {
     /// Completes a time-sync exchange: the offset measured, the correction sent.
     fn adjust_clock(&mut self, index: usize, key_id: KeyId, reply: &Message) {
         let Message::TimeSyncReply { t1_us, t2_us, t3_us } = *reply else { return };
-        let t4_us = Timestamp::now().as_microsecond();
+        let t4_us = self.arrival().as_microsecond();
         let sample = TimeSample::compute(t1_us, t2_us, t3_us, t4_us);
         tracing::debug!(siren = index, offset_us = sample.offset_us, round_trip_us = sample.round_trip_us, "time sync");
         let adjust = Message::ClockAdjust { sync_t1_us: t1_us, offset_us: sample.offset_us };

@@ -243,6 +243,9 @@ pub struct Master {
     /// Where the next `poll_transmit` starts, so no link starves the others.
     next_link: usize,
     scratch: Vec<u8>,
+    /// The master's clock, µs, read as each `TIME_SYNC_REQUEST` is sealed (see
+    /// [`Master::stamp_time_syncs`]).
+    clock: Option<fn() -> i64>,
 }
 
 impl Master {
@@ -265,10 +268,19 @@ impl Master {
             next_request: 0,
             next_link: 0,
             scratch: Vec::new(),
+            clock: None,
         }
     }
 
     /// Adds (or reconfigures) a link.
+    /// Stamps `t1` of every `TIME_SYNC_REQUEST` with `clock` as it is sealed for the wire,
+    /// retries included, instead of the value the request was made with. A request can wait
+    /// in the queue (thousands of sirens synchronised at once, a busy bus) and `t1` must be
+    /// when it left, or the wait counts as clock offset.
+    pub fn stamp_time_syncs(&mut self, clock: fn() -> i64) {
+        self.clock = Some(clock);
+    }
+
     pub fn add_link(&mut self, id: LinkId, config: MasterConfig) {
         match self.links.get_mut(&id) {
             Some(link) => link.config = config,
@@ -480,6 +492,9 @@ impl Master {
             }
         };
         self.scratch.clear();
+        if let (Some(clock), Message::TimeSyncRequest { t1_us }) = (self.clock, &mut flight.message) {
+            *t1_us = clock();
+        }
         let seal =
             Seal { destination: peer.config.address, source: Address::MASTER, key_id, key: &peer.config.key, counter };
         if let Err(e) = seal.encode(&flight.message, link.config.framing, &mut self.scratch) {

@@ -88,6 +88,30 @@ fn serve(o: &mut Outstation) {
     }
 }
 
+/// The t1 a request leaves with, read off the device's side.
+fn t1_received(o: &mut Outstation, bytes: &[u8]) -> i64 {
+    o.handle_input(bytes);
+    match requests(o).into_iter().next() {
+        Some(OutstationEvent::Request { message: Message::TimeSyncRequest { t1_us }, .. }) => t1_us,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn time_sync_requests_are_stamped_as_they_are_sealed_retries_included() {
+    let t0 = Instant::now();
+    let mut m = master(MasterConfig::serial(9600), &[17]);
+    let mut o = outstation(Framing::Serial, 17);
+    // Without a clock the request goes as it was made.
+    m.request(KeyId(17), Message::TimeSyncRequest { t1_us: 5 }, Priority::Command).unwrap();
+    assert_eq!(t1_received(&mut o, &m.poll_transmit(t0).unwrap().bytes), 5);
+    m.handle_timeout(t0 + Duration::from_secs(10));
+    m.stamp_time_syncs(|| 1_800_000_000_000_000);
+    // A retry is stamped afresh: the wait for it is not clock offset.
+    let retry = m.poll_transmit(t0 + Duration::from_secs(10)).unwrap();
+    assert_eq!(t1_received(&mut o, &retry.bytes), 1_800_000_000_000_000);
+}
+
 #[test]
 fn poll_gets_status() {
     let t0 = Instant::now();

@@ -78,7 +78,12 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         let mut levels = p.topic.rsplit('/');
                         let (Some(channel), Some(siren)) = (levels.next(), levels.next()) else { continue };
-                        let input = Input::Mqtt { siren: siren.to_owned(), channel: channel.to_owned(), payload: p.payload.to_vec() };
+                        let input = Input::Mqtt {
+                            siren: siren.to_owned(),
+                            channel: channel.to_owned(),
+                            payload: p.payload.to_vec(),
+                            at: jiff::Timestamp::now(),
+                        };
                         if inputs.send(input).await.is_err() {
                             pump.abort();
                             return;
