@@ -61,9 +61,17 @@ pub struct Siren {
     pub liveness: SirenState,
     pub telemetry: Option<Telemetry>,
     /// What the previous run of the daemon last knew (the siren itself starts `unknown`).
-    pub last_known: Option<StateRow>,
-    /// The faults an operator has acknowledged, by whom and when.
-    pub acknowledged: Option<Acknowledgement>,
+    pub last_known: Option<LastKnown>,
+    /// The faults an operator has acknowledged, by whom and when: boxed, since few sirens
+    /// have one and every siren would carry its size.
+    pub acknowledged: Option<Box<Acknowledgement>>,
+}
+
+/// The state a previous run of the daemon last recorded for a siren.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastKnown {
+    pub state: State,
+    pub since: Timestamp,
 }
 
 /// An operator's acknowledgement of a siren's faults.
@@ -119,7 +127,9 @@ impl FleetState {
         for row in rows {
             if let Some(&i) = self.by_id.get(&row.siren) {
                 self.sirens[i].liveness.flaps = row.flaps;
-                self.sirens[i].last_known = Some(row);
+                // A state name this version does not know (a newer store) is shown as unknown.
+                let state = State::ALL.into_iter().find(|s| s.as_str() == row.state).unwrap_or(State::Unknown);
+                self.sirens[i].last_known = Some(LastKnown { state, since: row.since });
             }
         }
     }
@@ -179,7 +189,7 @@ impl FleetState {
     ) -> siren_proto::message::FaultBits {
         let s = &mut self.sirens[index];
         let faults = s.liveness.faults;
-        s.acknowledged = Some(Acknowledgement { faults, by: by.to_owned(), at: now, note: note.to_owned() });
+        s.acknowledged = Some(Box::new(Acknowledgement { faults, by: by.to_owned(), at: now, note: note.to_owned() }));
         faults
     }
 

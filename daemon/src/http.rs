@@ -110,7 +110,7 @@ fn siren_json(s: &Siren) -> Value {
             "firmware": t.firmware,
             "boot_seq": t.boot_seq,
         })),
-        "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state, "since": r.since.to_string()})),
+        "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state.as_str(), "since": r.since.to_string()})),
         "acknowledged": s.acknowledged.as_ref().map(|a| json!({
             "faults": fault_names(a.faults),
             "by": a.by,

@@ -160,7 +160,7 @@ async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
         let fleet = daemon.fleet.read().unwrap();
         let s = fleet.get(&ids[0]).unwrap();
         assert_eq!(s.liveness.state, State::Unknown, "not heard since this start");
-        assert_eq!(s.last_known.as_ref().unwrap().state, "degraded", "the last known state is kept");
+        assert_eq!(s.last_known.as_ref().unwrap().state, State::Degraded, "the last known state is kept");
     }
     let mqtt = devices(&sim, &format!("mqtt://{port}"), 1);
     wait_for("heard again", || state(&daemon, &ids[0]) == State::Degraded).await;
