@@ -6,6 +6,7 @@
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod coverage;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sirend::allocator;
 use sirend::config::Loaded;
 use sirend::coverage::Coverage;
 use sirend::daemon::Daemon;
@@ -90,6 +91,8 @@ enum ScheduleAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: the long-running commands re-execute with allocator tunables.
+    let allocator = matches!(cli.command, Command::Run { .. } | Command::Demo { .. }).then(allocator::tune);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // rumqttd logs every connection a readiness probe opens and closes as an error.
         .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn".into());
@@ -97,6 +100,13 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    match allocator {
+        Some(allocator::Kept::ExecFailed(e)) => {
+            tracing::warn!(error = %e, "could not re-execute with the allocator tunables; memory use will be higher");
+        }
+        Some(kept) => tracing::debug!(allocator = ?kept, "allocator"),
+        None => {}
     }
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
