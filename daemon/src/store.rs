@@ -304,6 +304,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The latest campaign of `schedule` that ended in `phase` (`done`, `missed`, `cancelled`).
+    pub fn latest_campaign(&self, schedule: &str, phase: &str) -> Result<Option<Campaign>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, body FROM campaigns WHERE schedule = ?1 AND phase = ?2 AND body != ''
+             ORDER BY instant_us DESC LIMIT 1",
+        )?;
+        let mut rows = stmt.query(params![schedule, phase])?;
+        let Some(row) = rows.next()? else { return Ok(None) };
+        let (id, body): (u32, String) = (row.get(0)?, row.get(1)?);
+        match Campaign::restore(&body) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                tracing::error!(id, error = %e, "unreadable campaign");
+                Ok(None)
+            }
+        }
+    }
+
     /// The latest occurrence of `schedule` that has a campaign.
     pub fn last_instant(&self, schedule: &str) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.reader();

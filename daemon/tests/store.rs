@@ -82,3 +82,35 @@ fn a_database_that_is_not_sqlite_is_refused_with_its_path() {
     let err = Store::open(&path).unwrap_err().to_string();
     assert!(err.contains("sirend.db"), "{err}");
 }
+
+#[test]
+fn the_latest_campaign_of_a_schedule_in_a_phase_is_found() {
+    use sirend::config::Soundings;
+    use sirend::sounding::campaign::{Campaign, Settings, Target};
+    use sirend::sounding::sequence::{Kind, Step};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sirend.db")).unwrap();
+    let chime = vec![Step::Pattern { pattern: "chime".into() }];
+    let settings = Settings::from_config(&Soundings::default(), 600);
+    let make = |schedule: &str, at: i64, missed: bool| {
+        let id = store.create_campaign(schedule, t(at)).unwrap().unwrap();
+        let targets = vec![Target::new("S-1".into(), "z".into())];
+        let mut c = Campaign::new(id, schedule.into(), Kind::Chime, t(at), chime.clone(), settings, targets).unwrap();
+        if missed {
+            c.miss("down");
+        }
+        store.save_campaign(&c).unwrap();
+        id
+    };
+    let early_miss = make("hourly", 0, true);
+    let late_miss = make("hourly", 7_200, true);
+    make("hourly", 10_800, false);
+    make("weekly", 20_000, true);
+    assert!(early_miss < late_miss);
+    store.flush().unwrap();
+    let latest = store.latest_campaign("hourly", "missed").unwrap().unwrap();
+    assert_eq!(latest.id, late_miss, "the latest, not the first");
+    assert!(store.latest_campaign("hourly", "done").unwrap().is_none(), "a planned campaign has not ended");
+    assert!(store.latest_campaign("daily", "missed").unwrap().is_none());
+}

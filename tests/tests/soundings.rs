@@ -298,6 +298,15 @@ async fn an_occurrence_that_passed_while_the_daemon_was_down_is_missed_never_sou
     }
     devices.shutdown().await;
     daemon.stop().await;
+
+    // Another restart still shows the miss (read back from the store), while this run's
+    // counter starts from zero.
+    let (loaded, _) = on_a_new_broker(&loaded);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let metrics = daemon.metrics.encode();
+    assert!(metrics.contains(&line), "{metrics}");
+    assert!(metrics.contains("sirend_soundings_total{schedule=\"e2e-chime\",phase=\"missed\"} 0"), "{metrics}");
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

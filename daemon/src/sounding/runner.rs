@@ -23,8 +23,6 @@ pub const AD_HOC: &str = "ad-hoc";
 /// Most occurrences recorded as missed per schedule after one outage; an hourly chime down
 /// for a month is one line in the log, not seven hundred.
 const MAX_MISSED: usize = 48;
-/// How many past campaigns a restart reads back to show their results again.
-const RESTORED_CAMPAIGNS: usize = 1_000;
 /// How often schedules are looked at for occurrences to plan.
 const PLAN_EVERY: Duration = Duration::from_secs(10);
 /// Least interval between two saves of a campaign whose phase did not change.
@@ -87,14 +85,17 @@ impl Runner {
     ) -> Result<Self, crate::store::StoreError> {
         {
             let mut b = board.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for s in &schedules {
-                b.known(&s.name);
-            }
-            b.known(AD_HOC);
-            // The results of earlier runs show again after a restart, oldest first so that
-            // each siren and schedule ends with its latest.
-            for c in store.campaigns(false, RESTORED_CAMPAIGNS)?.iter().rev().filter(|c| c.phase.is_final()) {
-                b.restored(c);
+            // The results of earlier runs show again after a restart: each schedule's last
+            // sounding (which holds the last result of every siren it targets) and last miss.
+            // Only those are read: a year of hourly chimes of a national fleet is gigabytes.
+            let names = schedules.iter().map(|s| s.name.as_str()).chain(std::iter::once(AD_HOC));
+            for name in names {
+                b.known(name);
+                for phase in [Phase::Missed, Phase::Done] {
+                    if let Some(c) = store.latest_campaign(name, phase.as_str())? {
+                        b.restored(&c);
+                    }
+                }
             }
         }
         let mut runner = Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now() };
