@@ -281,6 +281,26 @@ fn a_clock_that_stays_off_is_flagged_remeasured_after_its_last_correction_and_ar
 }
 
 #[test]
+fn a_short_grace_still_measures_each_clock_after_the_sounding_so_drift_is_seen() {
+    let instant = T0 + 620 * S;
+    // 30 ppm over the 10-minute lead is 18 ms: only the measurement after the sounding shows it.
+    let sirens = vec![Siren::new(S, 30.0, 20_000), Siren::new(-S, -30.0, 20_000)];
+    let mut world = World::new(sirens);
+    let settings = Settings { verify_grace_s: 5, ..settings() };
+    let targets = (0..2).map(|i| Target::new(format!("S-{i}"), "z".into())).collect();
+    let mut c =
+        Campaign::new(79, "test".into(), Kind::Chime, ts(instant), steps(&["chime"], 0.0), settings, targets).unwrap();
+    world.run(&mut c, T0, instant + 200 * S, |_, _, _| {});
+    assert_eq!(c.phase, Phase::Done);
+    for (i, t) in c.targets.iter().enumerate() {
+        assert!(t.after.is_some(), "siren {i} measured after the sounding: {t:?}");
+        let truth = world.sirens[i].device.soundings()[0].started.unwrap() - instant;
+        assert!(truth.abs() > 10_000, "the drift moved the start: {truth} µs");
+        assert!((t.skew_us.unwrap() - truth).abs() <= 2_000, "siren {i}: {:?} µs, truth {truth} µs", t.skew_us);
+    }
+}
+
+#[test]
 fn each_failure_is_classified_by_its_cause() {
     let instant = T0 + 650 * S;
     let mut sirens: Vec<Siren> = (0..8).map(|_| Siren::new(300_000, 5.0, 40_000)).collect();

@@ -570,6 +570,9 @@ impl Campaign {
             (Command::Report, Message::SoundingReport(r)) => {
                 if r.campaign == self.id {
                     t.report = Some(r.clone());
+                    // The clock measurement after the sounding goes at once, not at the next
+                    // report retry: a short grace would end verification without it.
+                    t.retry_at_us = 0;
                 }
                 None
             }
@@ -584,6 +587,7 @@ impl Campaign {
         }
         if let Some(t) = self.targets.get_mut(target) {
             t.report = Some(report.clone());
+            t.retry_at_us = 0;
             self.dirty = true;
         }
     }
