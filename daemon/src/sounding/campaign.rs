@@ -86,6 +86,13 @@ const SYNC_ATTEMPTS: u8 = 3;
 const RETRY_US: i64 = 5_000_000;
 /// Interval between report requests while verifying, µs.
 const REPORT_EVERY_US: i64 = 10_000_000;
+/// After the sounding, clock measurements are repeated (a second apart, at most this many)
+/// until one has a round trip no longer than twice the one before the sounding (or than
+/// `GOOD_ROUND_TRIP_US`): right after a sounding every siren reports at once, and an exchange
+/// caught in that queue is lopsided, its offset off by up to half its round trip.
+const AFTER_SAMPLES: u8 = 4;
+const AFTER_RETRY_US: i64 = 1_000_000;
+const GOOD_ROUND_TRIP_US: i64 = 20_000;
 
 /// A clock measurement: the offset to add to the device clock to get true time, at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +138,9 @@ pub struct Target {
     /// however small it is.
     #[serde(default)]
     pub needs_adjust: bool,
+    /// Clock measurements taken after the sounding (`after` keeps the shortest round trip).
+    #[serde(default)]
+    pub after_samples: u8,
     /// The start instant sent, by the device's clock.
     pub armed_start_us: Option<i64>,
     /// Got a trigger-now instead of arming.
@@ -161,6 +171,7 @@ impl Target {
             after: None,
             clock_flagged: false,
             needs_adjust: false,
+            after_samples: 0,
             armed_start_us: None,
             triggered: false,
             nak: None,
@@ -175,6 +186,15 @@ impl Target {
 
     /// The device clock's offset at true instant `t_us`: interpolated between the samples
     /// taken before and after, so drift between them is accounted for.
+    /// Whether the measurement after the sounding is good enough, or no better one will come.
+    pub fn after_settled(&self) -> bool {
+        let good = |a: &ClockSample| {
+            let limit = self.before.map_or(GOOD_ROUND_TRIP_US, |b| (2 * b.round_trip_us).max(GOOD_ROUND_TRIP_US));
+            a.round_trip_us <= limit
+        };
+        self.after.as_ref().is_some_and(good) || self.after_samples >= AFTER_SAMPLES
+    }
+
     pub fn offset_at(&self, t_us: i64) -> Option<i64> {
         match (self.before, self.after) {
             (Some(b), Some(a)) if a.at_us > b.at_us => {
@@ -400,7 +420,7 @@ impl Campaign {
         }
         if self.phase == Phase::Verifying {
             let deadline = self.end_us() + i64::from(self.settings.verify_grace_s) * 1_000_000;
-            let complete = self.targets.iter().all(|t| t.report.is_some() && t.after.is_some());
+            let complete = self.targets.iter().all(|t| t.report.is_some() && t.after_settled());
             if complete || now_us >= deadline {
                 self.finish(reachable);
                 return actions;
@@ -412,13 +432,13 @@ impl Campaign {
                 }
                 let command = if t.report.is_none() {
                     Command::Report
-                } else if t.after.is_none() {
+                } else if !t.after_settled() {
                     Command::Sync
                 } else {
                     continue;
                 };
                 t.busy = true;
-                t.retry_at_us = now_us + REPORT_EVERY_US;
+                t.retry_at_us = now_us + if command == Command::Sync { AFTER_RETRY_US } else { REPORT_EVERY_US };
                 actions.push(Action { target: i, command });
             }
         }
@@ -490,7 +510,11 @@ impl Campaign {
                 let s = TimeSample::compute(*t1_us, *t2_us, *t3_us, now_us);
                 let sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
                 if phase == Phase::Verifying {
-                    t.after = Some(sample);
+                    if t.after.is_none_or(|a| sample.round_trip_us < a.round_trip_us) {
+                        t.after = Some(sample);
+                    }
+                    t.after_samples = t.after_samples.saturating_add(1);
+                    t.retry_at_us = now_us + AFTER_RETRY_US;
                     return None;
                 }
                 t.before = Some(sample);
