@@ -11,24 +11,11 @@ heartbeat=${2:-30}
 measure=${3:-60}
 broker_port=${BROKER_PORT:-18850}
 http_port=${HTTP_PORT:-19750}
-cd "$(dirname "$0")/../.."
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-cargo build --release -q -p sirend -p siren-sim
-ulimit -n "$(ulimit -Hn)"
-target/release/siren-sim fleet generate --sirens "$sirens" --seed 1 --serial-share 0 --out "$work" >/dev/null
-sed -i "s/^embedded = true/embedded = false\nurl = \"mqtt:\/\/127.0.0.1:$broker_port\"/; s/127.0.0.1:9750/127.0.0.1:$http_port/" "$work/sirend.toml"
+source "$(dirname "$0")/fleet.sh"
 printf '\n[liveness]\nheartbeat_s = %s\n' "$heartbeat" >> "$work/sirend.toml"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\n' "$broker_port" > "$work/mosquitto.conf"
 
-mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & pids+=($!)
-sleep 1
-env RUST_LOG=warn ${DAEMON_ENV:-} target/release/sirend run --config "$work/sirend.toml" > "$work/sirend.log" 2>&1 & daemon=$!; pids+=($daemon)
-sleep 2
+start_broker
+start_daemon
 rss0=$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status")
 RUST_LOG=warn target/release/siren-sim mqtt --fleet "$work/fleet.csv" --broker "mqtt://127.0.0.1:$broker_port" --heartbeat "$heartbeat" > "$work/sim.log" 2>&1 & pids+=($!)
 

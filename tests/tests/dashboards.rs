@@ -212,22 +212,30 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
 async fn alertmanager(scratch: &Path) -> Option<(Running, SocketAddr)> {
     let program = tools::find_any(&["prometheus-alertmanager", "alertmanager"])?;
     let addr = free_port().unwrap();
-    let log = std::fs::File::create(scratch.join("alertmanager.log")).unwrap();
+    let args = [
+        format!("--config.file={}", dir().join("alertmanager/alertmanager.yml").display()),
+        format!("--storage.path={}", scratch.join("am").display()),
+        format!("--web.listen-address={addr}"),
+        "--cluster.listen-address=".to_owned(),
+    ];
+    Some((serve(&program, &args, &scratch.join("alertmanager.log"), addr).await, addr))
+}
+
+/// Starts a Prometheus-family server and waits until it reports itself ready on `addr`; its
+/// log goes to `log`.
+async fn serve(program: &str, args: &[String], log: &Path, addr: SocketAddr) -> Running {
     let child = Command::new(program)
-        .arg(format!("--config.file={}", dir().join("alertmanager/alertmanager.yml").display()))
-        .arg(format!("--storage.path={}", scratch.join("am").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=")
+        .args(args)
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     let running = Running(child);
-    wait_within("alertmanager ready", Duration::from_secs(30), || {
+    wait_within(&format!("{program} ready"), Duration::from_secs(30), || {
         http::send(addr, "GET", "/-/ready", None, "text/plain", "").is_ok_and(|r| r.status == 200)
     })
     .await;
-    Some((running, addr))
+    running
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,21 +304,12 @@ async fn prometheus(scratch: &Path, target: SocketAddr) -> Option<(Running, Sock
     )
     .unwrap();
     let addr = free_port().unwrap();
-    let log = std::fs::File::create(scratch.join("prometheus.log")).unwrap();
-    let child = Command::new(program)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", scratch.join("tsdb").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let running = Running(child);
-    wait_within("prometheus ready", Duration::from_secs(30), || {
-        http::send(addr, "GET", "/-/ready", None, "text/plain", "").is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    Some((running, addr))
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", scratch.join("tsdb").display()),
+        format!("--web.listen-address={addr}"),
+    ];
+    Some((serve(&program, &args, &scratch.join("prometheus.log"), addr).await, addr))
 }
 
 /// Runs an instant query; returns Prometheus's `data` or its error.

@@ -135,7 +135,7 @@ async fn arm_the_bus(daemon: &Daemon, token: &str) -> anyhow::Result<()> {
     let stamp = |k: &str| summary[k].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
     match (stamp("arming_began"), stamp("all_armed")) {
         (Some(began), Some(armed)) => println!(
-            "arming {DROPS} sirens (time sync, correction, ARM each): {:.1} s, with {polls:.2} answered polls/s meanwhile",
+            "arming {DROPS} sirens (time sync, correction where needed, ARM): {:.1} s, with {polls:.2} answered polls/s meanwhile",
             armed.duration_since(began).as_secs_f64()
         ),
         _ => println!("not every siren was armed: {summary}"),
