@@ -179,6 +179,14 @@ impl FleetState {
         self.fault_since.iter().map(|(&(index, fault), &at)| (index, fault, at))
     }
 
+    /// The active faults of the sirens whose indices are in `range`, by siren index.
+    pub fn faults_of(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, &'static str, Timestamp)> + '_ {
+        self.fault_since.range((range.start, "")..(range.end, "")).map(|(&(index, fault), &at)| (index, fault, at))
+    }
+
     /// Acknowledges siren `index`'s current faults; returns them.
     pub fn acknowledge(
         &mut self,

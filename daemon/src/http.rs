@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::fleet::{FleetState, Siren};
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::store::{AuditEntry, Event, EventQuery, Store};
 
 /// What the handlers share.
@@ -65,13 +65,24 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    if openmetrics {
-        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
-            .into_response()
+    let (format, content_type) = if openmetrics {
+        (Format::OpenMetrics, "application/openmetrics-text; version=1.0.0; charset=utf-8")
     } else {
-        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode_classic())
-            .into_response()
-    }
+        (Format::Classic, "text/plain; version=0.0.4; charset=utf-8")
+    };
+    // Streamed in chunks from a blocking thread, which waits while the scraper is two chunks
+    // behind: the exposition is never held whole in memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let metrics = Arc::clone(&state.metrics);
+    tokio::task::spawn_blocking(move || {
+        if metrics.write_to(tx, format).is_err() {
+            tracing::debug!("a scraper went away before the end of /metrics");
+        }
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    ([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(chunks)).into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -6,11 +6,11 @@
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
-pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod coverage;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod fleet;

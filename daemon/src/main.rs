@@ -1,15 +1,14 @@
 //! `sirend`, the sirennet monitoring daemon.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sirend::allocator;
 use sirend::config::Loaded;
 use sirend::coverage::Coverage;
 use sirend::daemon::Daemon;
+#[cfg(feature = "demo")]
 use sirend::demo::{self, DemoOptions};
 use sirend::liveness::State;
 
@@ -58,15 +57,16 @@ enum Command {
         action: ScheduleAction,
     },
     /// Start an embedded broker, a simulated fleet with a scenario of faults, and the daemon.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value_t = 120)]
         sirens: usize,
         /// Where the HTTP API and /metrics listen.
         #[arg(long, default_value = "127.0.0.1:9750")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// Where the embedded MQTT broker listens.
         #[arg(long, default_value = "127.0.0.1:1884")]
-        broker: SocketAddr,
+        broker: std::net::SocketAddr,
         /// Directory for the demo's fleet, keys, configuration and database [default: a new
         /// temporary directory].
         #[arg(long)]
@@ -91,8 +91,6 @@ enum ScheduleAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Before any thread starts: the long-running commands re-execute with allocator tunables.
-    let allocator = matches!(cli.command, Command::Run { .. } | Command::Demo { .. }).then(allocator::tune);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // rumqttd logs every connection a readiness probe opens and closes as an error.
         .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn".into());
@@ -100,13 +98,6 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
-    match allocator {
-        Some(allocator::Kept::ExecFailed(e)) => {
-            tracing::warn!(error = %e, "could not re-execute with the allocator tunables; memory use will be higher");
-        }
-        Some(kept) => tracing::debug!(allocator = ?kept, "allocator"),
-        None => {}
     }
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
@@ -116,6 +107,7 @@ fn main() -> ExitCode {
         Command::Schedule { action: ScheduleAction::Next { config, count, after } } => {
             schedule_next(&config, count, after.unwrap_or_else(jiff::Timestamp::now))
         }
+        #[cfg(feature = "demo")]
         Command::Demo { sirens, listen, broker, dir } => run_demo(sirens, listen, broker, dir),
     };
     match result {
@@ -216,7 +208,13 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
     })
 }
 
-fn run_demo(sirens: usize, listen: SocketAddr, broker: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> {
+#[cfg(feature = "demo")]
+fn run_demo(
+    sirens: usize,
+    listen: std::net::SocketAddr,
+    broker: std::net::SocketAddr,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let temp = match &dir {
         Some(_) => None,
         None => Some(

@@ -13,9 +13,13 @@ use super::map::ZoneCoverage;
 /// The coverage as the daemon shares it between the engine, HTTP and metrics.
 pub type SharedCoverage = Arc<Mutex<Coverage>>;
 
-/// Encodes `siren_coverage_*`, `siren_*uncovered_population` and `siren_sole_coverage_*`.
+/// Encodes `siren_coverage_*` and `siren_*uncovered_population`, per zone.
 #[derive(Debug)]
 pub struct CoverageCollector(pub SharedCoverage);
+
+/// Encodes `siren_sole_coverage_*`, per siren: computed under the lock, encoded after it.
+#[derive(Debug)]
+pub struct SoleCoverageCollector(pub SharedCoverage);
 
 fn ratios(zones: &[ZoneCoverage], population: bool) -> impl Iterator<Item = (&str, &'static str, f64)> {
     zones.iter().flat_map(move |z| {
@@ -27,7 +31,7 @@ fn ratios(zones: &[ZoneCoverage], population: bool) -> impl Iterator<Item = (&st
 
 impl Collector for CoverageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut coverage = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let coverage = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let population = coverage.has_population();
         let current = coverage.current();
         let design = coverage.design().to_vec();
@@ -70,23 +74,38 @@ impl Collector for CoverageCollector {
                 m.encode_family(&[("zone", z.zone.as_str())])?.encode_gauge(&i64::from(z.below_target()))?;
             }
         }
-        let cell_m2 = coverage.map().layout().grid.cell_area_m2();
-        let sole = coverage.sole_coverage();
+        Ok(())
+    }
+}
+
+impl Collector for SoleCoverageCollector {
+    #[allow(clippy::cast_precision_loss, reason = "cell counts and people fit f64")]
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // (siren, area in m², people)
+        let (sole, population): (Vec<(String, f64, f64)>, bool) = {
+            let mut coverage = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cell_m2 = coverage.map().layout().grid.cell_area_m2();
+            let population = coverage.has_population();
+            let sole = coverage
+                .sole_coverage()
+                .into_iter()
+                .map(|(id, s)| (id.to_owned(), s.cells as f64 * cell_m2, s.population_milli as f64 / 1000.0))
+                .collect();
+            (sole, population)
+        };
         {
             let help = "Area only this siren covers: uncovered if it fails (or regained if repaired)";
             let unit = Unit::Other("square_meters".into());
             let mut m = encoder.encode_descriptor("siren_sole_coverage_area", help, Some(&unit), MetricType::Gauge)?;
-            for (id, s) in &sole {
-                #[allow(clippy::cast_precision_loss)]
-                m.encode_family(&[("siren", *id)])?.encode_gauge(&(s.cells as f64 * cell_m2))?;
+            for (id, area, _) in &sole {
+                m.encode_family(&[("siren", id.as_str())])?.encode_gauge(area)?;
             }
         }
         if population {
             let help = "People only this siren covers: uncovered if it fails (or regained if repaired)";
             let mut m = encoder.encode_descriptor("siren_sole_coverage_population", help, None, MetricType::Gauge)?;
-            for (id, s) in &sole {
-                #[allow(clippy::cast_precision_loss)]
-                m.encode_family(&[("siren", *id)])?.encode_gauge(&(s.population_milli as f64 / 1000.0))?;
+            for (id, _, people) in &sole {
+                m.encode_family(&[("siren", id.as_str())])?.encode_gauge(people)?;
             }
         }
         Ok(())

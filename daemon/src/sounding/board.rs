@@ -116,30 +116,72 @@ impl Board {
     }
 }
 
-/// Encodes the `siren_sounding_*` and `sirend_sounding*` series.
+/// Encodes the `sirend_sounding*` series (per schedule).
 #[derive(Debug)]
 pub struct BoardCollector(pub SharedBoard);
 
-impl Collector for BoardCollector {
+/// Encodes the `siren_sounding_*` series (per siren), copied out of the board in batches so
+/// that the lock is never held while a scraper is written to.
+#[derive(Debug)]
+pub struct BoardSirensCollector(pub SharedBoard);
+
+/// Sirens copied out of the board at once.
+const BATCH: usize = 512;
+
+impl BoardSirensCollector {
+    /// Calls `f` with every batch of sirens' results, in siren order.
+    fn for_each_batch(&self, mut f: impl FnMut(&[(String, SirenResult)]) -> std::fmt::Result) -> std::fmt::Result {
+        use std::ops::Bound;
+        let mut after: Option<String> = None;
+        loop {
+            let batch: Vec<(String, SirenResult)> = {
+                let b = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                b.sirens
+                    .range::<String, _>((from, Bound::Unbounded))
+                    .take(BATCH)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            let Some((last, _)) = batch.last() else { return Ok(()) };
+            after = Some(last.clone());
+            f(&batch)?;
+        }
+    }
+}
+
+impl Collector for BoardSirensCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let b = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         {
             let help = "1 for the result of the siren's last sounding (pass or the failure reason)";
             let mut m = encoder.encode_descriptor("siren_sounding_last_result", help, None, MetricType::Gauge)?;
-            for (siren, r) in &b.sirens {
-                m.encode_family(&[("siren", siren.as_str()), ("zone", r.zone.as_str()), ("result", r.result)])?
-                    .encode_gauge(&1)?;
-            }
+            self.for_each_batch(|batch| {
+                for (siren, r) in batch {
+                    m.encode_family(&[("siren", siren.as_str()), ("zone", r.zone.as_str()), ("result", r.result)])?
+                        .encode_gauge(&1)?;
+                }
+                Ok(())
+            })?;
         }
         {
             let help = "When the siren's last sounding was due";
             let unit = Unit::Seconds;
             let mut m =
                 encoder.encode_descriptor("siren_sounding_last_timestamp", help, Some(&unit), MetricType::Gauge)?;
-            for (siren, r) in &b.sirens {
-                m.encode_family(&[("siren", siren.as_str()), ("zone", r.zone.as_str())])?.encode_gauge(&r.at_s)?;
-            }
+            self.for_each_batch(|batch| {
+                for (siren, r) in batch {
+                    m.encode_family(&[("siren", siren.as_str()), ("zone", r.zone.as_str())])?.encode_gauge(&r.at_s)?;
+                }
+                Ok(())
+            })?;
         }
+        Ok(())
+    }
+}
+
+impl Collector for BoardCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let b = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         {
             let help = "Sirens by result in the schedule's last finished campaign";
             let mut m = encoder.encode_descriptor("sirend_sounding_sirens", help, None, MetricType::Gauge)?;

@@ -1,0 +1,272 @@
+//! Prometheus metrics (`prometheus-client`; it adds the `_total` and `_info` suffixes itself).
+//! Names follow Prometheus conventions: `siren_` prefix, base units.
+
+mod exposition;
+mod fleet;
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use exposition::ChunkWriter;
+pub use exposition::{ChunkSink, Format, to_classic};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use siren_proto::RejectReason;
+
+use crate::coverage::metrics::{CoverageCollector, SharedCoverage, SoleCoverageCollector};
+use crate::fleet::FleetState;
+use crate::sounding::board::{BoardCollector, BoardSirensCollector, SharedBoard};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LinkLabel {
+    link: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Every metric the daemon exports. Per-siren and per-zone series are not stored here: a
+/// collector encodes them from the fleet state at each scrape, so they cost no memory per
+/// siren and can never disagree with the state.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Families with a few series each (links, zones, schedules): formatted at once.
+    registry: Registry,
+    /// Families with series per siren: copied out of their locks in batches and streamed.
+    per_siren: Registry,
+    link_up: Family<LinkLabel, Gauge>,
+    polls: Family<LinkLabel, Counter>,
+    received: Family<LinkLabel, Counter>,
+    poll_failures: Family<LinkLabel, Counter>,
+    poll_duration: Family<LinkLabel, Histogram>,
+    rejected: Family<ReasonLabel, Counter>,
+    events: Counter,
+    soundings: SharedBoard,
+}
+
+fn poll_buckets() -> Histogram {
+    // 9600 baud polls take ~130 ms; MQTT round trips a few ms; timeouts up to seconds.
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0])
+}
+
+impl Metrics {
+    /// Registers every metric; per-siren series come from `fleet`, coverage series from
+    /// `coverage`, at each scrape.
+    pub fn new(fleet: Arc<RwLock<FleetState>>, coverage: Option<SharedCoverage>) -> Self {
+        let mut registry = Registry::default();
+        let mut per_siren = Registry::default();
+        let link_up = Family::<LinkLabel, Gauge>::default();
+        let polls = Family::<LinkLabel, Counter>::default();
+        let received = Family::<LinkLabel, Counter>::default();
+        let poll_failures = Family::<LinkLabel, Counter>::default();
+        let poll_duration = Family::<LinkLabel, Histogram>::new_with_constructor(poll_buckets as fn() -> Histogram);
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let events = Counter::default();
+        per_siren.register_collector(Box::new(fleet::FleetCollector(fleet)));
+        if let Some(coverage) = coverage {
+            registry.register_collector(Box::new(CoverageCollector(Arc::clone(&coverage))));
+            per_siren.register_collector(Box::new(SoleCoverageCollector(coverage)));
+        }
+        let soundings = SharedBoard::default();
+        registry.register_collector(Box::new(BoardCollector(Arc::clone(&soundings))));
+        per_siren.register_collector(Box::new(BoardSirensCollector(Arc::clone(&soundings))));
+        registry.register("siren_link_up", "1 while the link (serial port, MQTT broker) works", link_up.clone());
+        registry.register("siren_link_polls", "Polls sent on the link", polls.clone());
+        registry.register(
+            "siren_link_received",
+            "Chunks (serial) or messages (MQTT) received on the link",
+            received.clone(),
+        );
+        registry.register("siren_link_poll_failures", "Polls unanswered after every retry", poll_failures.clone());
+        registry.register_with_unit(
+            "siren_link_poll_duration",
+            "From a poll's transmission to its answer",
+            prometheus_client::registry::Unit::Seconds,
+            poll_duration.clone(),
+        );
+        registry.register("siren_frames_rejected", "Frames refused, by reason (docs/protocol.md §7)", rejected.clone());
+        registry.register("siren_events_written", "Events committed to the store", events.clone());
+        for reason in RejectReason::ALL {
+            let _ = rejected.get_or_create(&ReasonLabel { reason: reason.as_str() });
+        }
+        Self {
+            registry,
+            per_siren,
+            link_up,
+            polls,
+            received,
+            poll_failures,
+            poll_duration,
+            rejected,
+            events,
+            soundings,
+        }
+    }
+
+    /// The sounding results `/metrics` shows, for the engine to update.
+    pub fn soundings(&self) -> SharedBoard {
+        Arc::clone(&self.soundings)
+    }
+
+    /// Writes the exposition to `sink` in chunks of whole lines, and returns the sink. Nothing
+    /// is written while a lock the engine takes is held, so a slow scraper (whose sink blocks)
+    /// cannot slow the engine.
+    pub fn write_to<S: ChunkSink>(&self, sink: S, format: Format) -> Result<S, fmt::Error> {
+        let mut w = ChunkWriter::new(sink, format);
+        // The small families are formatted under their locks: into memory first (a few KiB).
+        let mut small = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut small, &self.registry)?;
+        fmt::Write::write_str(&mut w, &small)?;
+        drop(small);
+        prometheus_client::encoding::text::encode_registry(&mut w, &self.per_siren)?;
+        prometheus_client::encoding::text::encode_eof(&mut w)?;
+        w.finish()
+    }
+
+    /// The whole exposition in the OpenMetrics text format, in memory (tests, tools).
+    pub fn encode(&self) -> String {
+        // Writing to a String cannot fail.
+        self.write_to(String::new(), Format::OpenMetrics).unwrap_or_default()
+    }
+
+    /// The whole exposition in the classic Prometheus text format (version 0.0.4), in memory.
+    pub fn encode_classic(&self) -> String {
+        self.write_to(String::new(), Format::Classic).unwrap_or_default()
+    }
+
+    pub fn link_up(&self, link: &str, up: bool) {
+        self.link_up.get_or_create(&LinkLabel { link: link.to_owned() }).set(i64::from(up));
+    }
+
+    /// Starts a polled link's counters at zero, so that rates and failure ratios exist (and
+    /// read zero) before the first failure.
+    pub fn polled_link(&self, link: &str) {
+        let label = LinkLabel { link: link.to_owned() };
+        let _ = self.polls.get_or_create(&label);
+        let _ = self.received.get_or_create(&label);
+        let _ = self.poll_failures.get_or_create(&label);
+    }
+
+    pub fn poll(&self, link: &str) {
+        self.polls.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
+    }
+
+    pub fn received(&self, link: &str) {
+        self.received.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
+    }
+
+    pub fn poll_failed(&self, link: &str) {
+        self.poll_failures.get_or_create(&LinkLabel { link: link.to_owned() }).inc();
+    }
+
+    pub fn poll_duration(&self, link: &str, d: Duration) {
+        self.poll_duration.get_or_create(&LinkLabel { link: link.to_owned() }).observe(d.as_secs_f64());
+    }
+
+    pub fn frame_rejected(&self, reason: RejectReason) {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc();
+    }
+
+    /// Brings the written-events counter up to the store's count.
+    pub fn events_written(&self, total: u64) {
+        let now = self.events.get();
+        if total > now {
+            self.events.inc_by(total - now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+    use jiff::Timestamp;
+    use siren_proto::fleet::{Link, Siren};
+    use siren_proto::frame::{Address, KeyId};
+
+    use super::*;
+    use crate::liveness::{Observation, Policy};
+
+    fn fleet(n: usize) -> Arc<RwLock<FleetState>> {
+        let sirens: Vec<Siren> = (0..n)
+            .map(|i| Siren {
+                id: format!("HZ-{i:05}"),
+                name: format!("Siren {i}"),
+                latitude: 30.0,
+                longitude: 120.0,
+                zone: "hangzhou/c".parse().unwrap(),
+                rating_db: 120.0,
+                address: Address(u16::try_from(i % 200 + 1).unwrap()),
+                key_id: KeyId(u16::try_from(i + 1).unwrap()),
+                links: vec![Link::Mqtt],
+            })
+            .collect();
+        let policy = Policy { down_after_misses: 3 };
+        Arc::new(RwLock::new(FleetState::new(&sirens, policy, Timestamp::now())))
+    }
+
+    /// Passes chunks to a channel of one place that the test reads when it chooses: a scraper
+    /// that reads slowly.
+    struct Stalled(mpsc::SyncSender<Bytes>);
+
+    impl ChunkSink for Stalled {
+        fn send(&mut self, chunk: Bytes) -> fmt::Result {
+            self.0.send(chunk).map_err(|_| fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_stalled_scraper_holds_no_lock_the_engine_takes() {
+        let fleet = fleet(5_000);
+        let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), None));
+        let (tx, rx) = mpsc::sync_channel(0);
+        let writer = {
+            let metrics = Arc::clone(&metrics);
+            std::thread::spawn(move || metrics.write_to(Stalled(tx), Format::OpenMetrics).map(|_| ()))
+        };
+        // The first chunk taken, the writer is blocked handing on the next one: mid per-siren
+        // families, since the fleet's take many chunks.
+        let mut text = String::from_utf8(rx.recv().unwrap().to_vec()).unwrap();
+        text.push_str(std::str::from_utf8(&rx.recv().unwrap()).unwrap());
+        assert!(text.contains("siren_state{"), "the stall is not inside the fleet's families");
+        // Meanwhile the engine changes the fleet and the soundings board.
+        {
+            let mut f = fleet.try_write().expect("a stalled scraper holds the fleet's lock");
+            let _ = f.observe(0, &Observation::Heard { link: "mqtt".into(), faults: None }, Timestamp::now());
+        }
+        assert!(metrics.soundings().try_lock().is_ok(), "a stalled scraper holds the board's lock");
+        // The scraper reads on: the rest arrives, the exposition is whole.
+        for chunk in rx {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        writer.join().unwrap().unwrap();
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.lines().filter(|l| l.starts_with("siren_info{")).count(), 5_000);
+    }
+
+    #[test]
+    fn streamed_and_in_memory_expositions_agree() {
+        let fleet = fleet(700);
+        let metrics = Metrics::new(fleet, None);
+        metrics.polled_link("serial:a");
+        metrics.poll("serial:a");
+        let classic = metrics.encode_classic();
+        assert_eq!(classic, to_classic(&metrics.encode()));
+        assert!(
+            classic.contains("# TYPE siren_link_polls_total counter\nsiren_link_polls_total{link=\"serial:a\"} 1\n")
+        );
+        assert_eq!(
+            classic.lines().filter(|l| l.starts_with("siren_state{")).count(),
+            700 * crate::liveness::State::ALL.len()
+        );
+    }
+}
