@@ -1,24 +1,41 @@
-//! The thin async shell around the sans-IO protocol master and the fleet state.
+//! The engine: a router between the link tasks and the daemon's parts.
 //!
 //! Link tasks (one per serial port, one MQTT client) hand received bytes and link up/down
-//! events in; the engine feeds the master, schedules polls within each bus's airtime, watches
-//! MQTT heartbeat deadlines, turns the master's events into observations, telemetry, stored
-//! events and metrics, and hands the master's frames back to the link tasks.
+//! events in; the engine feeds the sans-IO protocol master, turns its events into
+//! observations, telemetry, stored events and metrics, and hands its frames back to the link
+//! tasks. The decisions about *when* to send live in sans-IO parts of their own, each tested
+//! alone on virtual time:
+//!
+//! - [`polls::BusPoller`]: which siren a serial bus polls next within its airtime (back-off,
+//!   broadcast time sets, campaign requests paced against polls);
+//! - [`heartbeat::HeartbeatWatch`]: MQTT sirens' heartbeat deadlines;
+//! - [`clock`]: when an MQTT siren's clock may be synchronised again, and the correction;
+//! - [`counters`]: replay-counter leases restored and persisted before use, and the pace of
+//!   writing counters that moved;
+//! - [`cadence::Cadence`]: how often open campaigns are asked for their next commands.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+pub mod cadence;
+pub mod clock;
+pub mod counters;
+pub mod heartbeat;
+pub mod polls;
+
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use siren_proto::frame::{FrameRef, KeyId};
-use siren_proto::master::{
-    BirthRecord, LinkId, Master, MasterConfig, MasterEvent, PeerConfig, Priority, RequestId, TimeSample,
-};
+use siren_proto::master::{LinkId, Master, MasterConfig, MasterEvent, Priority, RequestId};
 use siren_proto::message::{FaultBits, Message};
-use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
 use siren_proto::{Key, RejectReason};
 use tokio::sync::{mpsc, oneshot};
+
+use self::cadence::Cadence;
+use self::clock::ResyncGate;
+use self::counters::DirtyCounters;
+use self::heartbeat::HeartbeatWatch;
+use self::polls::{BusAction, BusPoller};
 
 use crate::coverage::metrics::SharedCoverage;
 use crate::fleet::{FleetState, Telemetry};
@@ -26,20 +43,14 @@ use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
 use crate::sounding::campaign::Command as SoundingCommand;
 use crate::sounding::runner::{AdHoc, Outgoing, Runner};
-use crate::store::{CounterRow, Event, Store, StoreError};
+use crate::store::{Event, Store, StoreError};
 
-/// How often serial buses get a broadcast time set.
-const TIME_SET_EVERY: Duration = Duration::from_secs(600);
-/// How often changed replay counters are written.
-const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 /// How often open campaigns are asked for their next commands at most, outside the last
 /// seconds before a trigger. A campaign scans every target when asked; asking at every reply
 /// of a 10,000-siren arming made that scan the daemon's bottleneck.
 const SOUNDINGS_EVERY: Duration = Duration::from_millis(10);
 /// Requests awaiting their answers at once on the MQTT link.
 const MQTT_IN_FLIGHT: usize = 256;
-/// Longest back-off between polls of a siren that does not answer, in poll intervals.
-const MAX_BACKOFF_INTERVALS: u32 = 8;
 
 /// Bytes or news from a link task.
 #[derive(Debug)]
@@ -104,11 +115,10 @@ pub struct Plan {
     pub peers: Vec<(KeyId, siren_proto::frame::Address, Vec<String>)>,
 }
 
-struct PollSchedule {
-    plan: SerialPlan,
-    due: BinaryHeap<Reverse<(Instant, usize)>>,
-    failures: HashMap<usize, u32>,
-    next_time_set: Instant,
+/// A serial bus: its broadcast group key and its poller.
+struct Bus {
+    group: Option<KeyId>,
+    poller: BusPoller,
 }
 
 enum Pending {
@@ -117,9 +127,6 @@ enum Pending {
     Command,
     Sounding { campaign: u32, target: usize, command: SoundingCommand, link: Option<LinkId> },
 }
-
-/// Least time between two clock synchronisations of one siren.
-const RESYNC_AFTER: Duration = Duration::from_secs(300);
 
 /// The engine's state.
 pub struct Engine {
@@ -130,30 +137,18 @@ pub struct Engine {
     link_names: HashMap<LinkId, String>,
     link_up: HashMap<LinkId, bool>,
     outputs: HashMap<LinkId, mpsc::Sender<Output>>,
-    schedules: HashMap<LinkId, PollSchedule>,
+    buses: HashMap<LinkId, Bus>,
     mqtt: Option<LinkId>,
     topic_root: String,
-    heartbeat: Duration,
-    down_after_misses: u32,
-    /// MQTT sirens' next heartbeat deadline, soonest first; stale entries are skipped.
-    hb_due: BinaryHeap<Reverse<(Instant, usize)>>,
-    hb_deadline: HashMap<usize, Instant>,
+    heartbeats: HeartbeatWatch,
     pending: HashMap<RequestId, Pending>,
-    dirty_counters: HashSet<KeyId>,
-    next_counters: Instant,
-    /// When open campaigns may next be asked for commands, and whether a tick skipped them.
-    next_soundings: Instant,
-    soundings_skipped: bool,
-    /// When each MQTT siren's clock was last synchronised (or attempted).
-    last_sync: HashMap<usize, Instant>,
+    counters: DirtyCounters,
+    /// How often open campaigns are asked for their next commands.
+    soundings_cadence: Cadence,
+    resync: ResyncGate,
     /// Told of every siren that starts or stops being able to sound.
     coverage: Option<SharedCoverage>,
     soundings: Option<Runner>,
-    /// Sounding requests awaiting answers per serial bus: one at a time, so polls go on.
-    sounding_in_flight: HashMap<LinkId, usize>,
-    /// Serial links whose last finished exchange was a sounding's: the next goes to a due poll,
-    /// so that arming a bus shares the line with polling instead of starving it.
-    owes_poll: HashSet<LinkId>,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -167,7 +162,6 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Builds the master with every link and peer, restoring counters from the store and
     /// persisting fresh leases before any frame is sent (docs/protocol.md §4.2).
-    #[allow(clippy::too_many_lines, reason = "one linear set-up; splitting it would scatter the lease rule")]
     pub fn new(
         plan: Plan,
         fleet: Arc<RwLock<FleetState>>,
@@ -179,7 +173,6 @@ impl Engine {
         let mut master = Master::without_links();
         master.stamp_time_syncs(|| Timestamp::now().as_microsecond());
         let mut link_names = HashMap::new();
-        let mut schedules = HashMap::new();
         for s in &plan.serial {
             let mut config = MasterConfig::serial(s.baud);
             // The device may take 50 ms to start answering (docs/protocol.md §8.2), and its
@@ -189,10 +182,6 @@ impl Engine {
             let name = format!("serial:{}", s.bus);
             metrics.polled_link(&name);
             link_names.insert(s.link, name);
-            schedules.insert(
-                s.link,
-                PollSchedule { plan: s.clone(), due: BinaryHeap::new(), failures: HashMap::new(), next_time_set: now },
-            );
         }
         if let Some(m) = plan.mqtt {
             // Requests awaiting answers at once over MQTT: enough to keep thousands of sirens
@@ -203,95 +192,53 @@ impl Engine {
             link_names.insert(m, "mqtt".to_owned());
         }
         let by_name: HashMap<&str, LinkId> = link_names.iter().map(|(id, n)| (n.as_str(), *id)).collect();
-        // Counters: resume every key past its persisted lease, and persist the next lease
-        // before anything is sent, in one commit.
-        let mut rows = Vec::new();
-        for (key_id, address, links) in &plan.peers {
-            let stored = store.counters(key_id.0)?;
-            let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
-            let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
-            let rx = match stored {
-                Some(c) if c.rx_highest > 0 => ReplayWindow::restored(c.rx_highest),
-                _ => ReplayWindow::default(),
-            };
-            let birth = stored.and_then(|c| c.birth).map(|(boot_seq, counter, death_seen)| BirthRecord {
-                boot_seq,
-                counter,
-                death_seen,
-            });
-            let Some(key) = plan.keys.get(key_id) else { continue };
-            master.add_peer(PeerConfig {
-                key_id: *key_id,
-                key: key.clone(),
-                address: *address,
-                tx: TxCounter::new(lease_start, lease_end),
-                rx,
-                birth,
-                links: links.iter().filter_map(|l| by_name.get(l.as_str()).copied()).collect(),
-            });
-            rows.push(CounterRow {
-                key_id: key_id.0,
-                tx_lease_end: lease_end,
-                rx_highest: rx.highest(),
-                birth: birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
-            });
-        }
-        for s in &plan.serial {
-            if let Some((key_id, key)) = &s.group {
-                let stored = store.counters(key_id.0)?;
-                let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
-                let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
-                master.add_group_on(s.link, *key_id, key.clone(), TxCounter::new(lease_start, lease_end));
-                rows.push(CounterRow { key_id: key_id.0, tx_lease_end: lease_end, rx_highest: 0, birth: None });
-            }
-        }
-        for row in rows {
-            store.save_counters(row)?;
-        }
-        store.flush()?;
+        let peers: Vec<counters::Peer> = plan
+            .peers
+            .iter()
+            .map(|(key_id, address, links)| {
+                (*key_id, *address, links.iter().filter_map(|l| by_name.get(l.as_str()).copied()).collect())
+            })
+            .collect();
+        let groups: Vec<(LinkId, KeyId, Key)> =
+            plan.serial.iter().filter_map(|s| s.group.clone().map(|(id, key)| (s.link, id, key))).collect();
+        counters::restore(&mut master, &store, &peers, &plan.keys, &groups)?;
         // Serial sirens are polled from the start, spread over one interval.
-        {
+        let buses = {
             let fleet_guard = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for sched in schedules.values_mut() {
-                let name = format!("serial:{}", sched.plan.bus);
-                let members: Vec<usize> = (0..fleet_guard.sirens().len())
-                    .filter(|&i| fleet_guard.siren(i).liveness.links.contains(&name))
-                    .collect();
-                let n = u32::try_from(members.len().max(1)).unwrap_or(u32::MAX);
-                for (k, i) in members.into_iter().enumerate() {
-                    let offset = sched.plan.poll_interval / n * u32::try_from(k).unwrap_or(0);
-                    sched.due.push(Reverse((now + offset, i)));
-                }
-            }
-        }
-        // Unknown until each link task first reports: a port that never opens must still
-        // turn its sirens `unreachable`, so its first report is always a change.
-        let link_up = HashMap::new();
+            plan.serial
+                .iter()
+                .map(|s| {
+                    let name = format!("serial:{}", s.bus);
+                    let members: Vec<usize> = (0..fleet_guard.sirens().len())
+                        .filter(|&i| fleet_guard.siren(i).liveness.links.contains(&name))
+                        .collect();
+                    let group = s.group.as_ref().map(|(id, _)| *id);
+                    let poller =
+                        BusPoller::new(s.poll_interval, plan.down_after_misses, group.is_some(), &members, now);
+                    (s.link, Bus { group, poller })
+                })
+                .collect()
+        };
         Ok(Self {
             master,
             fleet,
             store,
             metrics,
             link_names,
-            link_up,
+            // Unknown until each link task first reports: a port that never opens must still
+            // turn its sirens `unreachable`, so its first report is always a change.
+            link_up: HashMap::new(),
             outputs,
-            schedules,
+            buses,
             mqtt: plan.mqtt,
             topic_root: plan.topic_root,
-            heartbeat: plan.heartbeat,
-            down_after_misses: plan.down_after_misses,
-            hb_due: BinaryHeap::new(),
-            hb_deadline: HashMap::new(),
+            heartbeats: HeartbeatWatch::new(plan.heartbeat),
             pending: HashMap::new(),
-            dirty_counters: HashSet::new(),
-            next_counters: now + COUNTERS_EVERY,
-            next_soundings: now,
-            soundings_skipped: false,
-            last_sync: HashMap::new(),
+            counters: DirtyCounters::new(now),
+            soundings_cadence: Cadence::new(SOUNDINGS_EVERY, now),
+            resync: ResyncGate::default(),
             coverage: None,
             soundings: None,
-            sounding_in_flight: HashMap::default(),
-            owes_poll: HashSet::default(),
             arrived: None,
         })
     }
@@ -322,7 +269,8 @@ impl Engine {
             }
             self.tick(Instant::now());
         }
-        self.save_counters(true);
+        let keys = self.counters.take_all();
+        self.save_counters(keys, true);
         if let Some(r) = &mut self.soundings {
             r.persist(&self.store, true);
         }
@@ -330,27 +278,33 @@ impl Engine {
     }
 
     fn next_wake(&self) -> Instant {
-        let mut wake = Instant::now() + Duration::from_secs(1);
+        let now = Instant::now();
+        let mut wake = now + Duration::from_secs(1);
         if let Some(t) = self.master.poll_timeout() {
             wake = wake.min(t);
         }
-        for (link, s) in &self.schedules {
-            if self.link_up.get(link).copied().unwrap_or(false) && self.master.queued_on(*link) == 0 {
-                if let Some(Reverse((t, _))) = s.due.peek() {
-                    wake = wake.min(*t);
+        for (link, bus) in &self.buses {
+            if self.line_idle(*link) {
+                if let Some(t) = bus.poller.next_due() {
+                    wake = wake.min(t);
                 }
             }
         }
-        if let Some(Reverse((t, _))) = self.hb_due.peek() {
-            wake = wake.min(*t);
+        if let Some(t) = self.heartbeats.next_due() {
+            wake = wake.min(t);
         }
         if self.soundings.as_ref().is_some_and(|r| r.urgent(Timestamp::now())) {
-            wake = wake.min(Instant::now() + Duration::from_millis(2));
+            wake = wake.min(now + Duration::from_millis(2));
         }
-        if self.soundings_skipped {
-            wake = wake.min(self.next_soundings);
+        if let Some(t) = self.soundings_cadence.wake() {
+            wake = wake.min(t);
         }
-        wake.min(self.next_counters)
+        wake.min(self.counters.next_due())
+    }
+
+    /// Whether serial `link` is up with nothing queued on it.
+    fn line_idle(&self, link: LinkId) -> bool {
+        self.link_up.get(&link).copied().unwrap_or(false) && self.master.queued_on(link) == 0
     }
 
     /// Handles one input at once; what it causes is drained by [`Engine::tick`].
@@ -408,8 +362,8 @@ impl Engine {
         }
     }
 
-    /// Sends a campaign's request; `paced` holds it back while the siren's serial bus already
-    /// carries one (the campaign asks again on its next poll).
+    /// Sends a campaign's request; `paced` holds it back while the siren's serial bus is not
+    /// free for it (the campaign asks again on its next poll).
     fn send_sounding(&mut self, o: Outgoing, paced: bool) {
         let link = {
             let fleet = self.read_fleet();
@@ -418,25 +372,23 @@ impl Engine {
                 self.link_names.iter().find(|(_, n)| **n == first).map(|(id, _)| *id)
             })
         };
-        let serial = link.filter(|l| self.schedules.contains_key(l));
+        let serial = link.filter(|l| self.buses.contains_key(l));
         if paced {
-            if let Some(l) = serial {
-                // A trigger-now is due at an instant: it never waits for a poll.
-                let polls_first = !matches!(o.action.command, SoundingCommand::Trigger)
-                    && self.owes_poll.contains(&l)
-                    && self.polls_due(l, Instant::now());
-                if polls_first || self.sounding_in_flight.get(&l).copied().unwrap_or(0) >= 1 {
-                    if let Some(r) = &mut self.soundings {
-                        r.defer(o.campaign, o.action.target);
-                    }
-                    return;
+            let trigger = matches!(o.action.command, SoundingCommand::Trigger);
+            if serial
+                .and_then(|l| self.buses.get(&l))
+                .is_some_and(|b| !b.poller.may_send_sounding(trigger, Instant::now()))
+            {
+                if let Some(r) = &mut self.soundings {
+                    r.defer(o.campaign, o.action.target);
                 }
+                return;
             }
         }
         match self.master.request(o.key_id, o.message, Priority::Command) {
             Ok(id) => {
-                if let Some(l) = serial {
-                    *self.sounding_in_flight.entry(l).or_default() += 1;
+                if let Some(bus) = serial.and_then(|l| self.buses.get_mut(&l)) {
+                    bus.poller.sounding_sent();
                 }
                 let pending = Pending::Sounding {
                     campaign: o.campaign,
@@ -455,27 +407,16 @@ impl Engine {
     }
 
     fn sounding_done(&mut self, link: Option<LinkId>) {
-        if let Some(l) = link {
-            if let Some(n) = self.sounding_in_flight.get_mut(&l) {
-                *n = n.saturating_sub(1);
-            }
-            self.owes_poll.insert(l);
+        if let Some(bus) = link.and_then(|l| self.buses.get_mut(&l)) {
+            bus.poller.sounding_done();
         }
-    }
-
-    /// Whether a siren on serial `link` is due for its poll.
-    fn polls_due(&self, link: LinkId, now: Instant) -> bool {
-        self.schedules.get(&link).and_then(|s| s.due.peek()).is_some_and(|Reverse((due, _))| *due <= now)
     }
 
     fn poll_soundings(&mut self, now: Instant) {
         let Some(runner) = &mut self.soundings else { return };
-        if now < self.next_soundings && !runner.urgent(Timestamp::now()) {
-            self.soundings_skipped = true;
+        if !self.soundings_cadence.ready(now, runner.urgent(Timestamp::now())) {
             return;
         }
-        self.next_soundings = now + SOUNDINGS_EVERY;
-        self.soundings_skipped = false;
         let fleet = Arc::clone(&self.fleet);
         let outgoing = {
             let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -526,24 +467,15 @@ impl Engine {
             self.observe(*i, &observation);
         }
         if Some(link) == self.mqtt {
-            // Silence while the broker was away proves nothing: start the clocks again, with
-            // a period of grace for the devices to reconnect.
-            self.hb_deadline.clear();
-            self.hb_due.clear();
             if up {
-                for i in members {
-                    self.arm_heartbeat(i, now + self.heartbeat * 2);
-                }
+                self.heartbeats.restart(members, now);
+            } else {
+                self.heartbeats.stop();
             }
         }
-        if let Some(s) = self.schedules.get_mut(&link) {
-            s.next_time_set = now;
+        if let Some(bus) = self.buses.get_mut(&link) {
+            bus.poller.link_changed(now);
         }
-    }
-
-    fn arm_heartbeat(&mut self, index: usize, deadline: Instant) {
-        self.hb_deadline.insert(index, deadline);
-        self.hb_due.push(Reverse((deadline, index)));
     }
 
     /// Timers, scheduling and draining: called after every input and wake-up.
@@ -572,67 +504,51 @@ impl Engine {
                 let _ = tx.try_send(output);
             }
         }
-        if now >= self.next_counters {
-            self.save_counters(false);
-            self.next_counters = now + COUNTERS_EVERY;
+        if let Some(due) = self.counters.take_due(now) {
+            self.save_counters(due, false);
             self.metrics.events_written(self.store.events_written());
         }
     }
 
+    /// Gives each idle serial line what its poller says is due.
     fn schedule_polls(&mut self, now: Instant) {
-        let links: Vec<LinkId> = self.schedules.keys().copied().collect();
+        let links: Vec<LinkId> = self.buses.keys().copied().collect();
         for link in links {
-            if !self.link_up.get(&link).copied().unwrap_or(false) || self.master.queued_on(link) > 0 {
+            if !self.line_idle(link) {
                 continue;
             }
-            let Some(s) = self.schedules.get_mut(&link) else { continue };
-            if now >= s.next_time_set {
-                s.next_time_set = now + TIME_SET_EVERY;
-                if let Some((group, _)) = &s.plan.group {
-                    let master_time_us = Timestamp::now().as_microsecond();
-                    let _ = self.master.broadcast(*group, Message::TimeSet { master_time_us });
-                    continue;
+            let Some(bus) = self.buses.get_mut(&link) else { continue };
+            match bus.poller.next(now) {
+                None => {}
+                Some(BusAction::TimeSet) => {
+                    if let Some(group) = bus.group {
+                        let master_time_us = Timestamp::now().as_microsecond();
+                        let _ = self.master.broadcast(group, Message::TimeSet { master_time_us });
+                    }
+                }
+                Some(BusAction::Poll(siren)) => {
+                    let key = self.read_fleet().siren(siren).key_id;
+                    match self.master.request(key, Message::StatusRequest, Priority::Poll) {
+                        Ok(id) => {
+                            self.pending.insert(id, Pending::Poll { siren, link, sent: None });
+                            self.metrics.poll(&self.link_names[&link]);
+                        }
+                        Err(_) => {
+                            if let Some(bus) = self.buses.get_mut(&link) {
+                                bus.poller.not_sent(siren, now);
+                            }
+                        }
+                    }
                 }
             }
-            let Some(Reverse((due, siren))) = s.due.peek().copied() else { continue };
-            if due > now {
-                continue;
-            }
-            s.due.pop();
-            let key = self.read_fleet().siren(siren).key_id;
-            if let Ok(id) = self.master.request(key, Message::StatusRequest, Priority::Poll) {
-                self.pending.insert(id, Pending::Poll { siren, link, sent: None });
-                self.metrics.poll(&self.link_names[&link]);
-            }
         }
-    }
-
-    fn reschedule(&mut self, link: LinkId, siren: usize, answered: bool, now: Instant) {
-        let Some(s) = self.schedules.get_mut(&link) else { return };
-        let failures = s.failures.entry(siren).or_default();
-        *failures = if answered { 0 } else { failures.saturating_add(1) };
-        // Until it is down, a silent siren keeps its interval (detection stays within the
-        // misses plus one interval); after, a dead drop is polled less and less often so it
-        // does not eat the line.
-        let beyond = failures.saturating_sub(self.down_after_misses.saturating_sub(1));
-        let factor = 1u32 << beyond.min(MAX_BACKOFF_INTERVALS.trailing_zeros());
-        s.due.push(Reverse((now + s.plan.poll_interval * factor, siren)));
     }
 
     fn check_heartbeats(&mut self, now: Instant) {
         let Some(link) = self.mqtt else { return };
         let name = self.link_names[&link].clone();
-        while let Some(Reverse((due, siren))) = self.hb_due.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.hb_due.pop();
-            if self.hb_deadline.get(&siren) != Some(&due) {
-                continue; // superseded by a later message
-            }
+        for siren in self.heartbeats.expired(now) {
             self.observe(siren, &Observation::Missed { link: name.clone() });
-            let next = due + self.heartbeat;
-            self.arm_heartbeat(siren, next);
         }
     }
 
@@ -642,11 +558,12 @@ impl Engine {
                 MasterEvent::Reply { request, key_id, message, .. } => {
                     match self.pending.remove(&request) {
                         Some(Pending::Poll { siren, link: poll_link, sent }) => {
-                            self.owes_poll.remove(&poll_link);
                             if let Some(sent) = sent {
                                 self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
                             }
-                            self.reschedule(poll_link, siren, true, now);
+                            if let Some(bus) = self.buses.get_mut(&poll_link) {
+                                bus.poller.answered(siren, now);
+                            }
                         }
                         Some(Pending::TimeSync { siren }) => self.adjust_clock(siren, key_id, &message),
                         Some(Pending::Sounding { campaign, target, command, link: bus }) => {
@@ -674,16 +591,17 @@ impl Engine {
                             r.on_failed(campaign, target, Timestamp::now());
                         }
                     } else if let Some(Pending::Poll { siren, link: poll_link, .. }) = pending {
-                        self.owes_poll.remove(&poll_link);
                         self.metrics.poll_failed(&self.link_names[&poll_link]);
                         let name = self.link_names[&poll_link].clone();
                         self.observe(siren, &Observation::Missed { link: name });
-                        self.reschedule(poll_link, siren, false, now);
+                        if let Some(bus) = self.buses.get_mut(&poll_link) {
+                            bus.poller.unanswered(siren, now);
+                        }
                     }
                 }
                 MasterEvent::Rejected { reason, .. } => self.metrics.frame_rejected(reason),
                 MasterEvent::LeaseWanted { key_id, up_to } => {
-                    let row = self.counter_row(key_id, Some(up_to));
+                    let row = counters::row(&self.master, key_id, Some(up_to));
                     // The lease must be durable before a counter of it is used.
                     if self.store.save_counters(row).and_then(|()| self.store.flush()).is_ok() {
                         self.master.grant_lease(key_id, up_to);
@@ -694,11 +612,11 @@ impl Engine {
     }
 
     fn heard(&mut self, key_id: KeyId, link: Option<LinkId>, message: &Message, now: Instant) {
-        self.dirty_counters.insert(key_id);
+        self.counters.touched(key_id);
         let Some(index) = self.read_fleet().by_key(key_id) else { return };
         let link_name = link.and_then(|l| self.link_names.get(&l).cloned()).unwrap_or_default();
         if link.is_some() && link == self.mqtt {
-            self.arm_heartbeat(index, now + self.heartbeat + self.heartbeat / 2);
+            self.heartbeats.heard(index, now);
         }
         let faults = match message {
             Message::StatusReport(s) => {
@@ -731,10 +649,9 @@ impl Engine {
     /// Starts a time-sync exchange with an MQTT siren whose clock is not synchronised
     /// (serial buses get a broadcast `TIME_SET` instead).
     fn sync_clock(&mut self, index: usize, key_id: KeyId, now: Instant) {
-        if self.last_sync.get(&index).is_some_and(|t| now.duration_since(*t) < RESYNC_AFTER) {
+        if !self.resync.try_start(index, now) {
             return;
         }
-        self.last_sync.insert(index, now);
         let t1_us = Timestamp::now().as_microsecond();
         if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
             self.pending.insert(id, Pending::TimeSync { siren: index });
@@ -743,11 +660,8 @@ impl Engine {
 
     /// Completes a time-sync exchange: the offset measured, the correction sent.
     fn adjust_clock(&mut self, index: usize, key_id: KeyId, reply: &Message) {
-        let Message::TimeSyncReply { t1_us, t2_us, t3_us } = *reply else { return };
-        let t4_us = self.arrival().as_microsecond();
-        let sample = TimeSample::compute(t1_us, t2_us, t3_us, t4_us);
+        let Some((adjust, sample)) = clock::correction(reply, self.arrival().as_microsecond()) else { return };
         tracing::debug!(siren = index, offset_us = sample.offset_us, round_trip_us = sample.round_trip_us, "time sync");
-        let adjust = Message::ClockAdjust { sync_t1_us: t1_us, offset_us: sample.offset_us };
         if let Ok(id) = self.master.request(key_id, adjust, Priority::Command) {
             self.pending.insert(id, Pending::Command);
         }
@@ -791,27 +705,9 @@ impl Engine {
         }
     }
 
-    fn counter_row(&self, key_id: KeyId, lease: Option<u32>) -> CounterRow {
-        match self.master.peer(key_id) {
-            Some(p) => CounterRow {
-                key_id: key_id.0,
-                tx_lease_end: lease.unwrap_or(p.tx.lease_end()),
-                rx_highest: p.rx.highest(),
-                birth: p.birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
-            },
-            None => CounterRow {
-                key_id: key_id.0,
-                tx_lease_end: lease.unwrap_or_else(|| self.master.group_counter(key_id).map_or(0, |t| t.lease_end())),
-                rx_highest: 0,
-                birth: None,
-            },
-        }
-    }
-
-    fn save_counters(&mut self, flush: bool) {
-        let dirty: Vec<KeyId> = self.dirty_counters.drain().collect();
-        for key_id in dirty {
-            let _ = self.store.save_counters(self.counter_row(key_id, None));
+    fn save_counters(&self, keys: Vec<KeyId>, flush: bool) {
+        for key_id in keys {
+            let _ = self.store.save_counters(counters::row(&self.master, key_id, None));
         }
         if flush {
             let _ = self.store.flush();

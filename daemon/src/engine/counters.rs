@@ -1,0 +1,174 @@
+//! Replay counters (docs/protocol.md §4.2): every key resumes past its persisted lease, and a
+//! lease is durable before any counter in it is used; counters that moved are written at a
+//! steady pace rather than at every frame.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use siren_proto::Key;
+use siren_proto::frame::{Address, KeyId};
+use siren_proto::master::{BirthRecord, LinkId, Master, PeerConfig};
+use siren_proto::replay::{DEFAULT_LEASE, ReplayWindow, TxCounter};
+
+use crate::store::{CounterRow, Store, StoreError};
+
+/// How often changed replay counters are written.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// A siren to add to the master: its key id, address and links.
+pub type Peer = (KeyId, Address, Vec<LinkId>);
+
+/// Adds every peer with a key in `keys`, and every bus's group key, to `master` with counters
+/// resumed past their persisted leases, and persists the new leases in one commit before
+/// anything is sent.
+pub fn restore<S: std::hash::BuildHasher>(
+    master: &mut Master,
+    store: &Store,
+    peers: &[Peer],
+    keys: &HashMap<KeyId, Key, S>,
+    groups: &[(LinkId, KeyId, Key)],
+) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    for (key_id, address, links) in peers {
+        let Some(key) = keys.get(key_id) else { continue };
+        let stored = store.counters(key_id.0)?;
+        let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
+        let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
+        let rx = match stored {
+            Some(c) if c.rx_highest > 0 => ReplayWindow::restored(c.rx_highest),
+            _ => ReplayWindow::default(),
+        };
+        let birth = stored.and_then(|c| c.birth).map(|(boot_seq, counter, death_seen)| BirthRecord {
+            boot_seq,
+            counter,
+            death_seen,
+        });
+        master.add_peer(PeerConfig {
+            key_id: *key_id,
+            key: key.clone(),
+            address: *address,
+            tx: TxCounter::new(lease_start, lease_end),
+            rx,
+            birth,
+            links: links.clone(),
+        });
+        rows.push(CounterRow {
+            key_id: key_id.0,
+            tx_lease_end: lease_end,
+            rx_highest: rx.highest(),
+            birth: birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
+        });
+    }
+    for (link, key_id, key) in groups {
+        let stored = store.counters(key_id.0)?;
+        let lease_start = stored.map_or(1, |c| c.tx_lease_end.max(1));
+        let lease_end = lease_start.saturating_add(DEFAULT_LEASE);
+        master.add_group_on(*link, *key_id, key.clone(), TxCounter::new(lease_start, lease_end));
+        rows.push(CounterRow { key_id: key_id.0, tx_lease_end: lease_end, rx_highest: 0, birth: None });
+    }
+    for row in rows {
+        store.save_counters(row)?;
+    }
+    store.flush()
+}
+
+/// The row to persist for `key_id` (a siren's or a bus group's), with `lease` as the lease's
+/// end if a new one is wanted.
+pub fn row(master: &Master, key_id: KeyId, lease: Option<u32>) -> CounterRow {
+    match master.peer(key_id) {
+        Some(p) => CounterRow {
+            key_id: key_id.0,
+            tx_lease_end: lease.unwrap_or(p.tx.lease_end()),
+            rx_highest: p.rx.highest(),
+            birth: p.birth.map(|b| (b.boot_seq, b.counter, b.death_seen)),
+        },
+        None => CounterRow {
+            key_id: key_id.0,
+            tx_lease_end: lease.unwrap_or_else(|| master.group_counter(key_id).map_or(0, |t| t.lease_end())),
+            rx_highest: 0,
+            birth: None,
+        },
+    }
+}
+
+/// The keys whose counters moved since they were last written, and when to write them.
+#[derive(Debug)]
+pub struct DirtyCounters {
+    dirty: HashSet<KeyId>,
+    next: Instant,
+}
+
+impl DirtyCounters {
+    pub fn new(now: Instant) -> Self {
+        Self { dirty: HashSet::new(), next: now + COUNTERS_EVERY }
+    }
+
+    /// A frame under `key_id` was accepted: its receive window moved.
+    pub fn touched(&mut self, key_id: KeyId) {
+        self.dirty.insert(key_id);
+    }
+
+    /// The keys to write now, if it is time (possibly none); the next write is a period on.
+    pub fn take_due(&mut self, now: Instant) -> Option<Vec<KeyId>> {
+        if now < self.next {
+            return None;
+        }
+        self.next = now + COUNTERS_EVERY;
+        Some(self.take_all())
+    }
+
+    /// Every key not yet written (at shutdown).
+    pub fn take_all(&mut self) -> Vec<KeyId> {
+        self.dirty.drain().collect()
+    }
+
+    pub fn next_due(&self) -> Instant {
+        self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_counters_are_written_once_a_second_each_key_once() {
+        let t0 = Instant::now();
+        let mut d = DirtyCounters::new(t0);
+        d.touched(KeyId(1));
+        d.touched(KeyId(2));
+        d.touched(KeyId(1));
+        assert_eq!(d.take_due(t0 + Duration::from_millis(999)), None);
+        let mut due = d.take_due(t0 + COUNTERS_EVERY).unwrap();
+        due.sort();
+        assert_eq!(due, [KeyId(1), KeyId(2)]);
+        assert_eq!(d.next_due(), t0 + 2 * COUNTERS_EVERY);
+        assert_eq!(d.take_due(t0 + 2 * COUNTERS_EVERY), Some(vec![]));
+        d.touched(KeyId(3));
+        assert_eq!(d.take_all(), [KeyId(3)]);
+    }
+
+    #[test]
+    fn restored_counters_resume_past_the_persisted_lease_which_is_saved_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .save_counters(CounterRow { key_id: 7, tx_lease_end: 5_000, rx_highest: 42, birth: Some((3, 40, false)) })
+            .unwrap();
+        store.flush().unwrap();
+        let key = Key::new([7; 32]);
+        let keys = HashMap::from([(KeyId(7), key.clone()), (KeyId(8), key.clone())]);
+        let peers = vec![(KeyId(7), Address(1), vec![LinkId(1)]), (KeyId(8), Address(2), vec![LinkId(1)])];
+        let mut master = Master::without_links();
+        master.add_link(LinkId(1), siren_proto::master::MasterConfig::serial(9600));
+        restore(&mut master, &store, &peers, &keys, &[(LinkId(1), KeyId(900), key)]).unwrap();
+        let resumed = master.peer(KeyId(7)).unwrap();
+        assert_eq!(resumed.tx.lease_end(), 5_000 + DEFAULT_LEASE);
+        assert_eq!(resumed.rx.highest(), 42);
+        assert_eq!(store.counters(7).unwrap().unwrap().tx_lease_end, 5_000 + DEFAULT_LEASE);
+        assert_eq!(store.counters(8).unwrap().unwrap().tx_lease_end, 1 + DEFAULT_LEASE);
+        assert_eq!(store.counters(900).unwrap().unwrap().tx_lease_end, 1 + DEFAULT_LEASE);
+        assert_eq!(row(&master, KeyId(900), None).tx_lease_end, 1 + DEFAULT_LEASE);
+        assert_eq!(row(&master, KeyId(7), Some(9_999)).tx_lease_end, 9_999);
+    }
+}
