@@ -20,12 +20,13 @@ use sirend::metrics::Metrics;
 use sirend::store::Store;
 
 /// Sends one request and returns the status code and body.
+/// One request as HTTP/1.0, so that a streamed body (`/metrics`) comes whole, not chunked.
 fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -39,7 +40,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body
 /// Sends a GET and returns the raw head and body.
 fn get_raw(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = Vec::new();
     s.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
