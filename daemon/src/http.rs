@@ -86,7 +86,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    // Ready once the store answers.
+    // Ready while the store answers reads and its last commit succeeded: a store that cannot
+    // commit loses events and stops new counter leases, so no command can be relied on.
+    let health = state.store.health();
+    if health.failing {
+        let error = health.last_error.unwrap_or_default();
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store: cannot commit: {error}\n")).into_response();
+    }
     match state.store.events(&EventQuery { limit: 1, ..EventQuery::default() }) {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),

@@ -34,6 +34,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// The transaction holding the write could not be committed (disk full, read-only,
+    /// I/O error): what it held is not stored.
+    #[error("could not commit to the store: {0}")]
+    Commit(String),
     #[error("starting the store's writer: {0}")]
     Thread(std::io::Error),
 }
@@ -106,8 +110,13 @@ enum Write {
     Event(Event),
     State(StateRow),
     Counters(CounterRow),
-    Campaign { id: u32, phase: &'static str, body: String },
-    Flush(Sender<()>),
+    Campaign {
+        id: u32,
+        phase: &'static str,
+        body: String,
+    },
+    /// Answered with the outcome of the commit that carried it.
+    Flush(Sender<Result<(), String>>),
 }
 
 /// The store.
@@ -117,6 +126,38 @@ pub struct Store {
     writer: Option<JoinHandle<()>>,
     reader: Mutex<Connection>,
     events_written: Arc<AtomicU64>,
+    health: Arc<Health>,
+}
+
+/// Whether the store's commits succeed, as its writer last found.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: std::sync::atomic::AtomicBool,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of [`Health`] at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The last commit failed.
+    pub failing: bool,
+    /// Commits that failed since the store was opened.
+    pub failures: u64,
+    /// The error of the last commit that failed.
+    pub last_error: Option<String>,
+}
+
+impl Health {
+    fn committed(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn failed(&self, error: &str) {
+        self.failing.store(true, Ordering::Relaxed);
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_owned());
+    }
 }
 
 impl std::fmt::Debug for Write {
@@ -227,11 +268,13 @@ impl Store {
         let events_written = Arc::new(AtomicU64::new(0));
         let (writes, rx) = mpsc::channel();
         let counter = Arc::clone(&events_written);
+        let health = Arc::new(Health::default());
+        let writer_health = Arc::clone(&health);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(writer_conn, &rx, &counter))
+            .spawn(move || write_loop(writer_conn, &rx, &counter, &writer_health))
             .map_err(StoreError::Thread)?;
-        Ok(Self { writes: Some(writes), writer: Some(thread), reader: Mutex::new(reader), events_written })
+        Ok(Self { writes: Some(writes), writer: Some(thread), reader: Mutex::new(reader), events_written, health })
     }
 
     fn send(&self, w: Write) -> Result<(), StoreError> {
@@ -331,11 +374,21 @@ impl Store {
         Ok(us.map(timestamp))
     }
 
-    /// Waits until everything queued so far is committed.
+    /// Waits until everything queued so far is committed; an error if the commit that carried
+    /// the last of it failed (what it held is not stored).
     pub fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
         self.send(Write::Flush(tx))?;
-        rx.recv().map_err(|_| StoreError::WriterGone)
+        rx.recv().map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Commit)
+    }
+
+    /// Whether commits succeed, as the writer last found.
+    pub fn health(&self) -> HealthReport {
+        HealthReport {
+            failing: self.health.failing.load(Ordering::Relaxed),
+            failures: self.health.failures.load(Ordering::Relaxed),
+            last_error: self.health.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        }
     }
 
     /// Events committed since the store was opened.
@@ -445,7 +498,7 @@ impl Drop for Store {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64) {
+fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64, health: &Health) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -454,16 +507,24 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
                 Err(_) => break,
             }
         }
-        match commit(&mut conn, &batch) {
+        let outcome = match commit(&mut conn, &batch) {
             Ok(n) => {
                 events_written.fetch_add(n, Ordering::Relaxed);
+                health.committed();
+                Ok(())
             }
-            // The data stays queued nowhere else: say so loudly, keep serving.
-            Err(e) => tracing::error!(error = %e, writes = batch.len(), "could not commit to the store"),
-        }
+            // The data stays queued nowhere else: say so loudly, tell whoever waits for it,
+            // keep serving.
+            Err(e) => {
+                let error = e.to_string();
+                tracing::error!(error, writes = batch.len(), "could not commit to the store");
+                health.failed(&error);
+                Err(error)
+            }
+        };
         for w in batch {
             if let Write::Flush(done) = w {
-                let _ = done.send(());
+                let _ = done.send(outcome.clone());
             }
         }
     }

@@ -91,16 +91,36 @@ pub fn row(master: &Master, key_id: KeyId, lease: Option<u32>) -> CounterRow {
     }
 }
 
-/// The keys whose counters moved since they were last written, and when to write them.
+/// The keys whose counters moved since they were last written, the leases that could not be
+/// stored yet, and when to write them.
 #[derive(Debug)]
 pub struct DirtyCounters {
     dirty: HashSet<KeyId>,
+    /// Leases the master asked for whose storing failed: the key gets no counter (so sends
+    /// nothing) until one is stored, tried again at every write.
+    leases_waiting: HashMap<KeyId, u32>,
     next: Instant,
 }
 
 impl DirtyCounters {
     pub fn new(now: Instant) -> Self {
-        Self { dirty: HashSet::new(), next: now + COUNTERS_EVERY }
+        Self { dirty: HashSet::new(), leases_waiting: HashMap::new(), next: now + COUNTERS_EVERY }
+    }
+
+    /// Storing the lease up to `up_to` under `key_id` failed; returns whether it is the first
+    /// failure for that key (to log once, not at every retry).
+    pub fn lease_not_stored(&mut self, key_id: KeyId, up_to: u32) -> bool {
+        self.leases_waiting.insert(key_id, up_to).is_none()
+    }
+
+    /// The lease under `key_id` was stored and granted.
+    pub fn lease_stored(&mut self, key_id: KeyId) {
+        self.leases_waiting.remove(&key_id);
+    }
+
+    /// The leases to try storing again, with the end each was asked up to.
+    pub fn leases_waiting(&self) -> Vec<(KeyId, u32)> {
+        self.leases_waiting.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// A frame under `key_id` was accepted: its receive window moved.
@@ -146,6 +166,17 @@ mod tests {
         assert_eq!(d.take_due(t0 + 2 * COUNTERS_EVERY), Some(vec![]));
         d.touched(KeyId(3));
         assert_eq!(d.take_all(), [KeyId(3)]);
+    }
+
+    #[test]
+    fn a_lease_not_stored_waits_until_it_is_and_is_reported_once() {
+        let mut d = DirtyCounters::new(Instant::now());
+        assert!(d.lease_not_stored(KeyId(4), 2_048));
+        assert!(!d.lease_not_stored(KeyId(4), 2_048), "a retry that fails again is not news");
+        assert_eq!(d.leases_waiting(), [(KeyId(4), 2_048)]);
+        d.lease_stored(KeyId(4));
+        assert!(d.leases_waiting().is_empty());
+        assert!(d.lease_not_stored(KeyId(4), 3_072), "a later failure is news again");
     }
 
     #[test]

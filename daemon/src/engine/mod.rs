@@ -506,7 +506,11 @@ impl Engine {
         }
         if let Some(due) = self.counters.take_due(now) {
             self.save_counters(due, false);
+            for (key_id, up_to) in self.counters.leases_waiting() {
+                self.store_lease(key_id, up_to);
+            }
             self.metrics.events_written(self.store.events_written());
+            self.metrics.store_health(&self.store.health());
         }
     }
 
@@ -600,15 +604,37 @@ impl Engine {
                     }
                 }
                 MasterEvent::Rejected { reason, .. } => self.metrics.frame_rejected(reason),
-                MasterEvent::LeaseWanted { key_id, up_to } => {
-                    let row = counters::row(&self.master, key_id, Some(up_to));
-                    // The lease must be durable before a counter of it is used.
-                    if self.store.save_counters(row).and_then(|()| self.store.flush()).is_ok() {
-                        self.master.grant_lease(key_id, up_to);
-                    }
+                MasterEvent::LeaseWanted { key_id, up_to } => self.store_lease(key_id, up_to),
+            }
+        }
+    }
+
+    /// Grants the lease up to `up_to` under `key_id` once it is durably stored: never before,
+    /// or a restart could reuse its counters. Until then nothing is sent under the key; the
+    /// lease is tried again at every counter write.
+    fn store_lease(&mut self, key_id: KeyId, up_to: u32) {
+        let row = counters::row(&self.master, key_id, Some(up_to));
+        match self.store.save_counters(row).and_then(|()| self.store.flush()) {
+            Ok(()) => {
+                self.master.grant_lease(key_id, up_to);
+                self.counters.lease_stored(key_id);
+            }
+            Err(e) => {
+                if self.counters.lease_not_stored(key_id, up_to) {
+                    let siren = {
+                        let fleet = self.read_fleet();
+                        fleet.by_key(key_id).map(|i| fleet.siren(i).id.clone())
+                    };
+                    tracing::error!(
+                        key_id = key_id.0,
+                        siren = siren.as_deref().unwrap_or("(bus group)"),
+                        error = %e,
+                        "a counter lease could not be stored: nothing is sent under this key until it is"
+                    );
                 }
             }
         }
+        self.metrics.leases_waiting(self.counters.leases_waiting().len());
     }
 
     fn heard(&mut self, key_id: KeyId, link: Option<LinkId>, message: &Message, now: Instant) {

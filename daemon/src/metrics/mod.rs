@@ -49,6 +49,9 @@ pub struct Metrics {
     poll_duration: Family<LinkLabel, Histogram>,
     rejected: Family<ReasonLabel, Counter>,
     events: Counter,
+    store_failing: Gauge,
+    store_commit_failures: Counter,
+    leases_waiting: Gauge,
     soundings: SharedBoard,
 }
 
@@ -70,6 +73,9 @@ impl Metrics {
         let poll_duration = Family::<LinkLabel, Histogram>::new_with_constructor(poll_buckets as fn() -> Histogram);
         let rejected = Family::<ReasonLabel, Counter>::default();
         let events = Counter::default();
+        let store_failing = Gauge::default();
+        let store_commit_failures = Counter::default();
+        let leases_waiting = Gauge::default();
         per_siren.register_collector(Box::new(fleet::FleetCollector(fleet)));
         if let Some(coverage) = coverage {
             registry.register_collector(Box::new(CoverageCollector(Arc::clone(&coverage))));
@@ -94,6 +100,21 @@ impl Metrics {
         );
         registry.register("siren_frames_rejected", "Frames refused, by reason (docs/protocol.md §7)", rejected.clone());
         registry.register("siren_events_written", "Events committed to the store", events.clone());
+        registry.register(
+            "sirend_store_failing",
+            "1 while the store's last commit failed (disk full, read-only, I/O error)",
+            store_failing.clone(),
+        );
+        registry.register(
+            "sirend_store_commit_failures",
+            "Store commits that failed; what they held is not stored",
+            store_commit_failures.clone(),
+        );
+        registry.register(
+            "sirend_replay_leases_waiting",
+            "Keys whose next counter lease could not be stored: nothing is sent under them",
+            leases_waiting.clone(),
+        );
         for reason in RejectReason::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: reason.as_str() });
         }
@@ -107,6 +128,9 @@ impl Metrics {
             poll_duration,
             rejected,
             events,
+            store_failing,
+            store_commit_failures,
+            leases_waiting,
             soundings,
         }
     }
@@ -173,6 +197,20 @@ impl Metrics {
 
     pub fn frame_rejected(&self, reason: RejectReason) {
         self.rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc();
+    }
+
+    /// Shows the store's health.
+    pub fn store_health(&self, health: &crate::store::HealthReport) {
+        self.store_failing.set(i64::from(health.failing));
+        let now = self.store_commit_failures.get();
+        if health.failures > now {
+            self.store_commit_failures.inc_by(health.failures - now);
+        }
+    }
+
+    /// Shows how many keys wait for a counter lease to be stored.
+    pub fn leases_waiting(&self, n: usize) {
+        self.leases_waiting.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Brings the written-events counter up to the store's count.

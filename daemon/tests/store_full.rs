@@ -1,0 +1,95 @@
+//! A store whose disk fills: a commit that fails is an error to whoever waits for it (a counter
+//! lease is never granted on a failed commit), the store says it is failing, and it recovers
+//! by itself once there is room again. Runs on a real, small tmpfs; needs root to mount it
+//! (CI runs as root and sets `SIRENNET_REQUIRE_TMPFS`, so there it cannot skip).
+
+#![allow(clippy::unwrap_used, reason = "a test: a failed set-up should panic")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::Timestamp;
+use sirend::store::{CounterRow, Event, Store, StoreError};
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            assert!(
+                std::env::var_os("SIRENNET_REQUIRE_TMPFS").is_none(),
+                "cannot mount a tmpfs, and SIRENNET_REQUIRE_TMPFS is set"
+            );
+            eprintln!("skipped: cannot mount a tmpfs (not root?)");
+            return None;
+        }
+        Some(Self { _dir: dir, path })
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.path).status();
+        assert!(status.is_ok_and(|s| s.success()), "remounting the tmpfs");
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn event(i: usize) -> Event {
+    Event { at: Timestamp::now(), siren: Some(format!("HZ-{i:05}")), kind: "state".into(), detail: "x".repeat(200) }
+}
+
+#[test]
+fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
+    let Some(fs) = Tmpfs::mount("1m") else { return };
+    let store = Store::open(&fs.path().join("sirend.db")).unwrap();
+    store.save_counters(CounterRow { key_id: 1, tx_lease_end: 1_024, rx_highest: 0, birth: None }).unwrap();
+    store.flush().unwrap();
+    assert!(!store.health().failing);
+
+    // Fill the disk to the last byte.
+    {
+        use std::io::Write as _;
+        let mut filler = std::fs::File::create(fs.path().join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+    }
+    // A lease that rides in a batch of events: the commit does not fit, and whoever waits for
+    // it is told so.
+    for i in 0..2_000 {
+        store.record(event(i)).unwrap();
+    }
+    store.save_counters(CounterRow { key_id: 1, tx_lease_end: 2_048, rx_highest: 0, birth: None }).unwrap();
+    let error = store.flush().expect_err("a commit on a full disk was reported stored");
+    assert!(matches!(error, StoreError::Commit(_)), "{error}");
+    let health = store.health();
+    assert!(health.failing);
+    assert!(health.failures >= 1, "the events may have gone in several commits, each failing");
+    assert!(health.last_error.is_some_and(|e| e.contains("full")), "the error names the cause");
+    assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 1_024, "the failed lease is not in the store");
+
+    // Room again: the same lease is stored, and the store is healthy.
+    fs.resize("64m");
+    store.save_counters(CounterRow { key_id: 1, tx_lease_end: 2_048, rx_highest: 0, birth: None }).unwrap();
+    store.flush().unwrap();
+    assert!(!store.health().failing);
+    assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 2_048);
+}
