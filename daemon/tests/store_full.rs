@@ -8,7 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, RwLock};
+
 use jiff::Timestamp;
+use sirend::fleet::FleetState;
+use sirend::http::{AppState, router};
+use sirend::liveness::Policy;
+use sirend::metrics::Metrics;
 use sirend::store::{CounterRow, Event, Store, StoreError};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -53,6 +61,34 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Serves the read API over `store` on a port of its own; the runtime must outlive the test.
+fn serve(store: Arc<Store>) -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fleet = Arc::new(RwLock::new(FleetState::new(&[], Policy { down_after_misses: 3 }, Timestamp::now())));
+    let state = AppState {
+        metrics: Arc::new(Metrics::new(Arc::clone(&fleet), None)),
+        fleet,
+        store,
+        tokens: Arc::new(sirend::auth::Tokens::new(&[])),
+        coverage: None,
+        engine: None,
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, router(state)).await });
+    (rt, addr)
+}
+
+/// `GET /readyz`: the status code and the body.
+fn readyz(addr: SocketAddr) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
 fn event(i: usize) -> Event {
     Event { at: Timestamp::now(), siren: Some(format!("HZ-{i:05}")), kind: "state".into(), detail: "x".repeat(200) }
 }
@@ -60,10 +96,12 @@ fn event(i: usize) -> Event {
 #[test]
 fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
     let Some(fs) = Tmpfs::mount("1m") else { return };
-    let store = Store::open(&fs.path().join("sirend.db")).unwrap();
+    let store = Arc::new(Store::open(&fs.path().join("sirend.db")).unwrap());
+    let (_rt, api) = serve(Arc::clone(&store));
     store.save_counters(CounterRow { key_id: 1, tx_lease_end: 1_024, rx_highest: 0, birth: None }).unwrap();
     store.flush().unwrap();
     assert!(!store.health().failing);
+    assert_eq!(readyz(api).0, 200);
 
     // Fill the disk to the last byte.
     {
@@ -85,6 +123,9 @@ fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
     assert!(health.failures >= 1, "the events may have gone in several commits, each failing");
     assert!(health.last_error.is_some_and(|e| e.contains("full")), "the error names the cause");
     assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 1_024, "the failed lease is not in the store");
+    let (status, body) = readyz(api);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot commit") && body.contains("full"), "{body}");
 
     // Room again: the same lease is stored, and the store is healthy.
     fs.resize("64m");
@@ -92,4 +133,5 @@ fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
     store.flush().unwrap();
     assert!(!store.health().failing);
     assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 2_048);
+    assert_eq!(readyz(api).0, 200);
 }

@@ -118,6 +118,11 @@ impl DirtyCounters {
         self.leases_waiting.remove(&key_id);
     }
 
+    /// How many keys wait for a lease to be stored.
+    pub fn waiting_count(&self) -> usize {
+        self.leases_waiting.len()
+    }
+
     /// The leases to try storing again, with the end each was asked up to.
     pub fn leases_waiting(&self) -> Vec<(KeyId, u32)> {
         self.leases_waiting.iter().map(|(k, v)| (*k, *v)).collect()
@@ -174,6 +179,7 @@ mod tests {
         assert!(d.lease_not_stored(KeyId(4), 2_048));
         assert!(!d.lease_not_stored(KeyId(4), 2_048), "a retry that fails again is not news");
         assert_eq!(d.leases_waiting(), [(KeyId(4), 2_048)]);
+        assert_eq!(d.waiting_count(), 1);
         d.lease_stored(KeyId(4));
         assert!(d.leases_waiting().is_empty());
         assert!(d.lease_not_stored(KeyId(4), 3_072), "a later failure is news again");

@@ -270,11 +270,14 @@ impl Engine {
             self.tick(Instant::now());
         }
         let keys = self.counters.take_all();
-        self.save_counters(keys, true);
+        self.save_counters(keys);
         if let Some(r) = &mut self.soundings {
             r.persist(&self.store, true);
         }
-        let _ = self.store.flush();
+        match self.store.flush() {
+            Ok(()) => tracing::info!("counters and campaigns saved"),
+            Err(e) => tracing::error!(error = %e, "the final save of counters and campaigns failed"),
+        }
     }
 
     fn next_wake(&self) -> Instant {
@@ -505,10 +508,9 @@ impl Engine {
             }
         }
         if let Some(due) = self.counters.take_due(now) {
-            self.save_counters(due, false);
-            for (key_id, up_to) in self.counters.leases_waiting() {
-                self.store_lease(key_id, up_to);
-            }
+            self.save_counters(due);
+            let waiting = self.counters.leases_waiting();
+            self.store_leases(&waiting);
             self.metrics.events_written(self.store.events_written());
             self.metrics.store_health(&self.store.health());
         }
@@ -604,37 +606,45 @@ impl Engine {
                     }
                 }
                 MasterEvent::Rejected { reason, .. } => self.metrics.frame_rejected(reason),
-                MasterEvent::LeaseWanted { key_id, up_to } => self.store_lease(key_id, up_to),
+                MasterEvent::LeaseWanted { key_id, up_to } => self.store_leases(&[(key_id, up_to)]),
             }
         }
     }
 
-    /// Grants the lease up to `up_to` under `key_id` once it is durably stored: never before,
-    /// or a restart could reuse its counters. Until then nothing is sent under the key; the
-    /// lease is tried again at every counter write.
-    fn store_lease(&mut self, key_id: KeyId, up_to: u32) {
-        let row = counters::row(&self.master, key_id, Some(up_to));
-        match self.store.save_counters(row).and_then(|()| self.store.flush()) {
-            Ok(()) => {
-                self.master.grant_lease(key_id, up_to);
-                self.counters.lease_stored(key_id);
-            }
-            Err(e) => {
-                if self.counters.lease_not_stored(key_id, up_to) {
-                    let siren = {
-                        let fleet = self.read_fleet();
-                        fleet.by_key(key_id).map(|i| fleet.siren(i).id.clone())
-                    };
-                    tracing::error!(
-                        key_id = key_id.0,
-                        siren = siren.as_deref().unwrap_or("(bus group)"),
-                        error = %e,
-                        "a counter lease could not be stored: nothing is sent under this key until it is"
-                    );
+    /// Grants the leases once they are durably stored, in one commit: never before, or a
+    /// restart could reuse their counters. Until then nothing is sent under their keys; they
+    /// are tried again at every counter write.
+    fn store_leases(&mut self, leases: &[(KeyId, u32)]) {
+        if leases.is_empty() {
+            return;
+        }
+        let stored = leases
+            .iter()
+            .try_for_each(|&(key_id, up_to)| self.store.save_counters(counters::row(&self.master, key_id, Some(up_to))))
+            .and_then(|()| self.store.flush());
+        for &(key_id, up_to) in leases {
+            match &stored {
+                Ok(()) => {
+                    self.master.grant_lease(key_id, up_to);
+                    self.counters.lease_stored(key_id);
+                }
+                Err(e) => {
+                    if self.counters.lease_not_stored(key_id, up_to) {
+                        let siren = {
+                            let fleet = self.read_fleet();
+                            fleet.by_key(key_id).map(|i| fleet.siren(i).id.clone())
+                        };
+                        tracing::error!(
+                            key_id = key_id.0,
+                            siren = siren.as_deref().unwrap_or("(bus group)"),
+                            error = %e,
+                            "a counter lease could not be stored: nothing is sent under this key until it is"
+                        );
+                    }
                 }
             }
         }
-        self.metrics.leases_waiting(self.counters.leases_waiting().len());
+        self.metrics.leases_waiting(self.counters.waiting_count());
     }
 
     fn heard(&mut self, key_id: KeyId, link: Option<LinkId>, message: &Message, now: Instant) {
@@ -731,12 +741,10 @@ impl Engine {
         }
     }
 
-    fn save_counters(&self, keys: Vec<KeyId>, flush: bool) {
+    /// Queues the counters of `keys` for the next commit.
+    fn save_counters(&self, keys: Vec<KeyId>) {
         for key_id in keys {
             let _ = self.store.save_counters(counters::row(&self.master, key_id, None));
-        }
-        if flush {
-            let _ = self.store.flush();
         }
     }
 
