@@ -198,14 +198,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(config: &std::path::Path) -> anyhow::Result<()> {
     let loaded = Loaded::load(config)?;
-    runtime()?.block_on(async {
-        let daemon = Daemon::start(&loaded).await?;
-        // The daemon keeps what it needs; the files as read are not.
-        drop(loaded);
-        shutdown_signal().await;
-        daemon.stop().await;
-        Ok(())
-    })
+    // `block_on` polls its future on this thread: the engine runs here.
+    runtime()?.block_on(Daemon::run_until(loaded, shutdown_signal()))
 }
 
 #[cfg(feature = "demo")]
