@@ -2,13 +2,14 @@
 //! Transports report observations here; what changes is returned for the store and metrics.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use siren_proto::fleet::ZonePath;
 use siren_proto::frame::KeyId;
 use siren_proto::message::{DeviceState, StatusReport};
 
-use crate::liveness::{Change, Observation, Policy, SirenState, State};
+use crate::liveness::{Change, Links, Observation, Policy, SirenState, State, links};
 use crate::store::StateRow;
 
 /// What the siren last told about itself.
@@ -24,7 +25,7 @@ pub struct Telemetry {
     pub cabinet_temp_c: Option<f64>,
     /// Device clock minus daemon clock at the report's arrival, µs (within one-way latency).
     pub clock_offset_us: i64,
-    pub firmware: String,
+    pub firmware: siren_proto::message::Firmware,
     pub link_quality: Option<u8>,
 }
 
@@ -42,7 +43,7 @@ impl Telemetry {
             cabinet_temp_c: (s.cabinet_temp_dc != siren_proto::message::UNKNOWN_TEMPERATURE)
                 .then(|| f64::from(s.cabinet_temp_dc) / 10.0),
             clock_offset_us: s.device_time_us.saturating_sub(received.as_microsecond()),
-            firmware: s.firmware.to_string(),
+            firmware: s.firmware,
             link_quality: (s.link_quality != siren_proto::message::UNKNOWN_PERCENT).then_some(s.link_quality),
         }
     }
@@ -53,7 +54,8 @@ impl Telemetry {
 pub struct Siren {
     pub id: String,
     pub name: String,
-    pub zone: ZonePath,
+    /// Shared by every siren of the zone.
+    pub zone: Arc<ZonePath>,
     pub latitude: f64,
     pub longitude: f64,
     pub rating_db: f64,
@@ -87,7 +89,9 @@ pub struct Acknowledgement {
 #[derive(Debug, Clone)]
 pub struct FleetState {
     sirens: Vec<Siren>,
-    by_id: HashMap<String, usize>,
+    /// Siren indices sorted by id, searched by bisection: a second copy of every id as a
+    /// map's key cost more memory than the sirens' own strings.
+    by_id: Vec<u32>,
     by_key: HashMap<KeyId, usize>,
     policy: Policy,
     /// When each active fault was raised, by siren index and fault name. Kept beside the
@@ -101,23 +105,35 @@ impl FleetState {
         policy: Policy,
         now: Timestamp,
     ) -> Self {
-        let sirens: Vec<Siren> = sirens
+        // One allocation per distinct set of links, not one per siren.
+        let mut shared: HashMap<Vec<String>, Links> = HashMap::new();
+        let mut zones: HashMap<&ZonePath, Arc<ZonePath>> = HashMap::new();
+        let mut sirens: Vec<Siren> = sirens
             .into_iter()
             .map(|s| Siren {
                 id: s.id.clone(),
                 name: s.name.clone(),
-                zone: s.zone.clone(),
+                zone: Arc::clone(zones.entry(&s.zone).or_insert_with(|| Arc::new(s.zone.clone()))),
                 latitude: s.latitude,
                 longitude: s.longitude,
                 rating_db: s.rating_db,
                 key_id: s.key_id,
-                liveness: SirenState::new(s.links.iter().map(ToString::to_string), now),
+                liveness: {
+                    let mut names: Vec<String> = s.links.iter().map(ToString::to_string).collect();
+                    names.sort();
+                    names.dedup();
+                    let links = shared.entry(names).or_insert_with_key(|n| links(n.iter().cloned())).clone();
+                    SirenState::with_links(links, now)
+                },
                 telemetry: None,
                 last_known: None,
                 acknowledged: None,
             })
             .collect();
-        let by_id = sirens.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        // Collected from a filter, the vector doubled as it grew: up to half of it empty.
+        sirens.shrink_to_fit();
+        let mut by_id: Vec<u32> = (0..u32::try_from(sirens.len()).unwrap_or(u32::MAX)).collect();
+        by_id.sort_by(|&a, &b| sirens[a as usize].id.cmp(&sirens[b as usize].id));
         let by_key = sirens.iter().enumerate().map(|(i, s)| (s.key_id, i)).collect();
         Self { sirens, by_id, by_key, policy, fault_since: BTreeMap::new() }
     }
@@ -125,7 +141,7 @@ impl FleetState {
     /// Attaches what the previous run last knew.
     pub fn restore(&mut self, rows: Vec<StateRow>) {
         for row in rows {
-            if let Some(&i) = self.by_id.get(&row.siren) {
+            if let Some(i) = self.index(&row.siren) {
                 self.sirens[i].liveness.flaps = row.flaps;
                 // A state name this version does not know (a newer store) is shown as unknown.
                 let state = State::ALL.into_iter().find(|s| s.as_str() == row.state).unwrap_or(State::Unknown);
@@ -139,7 +155,7 @@ impl FleetState {
     }
 
     pub fn get(&self, id: &str) -> Option<&Siren> {
-        self.by_id.get(id).map(|&i| &self.sirens[i])
+        self.index(id).map(|i| &self.sirens[i])
     }
 
     /// The index of the siren holding `key_id`.
@@ -148,7 +164,8 @@ impl FleetState {
     }
 
     pub fn index(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        let found = self.by_id.binary_search_by(|&i| self.sirens[i as usize].id.as_str().cmp(id)).ok()?;
+        Some(self.by_id[found] as usize)
     }
 
     pub fn siren(&self, index: usize) -> &Siren {
@@ -228,5 +245,59 @@ impl FleetState {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use siren_proto::fleet::{Link, Siren as FleetSiren};
+    use siren_proto::frame::{Address, KeyId};
+
+    use super::*;
+
+    fn siren(id: &str, key: u16, links: Vec<Link>) -> FleetSiren {
+        FleetSiren {
+            id: id.into(),
+            name: id.into(),
+            latitude: 30.0,
+            longitude: 120.0,
+            zone: "hz/c".parse().unwrap(),
+            rating_db: 120.0,
+            address: Address(key),
+            key_id: KeyId(key),
+            links,
+        }
+    }
+
+    #[test]
+    fn sirens_are_found_by_id_whatever_the_fleet_order() {
+        let ids = ["HZ-C-0007", "HZ-A-0001", "HZ-C-0002", "HZ-B-0100", "HZ-A-0010"];
+        let sirens: Vec<FleetSiren> = ids.iter().zip(1..).map(|(id, k)| siren(id, k, vec![Link::Mqtt])).collect();
+        let fleet = FleetState::new(&sirens, Policy { down_after_misses: 3 }, Timestamp::now());
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(fleet.index(id), Some(i), "{id}");
+            assert_eq!(fleet.get(id).map(|s| s.key_id), Some(KeyId(u16::try_from(i + 1).unwrap())));
+        }
+        assert_eq!(fleet.index("HZ-A-0002"), None);
+        assert_eq!(fleet.index(""), None);
+        assert_eq!(fleet.index("ZZ"), None);
+    }
+
+    #[test]
+    fn sirens_with_the_same_links_share_one_allocation() {
+        let bus = Link::Serial { bus: "bus-1".into() };
+        let sirens = vec![
+            siren("A", 1, vec![Link::Mqtt]),
+            siren("B", 2, vec![Link::Mqtt]),
+            siren("C", 3, vec![bus.clone(), Link::Mqtt]),
+            siren("D", 4, vec![Link::Mqtt, bus]),
+        ];
+        let fleet = FleetState::new(&sirens, Policy { down_after_misses: 3 }, Timestamp::now());
+        let links = |i: usize| &fleet.siren(i).liveness.links;
+        assert!(std::sync::Arc::ptr_eq(links(0), links(1)));
+        assert!(std::sync::Arc::ptr_eq(links(2), links(3)), "the same set in another order");
+        assert!(!std::sync::Arc::ptr_eq(links(0), links(2)));
+        assert_eq!(links(3).iter().map(|l| &**l).collect::<Vec<_>>(), ["mqtt", "serial:bus-1"]);
+        assert!(std::sync::Arc::ptr_eq(&fleet.siren(0).zone, &fleet.siren(3).zone), "one zone, one path");
     }
 }

@@ -114,7 +114,7 @@ fn siren_json(s: &Siren) -> Value {
         "faults": faults,
         "misses": l.misses,
         "flaps": l.flaps,
-        "links": l.links.iter().map(|name| json!({"link": name, "up": !l.links_down.contains(name)})).collect::<Vec<_>>(),
+        "links": l.links.iter().map(|name| json!({"link": &**name, "up": !l.link_down(name)})).collect::<Vec<_>>(),
         "last_seen": l.last_seen.map(|t| t.to_string()),
         "telemetry": s.telemetry.as_ref().map(|t| json!({
             "at": t.at.to_string(),
@@ -124,7 +124,7 @@ fn siren_json(s: &Siren) -> Value {
             "door_open": t.door_open,
             "cabinet_temp_c": t.cabinet_temp_c,
             "clock_offset_us": t.clock_offset_us,
-            "firmware": t.firmware,
+            "firmware": t.firmware.to_string(),
             "boot_seq": t.boot_seq,
         })),
         "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state.as_str(), "since": r.since.to_string()})),

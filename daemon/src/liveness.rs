@@ -120,39 +120,62 @@ pub struct SirenState {
     pub misses: u32,
     /// The last fault bits it reported.
     pub faults: FaultBits,
-    /// Its links, by name, and which of them are down (a siren has one or two: a small
-    /// vector is a fraction of a set's size).
-    pub links: Vec<String>,
+    /// Its links, by name, sorted: shared, since [`step`](Self::step) copies the state at
+    /// every observation and most sirens have the same links (see [`Links`]).
+    pub links: Links,
+    /// Which of its links are down (a siren has one or two: a small vector is a fraction of a
+    /// set's size, and empty it costs no allocation).
     pub links_down: Vec<String>,
     /// How many times it has gone `down`.
     pub flaps: u32,
     pub last_seen: Option<Timestamp>,
 }
 
+/// A siren's link names, sorted and without repeats; one allocation shared by every siren
+/// with the same links (`FleetState` hands out one per distinct set).
+pub type Links = std::sync::Arc<[std::sync::Arc<str>]>;
+
+/// The [`Links`] of `names`.
+pub fn links(names: impl IntoIterator<Item = String>) -> Links {
+    let mut l: Vec<String> = names.into_iter().collect();
+    l.sort();
+    l.dedup();
+    l.into_iter().map(std::sync::Arc::from).collect()
+}
+
 impl SirenState {
     /// A siren not heard since the daemon started.
     pub fn new(links: impl IntoIterator<Item = String>, now: Timestamp) -> Self {
+        Self::with_links(self::links(links), now)
+    }
+
+    /// A siren not heard since the daemon started, with links made by [`links`].
+    pub fn with_links(links: Links, now: Timestamp) -> Self {
         Self {
             state: State::Unknown,
             since: now,
             misses: 0,
             faults: FaultBits::default(),
-            links: {
-                let mut l: Vec<String> = links.into_iter().collect();
-                l.sort();
-                l.dedup();
-                l.shrink_to_fit();
-                l
-            },
+            links,
             links_down: Vec::new(),
             flaps: 0,
             last_seen: None,
         }
     }
 
+    /// Whether the siren has the link named `name`.
+    pub fn has_link(&self, name: &str) -> bool {
+        self.links.iter().any(|l| **l == *name)
+    }
+
+    /// Whether its link named `name` is down.
+    pub fn link_down(&self, name: &str) -> bool {
+        self.links_down.iter().any(|l| l == name)
+    }
+
     /// Whether some link to the siren is up.
     pub fn reachable(&self) -> bool {
-        self.links.iter().any(|l| !self.links_down.contains(l))
+        self.links.iter().any(|l| !self.link_down(l))
     }
 
     /// The state after `observation` at `now`, and what changed.
@@ -182,7 +205,7 @@ impl SirenState {
                 Some((State::Down, Cause::Died))
             }
             Observation::LinkDown { link } => {
-                if self.links.contains(link) && !next.links_down.contains(link) {
+                if self.has_link(link) && !next.link_down(link) {
                     next.links_down.push(link.clone());
                 }
                 (!next.reachable()).then_some((State::Unreachable, Cause::LinksDown))

@@ -229,11 +229,16 @@ impl Link {
     }
 }
 
+/// Capacity an emptied request or event queue keeps.
+const QUEUE_KEPT: usize = 64;
+
 /// The master session.
 #[derive(Debug)]
 pub struct Master {
     links: BTreeMap<LinkId, Link>,
-    peers: HashMap<KeyId, Peer>,
+    /// Boxed: a peer is a few hundred bytes, and the table keeps about a third of its slots
+    /// free; boxed, a free slot costs a pointer, not a peer.
+    peers: HashMap<KeyId, Box<Peer>>,
     groups: HashMap<KeyId, Group>,
     in_flight: HashMap<KeyId, InFlight>,
     /// Reply deadlines of in-flight requests, soonest first.
@@ -297,7 +302,7 @@ impl Master {
             config.links.push(LinkId::DEFAULT);
         }
         let link = config.links[0];
-        self.peers.insert(config.key_id, Peer { config, link, lease_asked: false });
+        self.peers.insert(config.key_id, Box::new(Peer { config, link, lease_asked: false }));
     }
 
     /// Sends the device's future requests on `link` (one of its links), for example while its
@@ -425,6 +430,11 @@ impl Master {
                 l.queue(priority).iter().position(|q| q.broadcast || (free && !in_flight.contains_key(&q.key_id)));
             let Some(index) = sendable else { continue };
             let Some(q) = l.queue(priority).remove(index) else { continue };
+            if l.queue(priority).is_empty() {
+                // A burst (a whole fleet's time sync after a restart) must not keep its
+                // queue's capacity for good.
+                l.queue(priority).shrink_to(QUEUE_KEPT);
+            }
             if q.broadcast {
                 let sealed = self.seal_broadcast(link, &q);
                 if sealed.is_none() {
@@ -676,7 +686,11 @@ impl Master {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MasterEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            self.events.shrink_to(QUEUE_KEPT);
+        }
+        event
     }
 }
 

@@ -4,23 +4,37 @@
 //! that passes is a missed heartbeat, and the next one is a period later. Silence while the
 //! broker was away proves nothing, so a link that comes back restarts every clock with a
 //! grace of two periods.
+//!
+//! A frame only moves the deadline recorded for the siren: its entry in the queue stays where
+//! it is and, when it comes up, goes back in at the current deadline. So the queue holds one
+//! entry per siren, not one per frame.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+/// One siren's deadline, and when its entry in the queue comes up.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    deadline: Instant,
+    queued: Instant,
+}
 
 /// The sirens' heartbeat deadlines.
 #[derive(Debug)]
 pub struct HeartbeatWatch {
     period: Duration,
-    /// Deadlines, soonest first; an entry whose deadline is no longer current is skipped.
+    /// Queue entries, soonest first; an entry that is not its siren's `queued` is stale.
     due: BinaryHeap<Reverse<(Instant, usize)>>,
-    deadline: HashMap<usize, Instant>,
+    /// By siren index.
+    watches: Vec<Option<Watch>>,
 }
 
 impl HeartbeatWatch {
-    pub fn new(period: Duration) -> Self {
-        Self { period, due: BinaryHeap::new(), deadline: HashMap::new() }
+    /// For a fleet of `sirens` (sized up front: grown during the first burst of frames,
+    /// its freed smaller copies would be left among longer-lived memory).
+    pub fn new(period: Duration, sirens: usize) -> Self {
+        Self { period, due: BinaryHeap::with_capacity(sirens), watches: vec![None; sirens] }
     }
 
     /// A frame from `siren` arrived at `now`.
@@ -39,34 +53,54 @@ impl HeartbeatWatch {
     /// The link went down: nobody's silence counts until it is back.
     pub fn stop(&mut self) {
         self.due.clear();
-        self.deadline.clear();
+        self.watches.iter_mut().for_each(|w| *w = None);
     }
 
     /// The sirens whose deadline has passed by `now`, once for each missed period.
     pub fn expired(&mut self, now: Instant) -> Vec<usize> {
         let mut missed = Vec::new();
-        while let Some(Reverse((due, siren))) = self.due.peek().copied() {
-            if due > now {
+        while let Some(Reverse((at, siren))) = self.due.peek().copied() {
+            if at > now {
                 break;
             }
             self.due.pop();
-            if self.deadline.get(&siren) != Some(&due) {
-                continue; // superseded by a later frame
+            let Some(watch) = self.watches.get_mut(siren).and_then(Option::as_mut) else { continue };
+            if watch.queued != at {
+                continue; // a stale entry: the siren has a sooner one
+            }
+            if watch.deadline > at {
+                // Heard since it was queued: back in at the current deadline.
+                watch.queued = watch.deadline;
+                self.due.push(Reverse((watch.deadline, siren)));
+                continue;
             }
             missed.push(siren);
-            self.arm(siren, due + self.period);
+            let next = at + self.period;
+            *watch = Watch { deadline: next, queued: next };
+            self.due.push(Reverse((next, siren)));
         }
         missed
     }
 
-    /// The soonest deadline, for the engine's wake-up.
+    /// When the engine must next look: the soonest queue entry (a deadline, or a moved one
+    /// to put back in).
     pub fn next_due(&self) -> Option<Instant> {
         self.due.peek().map(|Reverse((t, _))| *t)
     }
 
     fn arm(&mut self, siren: usize, deadline: Instant) {
-        self.deadline.insert(siren, deadline);
-        self.due.push(Reverse((deadline, siren)));
+        if self.watches.len() <= siren {
+            self.watches.resize(siren + 1, None);
+        }
+        let watch = &mut self.watches[siren];
+        match watch {
+            // Its entry comes up first and is put back in then.
+            Some(w) if w.queued <= deadline => w.deadline = deadline,
+            _ => {
+                *watch = Some(Watch { deadline, queued: deadline });
+                self.due.push(Reverse((deadline, siren)));
+            }
+        }
     }
 }
 
@@ -79,7 +113,7 @@ mod tests {
     #[test]
     fn a_silent_siren_misses_after_one_and_a_half_periods_then_every_period() {
         let t0 = Instant::now();
-        let mut watch = HeartbeatWatch::new(10 * SECOND);
+        let mut watch = HeartbeatWatch::new(10 * SECOND, 4);
         watch.heard(3, t0);
         assert!(watch.expired(t0 + 14 * SECOND).is_empty());
         assert_eq!(watch.expired(t0 + 15 * SECOND), [3]);
@@ -90,7 +124,7 @@ mod tests {
     #[test]
     fn every_frame_moves_the_deadline() {
         let t0 = Instant::now();
-        let mut watch = HeartbeatWatch::new(10 * SECOND);
+        let mut watch = HeartbeatWatch::new(10 * SECOND, 4);
         watch.heard(3, t0);
         watch.heard(3, t0 + 10 * SECOND);
         assert!(watch.expired(t0 + 20 * SECOND).is_empty(), "the first deadline was superseded");
@@ -99,9 +133,36 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_holds_one_entry_per_siren_however_many_frames_arrive() {
+        let t0 = Instant::now();
+        let mut watch = HeartbeatWatch::new(10 * SECOND, 4);
+        for ms in 0..1_000 {
+            for siren in 0..10 {
+                watch.heard(siren, t0 + Duration::from_millis(ms * 30));
+            }
+        }
+        assert_eq!(watch.due.len(), 10);
+        // The last frames were at 29.97 s: the deadlines are at 44.97 s.
+        assert!(watch.expired(t0 + 44 * SECOND).is_empty());
+        assert_eq!(watch.expired(t0 + 45 * SECOND).len(), 10);
+    }
+
+    #[test]
+    fn a_sooner_deadline_than_the_queued_one_still_counts() {
+        let t0 = Instant::now();
+        let mut watch = HeartbeatWatch::new(10 * SECOND, 4);
+        // Queued at the restart's grace (20 s), then heard: due at 15 s, sooner.
+        watch.restart([1], t0);
+        watch.heard(1, t0);
+        assert_eq!(watch.expired(t0 + 15 * SECOND), [1]);
+        assert!(watch.expired(t0 + 20 * SECOND).is_empty(), "the grace's entry is stale");
+        assert_eq!(watch.expired(t0 + 25 * SECOND), [1]);
+    }
+
+    #[test]
     fn silence_while_the_link_is_down_does_not_count_and_a_restart_gives_grace() {
         let t0 = Instant::now();
-        let mut watch = HeartbeatWatch::new(10 * SECOND);
+        let mut watch = HeartbeatWatch::new(10 * SECOND, 4);
         watch.heard(1, t0);
         watch.heard(2, t0);
         watch.stop();

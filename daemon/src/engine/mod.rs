@@ -32,7 +32,7 @@ use siren_proto::{Key, RejectReason};
 use tokio::sync::{mpsc, oneshot};
 
 use self::cadence::Cadence;
-use self::clock::ResyncGate;
+use self::clock::ClockSync;
 use self::counters::DirtyCounters;
 use self::heartbeat::HeartbeatWatch;
 use self::polls::{BusAction, BusPoller};
@@ -49,6 +49,8 @@ use crate::store::{Event, Store, StoreError};
 /// seconds before a trigger. A campaign scans every target when asked; asking at every reply
 /// of a 10,000-siren arming made that scan the daemon's bottleneck.
 const SOUNDINGS_EVERY: Duration = Duration::from_millis(10);
+/// Capacity the table of requests awaiting answers keeps after a burst.
+const PENDING_KEPT: usize = 512;
 /// Requests awaiting their answers at once on the MQTT link.
 const MQTT_IN_FLIGHT: usize = 256;
 
@@ -145,7 +147,7 @@ pub struct Engine {
     counters: DirtyCounters,
     /// How often open campaigns are asked for their next commands.
     soundings_cadence: Cadence,
-    resync: ResyncGate,
+    clock_sync: ClockSync,
     /// Told of every siren that starts or stops being able to sound.
     coverage: Option<SharedCoverage>,
     soundings: Option<Runner>,
@@ -203,6 +205,7 @@ impl Engine {
             plan.serial.iter().filter_map(|s| s.group.clone().map(|(id, key)| (s.link, id, key))).collect();
         counters::restore(&mut master, &store, &peers, &plan.keys, &groups)?;
         // Serial sirens are polled from the start, spread over one interval.
+        let sirens = fleet.read().map_or(0, |f| f.sirens().len());
         let buses = {
             let fleet_guard = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             plan.serial
@@ -210,7 +213,7 @@ impl Engine {
                 .map(|s| {
                     let name = format!("serial:{}", s.bus);
                     let members: Vec<usize> = (0..fleet_guard.sirens().len())
-                        .filter(|&i| fleet_guard.siren(i).liveness.links.contains(&name))
+                        .filter(|&i| fleet_guard.siren(i).liveness.has_link(&name))
                         .collect();
                     let group = s.group.as_ref().map(|(id, _)| *id);
                     let poller =
@@ -232,11 +235,11 @@ impl Engine {
             buses,
             mqtt: plan.mqtt,
             topic_root: plan.topic_root,
-            heartbeats: HeartbeatWatch::new(plan.heartbeat),
+            heartbeats: HeartbeatWatch::new(plan.heartbeat, sirens),
             pending: HashMap::new(),
             counters: DirtyCounters::new(now),
             soundings_cadence: Cadence::new(SOUNDINGS_EVERY, now),
-            resync: ResyncGate::default(),
+            clock_sync: ClockSync::new(sirens),
             coverage: None,
             soundings: None,
             arrived: None,
@@ -372,7 +375,7 @@ impl Engine {
             let fleet = self.read_fleet();
             fleet.by_key(o.key_id).and_then(|i| {
                 let first = fleet.siren(i).liveness.links.first()?.clone();
-                self.link_names.iter().find(|(_, n)| **n == first).map(|(id, _)| *id)
+                self.link_names.iter().find(|(_, n)| n.as_str() == &*first).map(|(id, _)| *id)
             })
         };
         let serial = link.filter(|l| self.buses.contains_key(l));
@@ -464,7 +467,7 @@ impl Engine {
             if up { Observation::LinkUp { link: name.clone() } } else { Observation::LinkDown { link: name.clone() } };
         let members: Vec<usize> = {
             let fleet = self.read_fleet();
-            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.links.contains(&name)).collect()
+            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.has_link(&name)).collect()
         };
         for i in &members {
             self.observe(*i, &observation);
@@ -488,6 +491,7 @@ impl Engine {
         self.poll_soundings(now);
         self.schedule_polls(now);
         self.check_heartbeats(now);
+        self.start_clock_syncs();
         while let Some(t) = self.master.poll_transmit(now) {
             if let Some(id) = t.request {
                 if let Some(Pending::Poll { sent, .. }) = self.pending.get_mut(&id) {
@@ -513,6 +517,10 @@ impl Engine {
             self.store_leases(&waiting);
             self.metrics.events_written(self.store.events_written());
             self.metrics.store_health(&self.store.health());
+            // A burst of requests (a whole fleet's time sync) must not keep its capacity.
+            if self.pending.capacity() > 4 * self.pending.len().max(PENDING_KEPT) {
+                self.pending.shrink_to(2 * self.pending.len().max(PENDING_KEPT));
+            }
         }
     }
 
@@ -677,20 +685,28 @@ impl Engine {
             _ => return,
         };
         if link.is_some() && link == self.mqtt && faults.is_some_and(|f| f.contains(FaultBits::CLOCK_UNSYNCED)) {
-            self.sync_clock(index, key_id, now);
+            self.sync_clock(index, now);
         }
         self.observe(index, &Observation::Heard { link: link_name, faults });
     }
 
     /// Starts a time-sync exchange with an MQTT siren whose clock is not synchronised
     /// (serial buses get a broadcast `TIME_SET` instead).
-    fn sync_clock(&mut self, index: usize, key_id: KeyId, now: Instant) {
-        if !self.resync.try_start(index, now) {
-            return;
-        }
-        let t1_us = Timestamp::now().as_microsecond();
-        if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
-            self.pending.insert(id, Pending::TimeSync { siren: index });
+    fn sync_clock(&mut self, index: usize, now: Instant) {
+        self.clock_sync.wanted(index, now);
+        self.start_clock_syncs();
+    }
+
+    /// Starts the time syncs waiting for room on the MQTT link.
+    fn start_clock_syncs(&mut self) {
+        let Some(link) = self.mqtt else { return };
+        while let Some(index) = self.clock_sync.next(self.master.queued_on(link)) {
+            let key_id = self.read_fleet().siren(index).key_id;
+            // Stamped again as the frame is sealed (`Master::stamp_time_syncs`).
+            let t1_us = Timestamp::now().as_microsecond();
+            if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
+                self.pending.insert(id, Pending::TimeSync { siren: index });
+            }
         }
     }
 

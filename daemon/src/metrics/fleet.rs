@@ -196,9 +196,9 @@ impl Collector for FleetCollector {
 fn links_served(sirens: &[Siren]) -> BTreeMap<String, String> {
     let mut served: BTreeMap<&str, &str> = BTreeMap::new();
     for s in sirens {
-        for link in &s.liveness.links {
+        for link in s.liveness.links.iter() {
             let zone = s.zone.as_str();
-            served.entry(link.as_str()).and_modify(|common| *common = common_zone(common, zone)).or_insert(zone);
+            served.entry(&**link).and_modify(|common| *common = common_zone(common, zone)).or_insert(zone);
         }
     }
     served.into_iter().map(|(l, z)| (l.to_owned(), z.to_owned())).collect()
