@@ -225,3 +225,69 @@ async fn a_siren_that_cannot_sound_lowers_coverage_until_repaired() {
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+/// Publishes `payloads` (topic, size in bytes) as a client of its own; returns once each was
+/// handed to the broker or the broker dropped the client (the embedded broker refuses large
+/// payloads).
+async fn publish_junk(url: &str, payloads: &[(String, usize)]) {
+    let (host, port) = sirend::link::mqtt::parse_url(url).unwrap();
+    let mut options = rumqttc::MqttOptions::new("junk-publisher", host, port);
+    options.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 64);
+    for (topic, size) in payloads {
+        client.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, vec![0xA5; *size]).await.unwrap();
+    }
+    let mut acked = 0;
+    while acked < payloads.len() {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_dropped_and_counted_and_the_link_stays_up() {
+    let mosquitto = TestBroker::mosquitto().unwrap();
+    if mosquitto.is_none() {
+        eprintln!("mosquitto is not installed here: only the embedded broker is tried");
+    }
+    for broker in [None, mosquitto.as_ref()] {
+        let dir = tempfile::tempdir().unwrap();
+        let external = broker.map(TestBroker::url);
+        let (loaded, sim, url) = setup(dir.path(), 3, external.as_deref(), 30);
+        let daemon = Daemon::start(&loaded).await.unwrap();
+        let mqtt = devices(&sim, &url, 30);
+        let ids = ids(&loaded);
+        wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+        // The sizes that cut the daemon off before: 64 KiB and more, on a siren's topic and
+        // elsewhere under the root.
+        let s = &loaded.fleet.sirens[0];
+        let root = &loaded.config.mqtt.topic_root;
+        let siren_topic = format!("{root}/{}/{}/status", s.zone, s.id);
+        let junk: Vec<(String, usize)> = [64 * 1024, 100 * 1024, 512 * 1024]
+            .into_iter()
+            .flat_map(|n| [(siren_topic.clone(), n), (format!("{root}/junk/{n}"), n)])
+            .collect();
+        let oversize = "siren_frames_rejected_total{reason=\"oversize\"}";
+        let before = metric(&daemon, oversize);
+        publish_junk(&url, &junk).await;
+        if broker.is_some() {
+            // Mosquitto with its default limits delivers them: each is dropped and counted.
+            wait_for("every oversized message counted", || metric(&daemon, oversize) - before >= 6.0).await;
+        }
+        // The link carries on: a fault after the flood arrives.
+        sim.inject(&ids[1], &Fault::DoorOpen).unwrap();
+        wait_for("degraded after the flood", || state(&daemon, &ids[1]) == State::Degraded).await;
+        assert!((metric(&daemon, "siren_link_up{link=\"mqtt\"}") - 1.0).abs() < f64::EPSILON);
+        daemon.store.flush().unwrap();
+        let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+        let kind = broker.map_or("embedded", TestBroker::kind);
+        assert!(!events.iter().any(|e| e.event.kind == "link_down"), "{kind}: the MQTT link went down");
+        assert!(!events.iter().any(|e| e.event.detail.contains("-> unreachable")), "{kind}: sirens went unreachable");
+        mqtt.shutdown().await;
+        daemon.stop().await;
+    }
+}

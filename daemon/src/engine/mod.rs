@@ -72,6 +72,9 @@ pub enum Input {
     },
     LinkUp(LinkId),
     LinkDown(LinkId),
+    /// A link task refused what it received before it became a frame (an MQTT message too
+    /// large to be one).
+    Rejected(RejectReason),
     /// An operator's request about soundings, answered on `reply`.
     Soundings(SoundingRequest),
 }
@@ -327,6 +330,7 @@ impl Engine {
                 self.arrived = Some(at);
                 self.handle_mqtt(&siren, &channel, &payload, now);
             }
+            Input::Rejected(reason) => self.metrics.frame_rejected(reason),
             Input::LinkUp(link) => self.set_link(link, true, now),
             Input::LinkDown(link) => self.set_link(link, false, now),
             Input::Soundings(request) => self.handle_sounding_request(request),

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+/// The largest payload the embedded broker accepts from a client; a client that publishes a
+/// larger one is disconnected. Room for a frame (`siren_proto::frame::MAX_FRAME`) and then
+/// some, far below what the daemon's own client reads (`mqtt::MAX_INCOMING_PACKET`).
+pub const MAX_PAYLOAD: usize = 4 * 1024;
+
 /// Starts the broker on `listen` and waits until it accepts connections.
 ///
 /// rumqttd only logs a failure to bind, from its own thread, so the port is claimed here first:
@@ -21,7 +26,7 @@ pub fn start(listen: SocketAddr, max_connections: usize) -> anyhow::Result<()> {
     );
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
-        max_payload_size: 64 * 1024,
+        max_payload_size: MAX_PAYLOAD,
         max_inflight_count: 1_000,
         auth: None,
         external_auth: None,

@@ -12,6 +12,15 @@ use tokio::sync::mpsc;
 use super::Backoff;
 use crate::engine::{Input, Output};
 
+/// The largest MQTT packet the client reads. rumqttc drops the connection on a larger one, so
+/// this is far above any valid message (one frame: `siren_proto::frame::MAX_FRAME` bytes) and
+/// above what a broker configured as docs/operations.md says delivers (the embedded one
+/// refuses payloads over [`super::broker::MAX_PAYLOAD`]): a larger message that does arrive
+/// is read whole, dropped and counted, and the connection stays up.
+pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+/// The largest packet the client sends: a command frame and its topic.
+const MAX_OUTGOING_PACKET: usize = 64 * 1024;
+
 /// Where and what to subscribe.
 #[derive(Debug, Clone)]
 pub struct MqttLink {
@@ -51,7 +60,7 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_clean_session(true);
-        options.set_max_packet_size(64 * 1024, 64 * 1024);
+        options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         let (client, event_loop) = AsyncClient::new(options, 1024);
         // `EventLoop::poll` must not be cancelled part-way: one task owns it.
         let (events_tx, mut events) = mpsc::channel(1024);
@@ -76,6 +85,15 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
                         }
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                        if p.payload.len() > siren_proto::frame::MAX_FRAME {
+                            // Not a frame: junk or an attack. Counted, never copied on.
+                            let input = Input::Rejected(siren_proto::RejectReason::Oversize);
+                            if inputs.send(input).await.is_err() {
+                                pump.abort();
+                                return;
+                            }
+                            continue;
+                        }
                         let mut levels = p.topic.rsplit('/');
                         let (Some(channel), Some(siren)) = (levels.next(), levels.next()) else { continue };
                         let input = Input::Mqtt {
