@@ -52,6 +52,11 @@ impl TestBroker {
 
     /// Starts a private Mosquitto on a free port, if Mosquitto is installed.
     pub fn mosquitto() -> anyhow::Result<Option<Self>> {
+        Self::mosquitto_with("")
+    }
+
+    /// A Mosquitto broker with `extra` lines appended to its configuration.
+    pub fn mosquitto_with(extra: &str) -> anyhow::Result<Option<Self>> {
         let Some(binary) = find_mosquitto() else {
             anyhow::ensure!(
                 std::env::var_os("SIRENNET_REQUIRE_MOSQUITTO").is_none(),
@@ -67,7 +72,7 @@ impl TestBroker {
             std::fs::write(
                 &conf,
                 format!(
-                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n",
+                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n{extra}",
                     addr.port()
                 ),
             )?;
