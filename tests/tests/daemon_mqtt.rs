@@ -291,6 +291,10 @@ async fn oversized_messages_are_dropped_and_counted_and_the_link_stays_up() {
         daemon.store.flush().unwrap();
         let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
         let kind = broker.map_or("embedded", TestBroker::kind);
+        eprintln!(
+            "{kind} (delivers oversized messages: {delivers}): link up, {} dropped",
+            metric(&daemon, oversize) - before
+        );
         assert!(!events.iter().any(|e| e.event.kind == "link_down"), "{kind}: the MQTT link went down");
         assert!(!events.iter().any(|e| e.event.detail.contains("-> unreachable")), "{kind}: sirens went unreachable");
         mqtt.shutdown().await;
