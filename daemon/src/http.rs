@@ -187,6 +187,9 @@ fn authorize(
     }
 }
 
+/// The longest note an operator may attach (it is stored with every acknowledgement).
+const NOTE_MAX_CHARS: usize = 1000;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
@@ -213,6 +216,10 @@ async fn acknowledge(
             Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("body: {e}")}))).into_response(),
         }
     };
+    if body.note.chars().count() > NOTE_MAX_CHARS {
+        let error = format!("note: at most {NOTE_MAX_CHARS} characters");
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": error, "field": "note"}))).into_response();
+    }
     let now = Timestamp::now();
     let acknowledged = {
         let mut fleet = state.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -167,6 +167,10 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
         assert_eq!(status, 403);
         assert!(body.contains("operator is needed"), "{body}");
         assert_eq!(request(addr, "POST", &path, Some(&operator), "{\"nope\": 1}").0, 400, "unknown fields refused");
+        let overlong_note = format!("{{\"note\": \"{}\"}}", "x".repeat(1001));
+        let (status, body) = request(addr, "POST", &path, Some(&operator), &overlong_note);
+        assert_eq!(status, 422, "a note over 1000 characters: {body}");
+        assert!(body.contains("\"field\":\"note\""), "{body}");
         let (status, body) = request(addr, "POST", &path, Some(&operator), "{\"note\": \"crew sent\"}");
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("door_open"));
@@ -192,6 +196,7 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
                 ("anonymous".to_owned(), false),
                 ("invalid-token".to_owned(), false),
                 ("watch".to_owned(), false),
+                ("ops".to_owned(), true),
                 ("ops".to_owned(), true),
                 ("ops".to_owned(), true),
             ]

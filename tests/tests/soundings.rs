@@ -161,6 +161,19 @@ async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
     }
     assert_eq!(report["passed"], 5);
     assert_eq!(report["failures_by_zone"].as_object().unwrap().len(), 1, "{report}");
+    // Each siren's report is recorded once, though devices repeat it until it is acknowledged
+    // and answer report requests with it too.
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    let tag = format!("campaign {id} ");
+    for sid in &ids {
+        let n = events
+            .iter()
+            .filter(|e| e.event.kind == "sounding_report" && e.event.siren.as_ref() == Some(sid))
+            .filter(|e| e.event.detail.starts_with(&tag))
+            .count();
+        assert!(n <= 1, "{sid}: {n} report events for campaign {id}");
+    }
 
     let (status, csv) = request(daemon.http, "GET", &format!("{path}.csv"), None, "");
     assert_eq!(status, 200);

@@ -680,9 +680,11 @@ impl Engine {
                 return;
             }
             Message::SoundingReport(r) => {
-                self.record_siren(index, "sounding_report", format!("campaign {} {:?}", r.campaign, r.outcome));
-                if let Some(runner) = &mut self.soundings {
-                    runner.on_report(index, r);
+                // Recorded once per siren and campaign: the device repeats its report until
+                // it is acknowledged, and answers report requests with it too.
+                let news = self.soundings.as_mut().is_none_or(|runner| runner.on_report(index, r));
+                if news {
+                    self.record_siren(index, "sounding_report", format!("campaign {} {:?}", r.campaign, r.outcome));
                 }
                 return;
             }

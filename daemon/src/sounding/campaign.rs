@@ -605,15 +605,18 @@ impl Campaign {
     }
 
     /// A sounding report the device sent by itself (MQTT publishes one when a sounding ends).
-    pub fn on_report(&mut self, target: usize, report: &SoundingReport) {
+    /// Returns whether it is the first report of the target in this campaign (the device
+    /// repeats it until it is acknowledged, and answers report requests with it too).
+    pub fn on_report(&mut self, target: usize, report: &SoundingReport) -> bool {
         if report.campaign != self.id {
-            return;
+            return false;
         }
-        if let Some(t) = self.targets.get_mut(target) {
-            t.report = Some(report.clone());
-            t.retry_at_us = 0;
-            self.dirty = true;
-        }
+        let Some(t) = self.targets.get_mut(target) else { return false };
+        let first = t.report.is_none();
+        t.report = Some(report.clone());
+        t.retry_at_us = 0;
+        self.dirty = true;
+        first
     }
 
     fn finish(&mut self, reachable: &dyn Fn(usize) -> bool) {

@@ -320,16 +320,22 @@ impl Runner {
         }
     }
 
-    /// A sounding report a siren sent by itself.
-    pub fn on_report(&mut self, fleet_index: usize, report: &SoundingReport) {
+    /// A sounding report from a siren. Returns whether it is news: the first report of a
+    /// target of an open campaign, or a report of a campaign this daemon is not running (a
+    /// sounding nobody here ordered, or one that is over).
+    pub fn on_report(&mut self, fleet_index: usize, report: &SoundingReport) -> bool {
+        let mut ours = false;
+        let mut first = false;
         for live in &mut self.open {
             if live.campaign.id != report.campaign {
                 continue;
             }
             if let Some(t) = live.fleet_index.iter().position(|&f| f == Some(fleet_index)) {
-                live.campaign.on_report(t, report);
+                ours = true;
+                first |= live.campaign.on_report(t, report);
             }
         }
+        first || !ours
     }
 
     /// An operator's ad-hoc sounding. Returns the campaign id.
