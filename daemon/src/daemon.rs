@@ -215,6 +215,7 @@ impl Daemon {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             tokens,
+            refusals: Arc::default(),
             coverage: coverage.clone(),
             engine: Some(engine_tx),
         });

@@ -25,13 +25,18 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
+    /// Which refused calls reach the audit log.
+    pub refusals: Arc<RefusalLog>,
     pub coverage: Option<crate::coverage::metrics::SharedCoverage>,
     /// Requests for the engine (soundings); `None` in tests of the read-only API.
     pub engine: Option<tokio::sync::mpsc::Sender<crate::engine::Input>>,
 }
 
 mod coverage;
+mod refusals;
 mod soundings;
+
+pub use refusals::RefusalLog;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -162,13 +167,26 @@ fn authorize(
         }
         Caller::Unknown => Some((StatusCode::UNAUTHORIZED, "the token is not valid".to_owned())),
     };
+    // Every permitted call is recorded; refusals are summarised (see `refusals`).
+    let record = match &refusal {
+        None => Some(String::new()),
+        Some((status, why)) => {
+            let reason = if *status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthenticated" };
+            state.metrics.api_refused(reason);
+            state.refusals.admit(caller.name(), action, std::time::Instant::now()).map(|left_out| match left_out {
+                0 => why.clone(),
+                n => format!("{why} ({n} more refusals of this actor and action were not recorded before this one)"),
+            })
+        }
+    };
+    let Some(detail) = record else { return Err(Box::new(refused_response(refusal))) };
     let entry = AuditEntry {
         at: Timestamp::now(),
         actor: caller.name().to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
         allowed: refusal.is_none(),
-        detail: refusal.as_ref().map(|(_, why)| why.clone()).unwrap_or_default(),
+        detail,
     };
     if let Err(e) = state.store.audit(&entry) {
         // No write without its audit record.
@@ -177,14 +195,18 @@ fn authorize(
     }
     match refusal {
         None => Ok(caller.name().to_owned()),
-        Some((status, why)) => {
-            let mut response = (status, Json(json!({"error": why}))).into_response();
-            if status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            }
-            Err(Box::new(response))
-        }
+        refused => Err(Box::new(refused_response(refused))),
     }
+}
+
+/// The answer to a refused call (`Some`), with the challenge a 401 carries.
+fn refused_response(refusal: Option<(StatusCode, String)>) -> Response {
+    let (status, why) = refusal.unwrap_or((StatusCode::FORBIDDEN, String::new()));
+    let mut response = (status, Json(json!({"error": why}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// The longest note an operator may attach (it is stored with every acknowledgement).

@@ -85,6 +85,7 @@ async fn api() -> Api {
         store: Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap()),
         metrics,
         tokens: Arc::new(Tokens::new(&tokens)),
+        refusals: Arc::default(),
         coverage: Some(coverage),
         engine: None,
     };
@@ -201,6 +202,27 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
                 ("ops".to_owned(), true),
             ]
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_writes_is_counted_but_not_written_row_by_row() {
+    let api = api().await;
+    let (addr, admin) = (api.addr, api.admin.clone());
+    tokio::task::spawn_blocking(move || {
+        let sirens: serde_json::Value = serde_json::from_str(&request(addr, "GET", "/api/sirens", None, "").1).unwrap();
+        let path = format!("/api/sirens/{}/ack", sirens[0]["id"].as_str().unwrap());
+        for _ in 0..300 {
+            assert_eq!(request(addr, "POST", &path, None, "").0, 401);
+        }
+        let log: serde_json::Value =
+            serde_json::from_str(&request(addr, "GET", "/api/audit", Some(&admin), "").1).unwrap();
+        let anonymous = log.as_array().unwrap().iter().filter(|e| e["actor"] == "anonymous").count();
+        assert_eq!(anonymous, 1, "one row for the burst: {log}");
+        let (_, metrics) = request(addr, "GET", "/metrics", None, "");
+        assert!(metrics.contains("sirend_api_refused_total{reason=\"unauthenticated\"} 300"), "{metrics}");
     })
     .await
     .unwrap();

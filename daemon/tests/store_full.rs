@@ -70,6 +70,7 @@ fn serve(store: Arc<Store>) -> (tokio::runtime::Runtime, SocketAddr) {
         fleet,
         store,
         tokens: Arc::new(sirend::auth::Tokens::new(&[])),
+        refusals: Arc::default(),
         coverage: None,
         engine: None,
     };

@@ -29,6 +29,11 @@ struct LinkLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -52,6 +57,7 @@ pub struct Metrics {
     store_failing: Gauge,
     store_commit_failures: Counter,
     leases_waiting: Gauge,
+    api_refused: Family<RefusedLabel, Counter>,
     soundings: SharedBoard,
 }
 
@@ -76,6 +82,7 @@ impl Metrics {
         let store_failing = Gauge::default();
         let store_commit_failures = Counter::default();
         let leases_waiting = Gauge::default();
+        let api_refused = Family::<RefusedLabel, Counter>::default();
         per_siren.register_collector(Box::new(fleet::FleetCollector(fleet)));
         if let Some(coverage) = coverage {
             registry.register_collector(Box::new(CoverageCollector(Arc::clone(&coverage))));
@@ -115,6 +122,14 @@ impl Metrics {
             "Keys whose next counter lease could not be stored: nothing is sent under them",
             leases_waiting.clone(),
         );
+        registry.register(
+            "sirend_api_refused",
+            "API calls refused: unauthenticated (no or an invalid token) or forbidden (the role)",
+            api_refused.clone(),
+        );
+        for reason in ["unauthenticated", "forbidden"] {
+            let _ = api_refused.get_or_create(&RefusedLabel { reason });
+        }
         for reason in RejectReason::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: reason.as_str() });
         }
@@ -131,6 +146,7 @@ impl Metrics {
             store_failing,
             store_commit_failures,
             leases_waiting,
+            api_refused,
             soundings,
         }
     }
@@ -206,6 +222,11 @@ impl Metrics {
         if health.failures > now {
             self.store_commit_failures.inc_by(health.failures - now);
         }
+    }
+
+    /// An API call was refused (`unauthenticated` or `forbidden`).
+    pub fn api_refused(&self, reason: &'static str) {
+        self.api_refused.get_or_create(&RefusedLabel { reason }).inc();
     }
 
     /// Shows how many keys wait for a counter lease to be stored.
