@@ -278,10 +278,11 @@ impl Master {
     }
 
     /// Adds (or reconfigures) a link.
-    /// Stamps `t1` of every `TIME_SYNC_REQUEST` with `clock` as it is sealed for the wire,
-    /// retries included, instead of the value the request was made with. A request can wait
-    /// in the queue (thousands of sirens synchronised at once, a busy bus) and `t1` must be
-    /// when it left, or the wait counts as clock offset.
+    /// Stamps `t1` of every `TIME_SYNC_REQUEST` and `master_time` of every broadcast
+    /// `TIME_SET` with `clock` as it is sealed for the wire, retries included, instead of the
+    /// value the message was made with. A message can wait in the queue (thousands of sirens
+    /// synchronised at once, a busy bus), and both fields mean the time the frame left
+    /// (docs/protocol.md §5.3), or the wait counts as clock offset.
     pub fn stamp_time_syncs(&mut self, clock: fn() -> i64) {
         self.clock = Some(clock);
     }
@@ -531,6 +532,14 @@ impl Master {
         let framing = self.links.get(&link)?.config.framing;
         let counter = take_counter(&mut group.tx, &mut group.lease_asked, q.key_id, &mut self.events).ok()?;
         let mut bytes = Vec::new();
+        let stamped;
+        let message = match (self.clock, &q.message) {
+            (Some(clock), Message::TimeSet { .. }) => {
+                stamped = Message::TimeSet { master_time_us: clock() };
+                &stamped
+            }
+            _ => &q.message,
+        };
         let seal = Seal {
             destination: Address::BROADCAST,
             source: Address::MASTER,
@@ -538,7 +547,7 @@ impl Master {
             key: &group.key,
             counter,
         };
-        seal.encode(&q.message, framing, &mut bytes).ok()?;
+        seal.encode(message, framing, &mut bytes).ok()?;
         Some(Transmit { link, key_id: q.key_id, destination: Address::BROADCAST, request: Some(q.id), bytes })
     }
 

@@ -113,6 +113,22 @@ fn time_sync_requests_are_stamped_as_they_are_sealed_retries_included() {
 }
 
 #[test]
+fn broadcast_time_sets_are_stamped_as_they_are_sealed() {
+    let t0 = Instant::now();
+    let mut m = master(MasterConfig::serial(9600), &[1]);
+    let mut o = outstation(Framing::Serial, 1);
+    m.stamp_time_syncs(|| 1_800_000_000_000_000);
+    // Queued with the time it was made; it leaves with the time it is sealed.
+    m.broadcast(GROUP, Message::TimeSet { master_time_us: 5 }).unwrap();
+    o.handle_input(&m.poll_transmit(t0).unwrap().bytes);
+    let got = requests(&mut o);
+    let [OutstationEvent::Request { message: Message::TimeSet { master_time_us }, .. }] = got.as_slice() else {
+        panic!("{got:?}")
+    };
+    assert_eq!(*master_time_us, 1_800_000_000_000_000);
+}
+
+#[test]
 fn poll_gets_status() {
     let t0 = Instant::now();
     let mut m = master(MasterConfig::serial(9600), &[17]);

@@ -47,6 +47,11 @@ impl Channel {
     }
 }
 
+/// Bytes of a `TIME_SET` serial envelope: SYNC, header, the 8-byte time, MAC, CRC.
+#[allow(clippy::cast_possible_wrap, reason = "a few dozen bytes")]
+const TIME_SET_ENVELOPE: i64 =
+    (siren_proto::frame::HEADER_LEN + 8 + siren_proto::mac::MAC_LEN + siren_proto::frame::ENVELOPE_OVERHEAD) as i64;
+
 /// Which of the device's links bytes came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -104,6 +109,10 @@ pub struct Controller {
     pub link: LinkFaults,
     /// Device turnaround before an answer starts, µs.
     pub turnaround_us: i64,
+    /// One byte's time on its serial line, µs (10 bits at the line's baud rate): a broadcast
+    /// `TIME_SET` is stamped when its SYNC started, so its own wire time is added
+    /// (docs/protocol.md §5.3).
+    pub serial_byte_us: i64,
     outstation: Outstation,
     nv: NonVolatile,
     received: Vec<Received>,
@@ -122,6 +131,7 @@ impl Controller {
             device,
             link: LinkFaults::default(),
             turnaround_us: 5_000,
+            serial_byte_us: 10_000_000 / 9_600,
             outstation,
             nv,
             received: Vec::new(),
@@ -216,7 +226,7 @@ impl Controller {
                         message: message.clone(),
                     };
                     push_bounded(&mut self.received, entry);
-                    self.execute(now, token, &message);
+                    self.execute(now, via, token, &message);
                 }
                 OutstationEvent::Rejected(reason) => push_bounded(&mut self.rejected, reason),
                 OutstationEvent::LeaseWanted { up_to } => {
@@ -242,7 +252,7 @@ impl Controller {
         self.captured.push_back(frame.to_vec());
     }
 
-    fn execute(&mut self, now: TrueMicros, token: RequestToken, message: &Message) {
+    fn execute(&mut self, now: TrueMicros, via: Via, token: RequestToken, message: &Message) {
         let d = &mut self.device;
         let outcome: Result<Option<Message>, NakCode> = match message {
             Message::StatusRequest => Ok(Some(Message::StatusReport(d.status(link_quality(self.link.noise_rate))))),
@@ -256,7 +266,12 @@ impl Controller {
                 Ok(None)
             }
             Message::TimeSet { master_time_us } => {
-                d.clock.set(now, *master_time_us);
+                // `now` is the frame's end; `master_time` was its SYNC's start.
+                let wire_us = match via {
+                    Via::Serial => self.serial_byte_us * TIME_SET_ENVELOPE,
+                    Via::Mqtt => 0,
+                };
+                d.clock.set(now, master_time_us.saturating_add(wire_us));
                 Ok(None)
             }
             Message::ArmTest(a) => d.arm(a, false).map(|()| None),

@@ -117,6 +117,9 @@ struct Line {
 
 impl Line {
     fn new(master: OwnedFd, slave: OwnedFd, devices: Vec<Shared>, clock: SimClock, baud: u32, seed: u64) -> Self {
+        for d in &devices {
+            lock(d).serial_byte_us = 10_000_000 / i64::from(baud.max(1));
+        }
         Self {
             master: File::from(master),
             _slave: slave,

@@ -175,3 +175,28 @@ fn the_ground_truth_logs_stay_bounded() {
     assert!(received.len() > LOG_LIMIT / 2, "the recent half is kept");
     assert_eq!(received.last().unwrap().at, T0 + i64::try_from(LOG_LIMIT + 9).unwrap() * 1_000, "the newest is kept");
 }
+
+#[test]
+fn a_time_set_over_serial_counts_its_own_wire_time() {
+    // Two seconds off; the master stamps the frame as its SYNC starts (docs/protocol.md §5.3).
+    let mut c = controller(2 * S);
+    let mut m = Master::new(MasterConfig::serial(9600));
+    m.add_peer(PeerConfig {
+        key_id: KeyId(7),
+        key: Key::new([7; 32]),
+        address: Address(1),
+        tx: TxCounter::new(1, 1024),
+        rx: ReplayWindow::default(),
+        birth: None,
+        links: vec![],
+    });
+    let sync_start = T0 + 10 * S;
+    m.request(KeyId(7), Message::TimeSet { master_time_us: sync_start }, Priority::Command).unwrap();
+    let tx = m.poll_transmit(Instant::now()).unwrap();
+    assert_eq!(tx.bytes.len(), 43, "the TIME_SET envelope");
+    // Its last byte arrives 43 byte times (10 bits at 9600 baud) after the SYNC started.
+    let wire = 43 * (10 * S / 9_600);
+    c.handle_serial(sync_start + wire, &tx.bytes);
+    let error = c.device.clock.read(sync_start + wire) - (sync_start + wire);
+    assert!(error.abs() < 1_000, "the clock is {error} µs off after the TIME_SET");
+}

@@ -389,3 +389,73 @@ async fn sirens_on_a_pty_serial_bus_are_synchronised_armed_and_verified_while_po
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_that_reopens_while_its_sirens_are_armed_gets_no_time_set_until_they_sounded() {
+    use siren_proto::message::MessageType;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { sirens: 2, seed: 12, serial_share: 1.0, redundant_share: 0.0, ..Options::default() };
+    let mut g = generate::generate(&options).unwrap();
+    for (n, siren) in (0u16..).zip(g.fleet.sirens.iter_mut()) {
+        siren.links = vec![Link::Serial { bus: "bus-c-1".into() }];
+        siren.address = Address(17 + n);
+    }
+    // Armed long before the instant, so the bus can be replugged while they wait.
+    let mut s = setup_fleet(dir.path(), 40, g);
+    let config = std::fs::read_to_string(&s.loaded.path)
+        .unwrap()
+        .replace("baud = 9600", "baud = 9600\npoll_interval_s = 0.2")
+        .replace("lead_s = 8", "lead_s = 35");
+    std::fs::write(&s.loaded.path, config).unwrap();
+    s.loaded = Loaded::load(&s.loaded.path).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let link = generate::pty_link(&root, "bus-c-1");
+    let serial = s.sim.serve_serial("bus-c-1", 9600, Some(link.clone())).unwrap();
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    let time_sets = |id: &str| -> Vec<i64> {
+        let c = lock(s.sim.controller(id).unwrap());
+        c.received()
+            .iter()
+            .filter(|r| r.broadcast && r.message.message_type() == MessageType::TimeSet)
+            .map(|r| r.at)
+            .collect()
+    };
+    // The port's first opening sets the bus's clocks: the bus has a group key.
+    wait_for("the first time set", || ids.iter().all(|id| !time_sets(id).is_empty())).await;
+    wait_for("every siren armed", || {
+        e2e_campaign(&daemon).is_some_and(|c| c["sirens"].as_array().unwrap().iter().all(|t| t["armed"] == true))
+    })
+    .await;
+
+    // Unplugged and plugged back while they wait for the instant: a reopened port would get a
+    // time set at once.
+    let up = "siren_link_up{link=\"serial:bus-c-1\"}";
+    let link_up = || daemon.metrics.encode().lines().any(|l| l.strip_prefix(up).is_some_and(|v| v.trim() == "1"));
+    drop(serial);
+    wait_for("the bus down", || !link_up()).await;
+    let _serial = s.sim.serve_serial("bus-c-1", 9600, Some(link)).unwrap();
+    wait_for("the bus up again", link_up).await;
+    let phase = e2e_campaign(&daemon).unwrap()["phase"].clone();
+    assert_eq!(phase, "arming", "the bus came back too late for the test to mean anything");
+
+    let mut report = serde_json::Value::Null;
+    wait_for("the campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["passed"], 2, "{report:#}");
+    let id = report["id"].as_u64().unwrap();
+    for sid in &ids {
+        let c = lock(s.sim.controller(sid).unwrap());
+        let armed =
+            c.received().iter().filter(|r| r.message.message_type() == MessageType::ArmTest).map(|r| r.at).max();
+        let started = c.device.soundings().iter().find(|x| u64::from(x.campaign) == id).and_then(|x| x.started);
+        drop(c);
+        let (armed, started) = (armed.unwrap(), started.unwrap());
+        let moved: Vec<i64> = time_sets(sid).into_iter().filter(|&at| at > armed && at < started).collect();
+        assert!(moved.is_empty(), "{sid}: time set while armed, at {moved:?} (armed {armed}, started {started})");
+    }
+    daemon.stop().await;
+}

@@ -539,7 +539,15 @@ impl Engine {
             match bus.poller.next(now) {
                 None => {}
                 Some(BusAction::TimeSet) => {
-                    if let Some(group) = bus.group {
+                    let group = bus.group;
+                    if self.clocks_held_on(link) {
+                        // A step of an armed siren's clock moves its start.
+                        tracing::debug!(link = %self.link_names[&link], "time set held: sirens on the bus are armed");
+                        if let Some(bus) = self.buses.get_mut(&link) {
+                            bus.poller.time_set_held(now);
+                        }
+                    } else if let Some(group) = group {
+                        // Stamped as it is sealed for the wire (`Master::stamp_time_syncs`).
                         let master_time_us = Timestamp::now().as_microsecond();
                         let _ = self.master.broadcast(group, Message::TimeSet { master_time_us });
                     }
@@ -560,6 +568,14 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether a siren on serial `link` is armed or sounding (its clock must not be stepped).
+    fn clocks_held_on(&self, link: LinkId) -> bool {
+        let Some(runner) = &self.soundings else { return false };
+        let name = &self.link_names[&link];
+        let fleet = self.read_fleet();
+        runner.clocks_held().any(|i| fleet.siren(i).liveness.has_link(name))
     }
 
     fn check_heartbeats(&mut self, now: Instant) {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// How often a bus with a group key gets a broadcast time set.
 pub const TIME_SET_EVERY: Duration = Duration::from_secs(600);
+/// How soon a time set held back (sirens on the bus are armed) is due again.
+pub const TIME_SET_HELD_FOR: Duration = Duration::from_secs(10);
 /// Longest back-off between polls of a siren that does not answer, in poll intervals.
 const MAX_BACKOFF_INTERVALS: u32 = 8;
 
@@ -108,6 +110,12 @@ impl BusPoller {
     /// The poll taken could not be sent: it is due again an interval later, no miss counted.
     pub fn not_sent(&mut self, siren: usize, now: Instant) {
         self.schedule(siren, 1, now);
+    }
+
+    /// The time set [`next`](Self::next) returned was not sent (sirens on the bus are armed
+    /// and a step of their clocks would move their start): it is due again shortly.
+    pub fn time_set_held(&mut self, now: Instant) {
+        self.next_time_set = now + TIME_SET_HELD_FOR;
     }
 
     /// The bus's port opened or closed: a time set is due as soon as it is up.
@@ -226,6 +234,19 @@ mod tests {
         // A port that reopens gets one at once.
         bus.link_changed(later + SECOND);
         assert_eq!(bus.next(later + SECOND), Some(BusAction::TimeSet));
+    }
+
+    #[test]
+    fn a_time_set_held_back_is_due_again_shortly_and_polls_go_on_meanwhile() {
+        let t0 = Instant::now();
+        let mut bus = BusPoller::new(SECOND, 3, true, &[1], t0);
+        assert_eq!(bus.next(t0), Some(BusAction::TimeSet));
+        bus.time_set_held(t0);
+        assert_eq!(bus.next(t0), Some(BusAction::Poll(1)));
+        bus.answered(1, t0);
+        assert_eq!(bus.next(t0 + 9 * SECOND), Some(BusAction::Poll(1)));
+        bus.answered(1, t0 + 9 * SECOND);
+        assert_eq!(bus.next(t0 + TIME_SET_HELD_FOR), Some(BusAction::TimeSet));
     }
 
     #[test]

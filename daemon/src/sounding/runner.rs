@@ -306,6 +306,15 @@ impl Runner {
         self.open.iter().any(|l| l.campaign.urgent(now))
     }
 
+    /// The sirens (fleet indices) whose clocks must not be stepped now: the targets of the
+    /// campaigns being armed or sounding, whose start is an instant on their own clock.
+    pub fn clocks_held(&self) -> impl Iterator<Item = usize> + '_ {
+        self.open
+            .iter()
+            .filter(|l| matches!(l.campaign.phase, Phase::Arming | Phase::Running))
+            .flat_map(|l| l.fleet_index.iter().flatten().copied())
+    }
+
     /// A request not sent now (its bus is busy): asked again on the next poll.
     pub fn defer(&mut self, campaign: u32, target: usize) {
         if let Some(live) = self.live(campaign) {
