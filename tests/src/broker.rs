@@ -107,7 +107,16 @@ impl TestBroker {
         self.child = None;
     }
 
-    /// Starts a killed Mosquitto again on the same port.
+    /// Stops a Mosquitto broker as an operator would (SIGTERM): it publishes the wills of
+    /// its clients as it goes.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped or killed Mosquitto again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let (Some(binary), Some(dir)) = (&self.binary, &self.dir) else {
             anyhow::bail!("only a Mosquitto broker can be restarted")

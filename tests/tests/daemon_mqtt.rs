@@ -131,6 +131,33 @@ async fn a_broker_restart_makes_sirens_unreachable_never_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_cleanly_publishes_every_will_and_no_siren_goes_down() {
+    let Some(mut broker) = TestBroker::mosquitto().unwrap() else {
+        eprintln!("mosquitto is not installed here: skipped (CI installs it and requires it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 12, Some(&broker.url()), 30);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 30);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    broker.stop();
+    wait_for("unreachable while the broker is gone", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable))
+        .await;
+    broker.restart().unwrap();
+    wait_for("ok again after the broker returns", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    let downs: Vec<_> =
+        events.iter().filter(|e| e.event.kind == "state" && e.event.detail.contains("-> down")).collect();
+    assert!(downs.is_empty(), "the broker's clean stop put sirens down: {downs:?}");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
     let dir = tempfile::tempdir().unwrap();
     let (loaded, sim, url) = setup(dir.path(), 3, None, 1);

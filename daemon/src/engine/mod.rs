@@ -9,6 +9,8 @@
 //! - [`polls::BusPoller`]: which siren a serial bus polls next within its airtime (back-off,
 //!   broadcast time sets, campaign requests paced against polls);
 //! - [`heartbeat::HeartbeatWatch`]: MQTT sirens' heartbeat deadlines;
+//! - [`deaths::DeathGrace`]: last-will deaths held until it is clear the broker is not going
+//!   away with them;
 //! - [`clock`]: when an MQTT siren's clock may be synchronised again, and the correction;
 //! - [`counters`]: replay-counter leases restored and persisted before use, and the pace of
 //!   writing counters that moved;
@@ -17,6 +19,7 @@
 pub mod cadence;
 pub mod clock;
 pub mod counters;
+pub mod deaths;
 pub mod heartbeat;
 pub mod polls;
 
@@ -34,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::cadence::Cadence;
 use self::clock::ClockSync;
 use self::counters::DirtyCounters;
+use self::deaths::DeathGrace;
 use self::heartbeat::HeartbeatWatch;
 use self::polls::{BusAction, BusPoller};
 
@@ -146,6 +150,7 @@ pub struct Engine {
     mqtt: Option<LinkId>,
     topic_root: String,
     heartbeats: HeartbeatWatch,
+    deaths: DeathGrace,
     pending: HashMap<RequestId, Pending>,
     counters: DirtyCounters,
     /// How often open campaigns are asked for their next commands.
@@ -239,6 +244,7 @@ impl Engine {
             mqtt: plan.mqtt,
             topic_root: plan.topic_root,
             heartbeats: HeartbeatWatch::new(plan.heartbeat, sirens),
+            deaths: DeathGrace::default(),
             pending: HashMap::new(),
             counters: DirtyCounters::new(now),
             soundings_cadence: Cadence::new(SOUNDINGS_EVERY, now),
@@ -300,6 +306,9 @@ impl Engine {
             }
         }
         if let Some(t) = self.heartbeats.next_due() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.deaths.next_due() {
             wake = wake.min(t);
         }
         if self.soundings.as_ref().is_some_and(|r| r.urgent(Timestamp::now())) {
@@ -481,6 +490,13 @@ impl Engine {
                 self.heartbeats.restart(members, now);
             } else {
                 self.heartbeats.stop();
+                let dropped = self.deaths.link_lost();
+                if dropped > 0 {
+                    tracing::info!(
+                        deaths = dropped,
+                        "deaths published as the broker went away: not counted as failures"
+                    );
+                }
             }
         }
         if let Some(bus) = self.buses.get_mut(&link) {
@@ -495,6 +511,9 @@ impl Engine {
         self.poll_soundings(now);
         self.schedule_polls(now);
         self.check_heartbeats(now);
+        for (index, detail) in self.deaths.due(now) {
+            self.apply_death(index, detail);
+        }
         self.start_clock_syncs();
         while let Some(t) = self.master.poll_transmit(now) {
             if let Some(id) = t.request {
@@ -576,6 +595,13 @@ impl Engine {
         let name = &self.link_names[&link];
         let fleet = self.read_fleet();
         runner.clocks_held().any(|i| fleet.siren(i).liveness.has_link(name))
+    }
+
+    /// A death whose grace has passed (or that another frame of the siren followed).
+    fn apply_death(&mut self, index: usize, detail: String) {
+        let Some(link) = self.mqtt.and_then(|l| self.link_names.get(&l)).cloned() else { return };
+        self.record_siren(index, "death", detail);
+        self.observe(index, &Observation::Died { link });
     }
 
     fn check_heartbeats(&mut self, now: Instant) {
@@ -682,6 +708,9 @@ impl Engine {
         if link.is_some() && link == self.mqtt {
             self.heartbeats.heard(index, now);
         }
+        if let Some(detail) = self.deaths.take(index) {
+            self.apply_death(index, detail);
+        }
         let faults = match message {
             Message::StatusReport(s) => {
                 let telemetry = Telemetry::from_report(s, Timestamp::now());
@@ -691,8 +720,7 @@ impl Engine {
             Message::Heartbeat(h) => Some(h.faults),
             Message::Birth(_) => None,
             Message::Death(d) => {
-                self.record_siren(index, "death", format!("boot {} cause {:?}", d.boot_seq, d.cause));
-                self.observe(index, &Observation::Died { link: link_name });
+                self.deaths.died(index, format!("boot {} cause {:?}", d.boot_seq, d.cause), now);
                 return;
             }
             Message::SoundingReport(r) => {
