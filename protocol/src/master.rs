@@ -306,6 +306,11 @@ impl Master {
         self.peers.insert(config.key_id, Box::new(Peer { config, link, lease_asked: false }));
     }
 
+    /// The link the device's requests go out on now.
+    pub fn link_of(&self, key_id: KeyId) -> Option<LinkId> {
+        self.peers.get(&key_id).map(|p| p.link)
+    }
+
     /// Sends the device's future requests on `link` (one of its links), for example while its
     /// preferred link is down. Requests already queued stay where they are.
     pub fn set_link(&mut self, key_id: KeyId, link: LinkId) -> Result<(), RequestError> {

@@ -459,3 +459,51 @@ async fn a_bus_that_reopens_while_its_sirens_are_armed_gets_no_time_set_until_th
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sirens_with_a_dead_serial_line_are_armed_over_their_mqtt_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { sirens: 2, seed: 13, serial_share: 1.0, redundant_share: 0.0, ..Options::default() };
+    let mut g = generate::generate(&options).unwrap();
+    // Serial first: the preferred link, MQTT the fallback.
+    for (n, siren) in (0u16..).zip(g.fleet.sirens.iter_mut()) {
+        siren.links = vec![Link::Serial { bus: "bus-c-1".into() }, Link::Mqtt];
+        siren.address = Address(17 + n);
+    }
+    let s = setup_fleet(dir.path(), 30, g);
+    let root = dir.path().canonicalize().unwrap();
+    let serial = s.sim.serve_serial("bus-c-1", 9600, Some(generate::pty_link(&root, "bus-c-1"))).unwrap();
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    let up = |link: &str| {
+        let series = format!("siren_link_up{{link=\"{link}\"}}");
+        daemon.metrics.encode().lines().any(|l| l.strip_prefix(series.as_str()).is_some_and(|v| v.trim() == "1"))
+    };
+    wait_for("both links up", || up("serial:bus-c-1") && up("mqtt")).await;
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| matches!(daemon.fleet.read().unwrap().get(id).unwrap().liveness.state, State::Ok))
+    })
+    .await;
+    // The serial line dies before the sounding is armed.
+    drop(serial);
+    wait_for("the bus down", || !up("serial:bus-c-1")).await;
+    assert_eq!(e2e_campaign(&daemon).unwrap()["phase"], "planned", "the line died too late for the test");
+
+    let mut report = serde_json::Value::Null;
+    wait_for("the campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["passed"], 2, "{report:#}");
+    let id = report["id"].as_u64().unwrap();
+    for t in report["sirens"].as_array().unwrap() {
+        assert_eq!(t["armed"], true, "armed over MQTT: {t}");
+        let sid = t["siren"].as_str().unwrap();
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        assert!(truth.iter().any(|x| u64::from(x.campaign) == id && x.started.is_some()), "{sid} sounded");
+    }
+    devices.shutdown().await;
+    daemon.stop().await;
+}

@@ -384,14 +384,8 @@ impl Engine {
     /// Sends a campaign's request; `paced` holds it back while the siren's serial bus is not
     /// free for it (the campaign asks again on its next poll).
     fn send_sounding(&mut self, o: Outgoing, paced: bool) {
-        let link = {
-            let fleet = self.read_fleet();
-            fleet.by_key(o.key_id).and_then(|i| {
-                let first = fleet.siren(i).liveness.links.first()?.clone();
-                self.link_names.iter().find(|(_, n)| n.as_str() == &*first).map(|(id, _)| *id)
-            })
-        };
-        let serial = link.filter(|l| self.buses.contains_key(l));
+        // The link the request will go on: a redundant siren's may have failed over.
+        let serial = self.master.link_of(o.key_id).filter(|l| self.buses.contains_key(l));
         if paced {
             let trigger = matches!(o.action.command, SoundingCommand::Trigger);
             if serial
@@ -487,7 +481,7 @@ impl Engine {
         }
         if Some(link) == self.mqtt {
             if up {
-                self.heartbeats.restart(members, now);
+                self.heartbeats.restart(members.iter().copied(), now);
             } else {
                 self.heartbeats.stop();
                 let dropped = self.deaths.link_lost();
@@ -501,6 +495,29 @@ impl Engine {
         }
         if let Some(bus) = self.buses.get_mut(&link) {
             bus.poller.link_changed(now);
+        }
+        self.reroute(&members);
+    }
+
+    /// Points each of `sirens`' requests at its first link (in fleet-file order) that is up: a
+    /// siren with a serial line and MQTT is commanded over whichever works.
+    fn reroute(&mut self, sirens: &[usize]) {
+        for &index in sirens {
+            let (key_id, id) = {
+                let fleet = self.read_fleet();
+                let s = fleet.siren(index);
+                (s.key_id, s.id.clone())
+            };
+            let Some(links) = self.master.peer(key_id).map(|p| p.links.clone()) else { continue };
+            if links.len() < 2 {
+                continue;
+            }
+            let Some(up) = links.iter().copied().find(|l| self.link_up.get(l).copied().unwrap_or(false)) else {
+                continue; // none works: requests wait on the current one and fail as before
+            };
+            if self.master.link_of(key_id) != Some(up) && self.master.set_link(key_id, up).is_ok() {
+                tracing::info!(siren = %id, link = %self.link_names[&up], "commands go over this link now");
+            }
         }
     }
 
