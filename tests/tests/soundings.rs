@@ -507,3 +507,44 @@ async fn sirens_with_a_dead_serial_line_are_armed_over_their_mqtt_link() {
     devices.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_past_its_arm_cut_off_is_triggered_by_one_broadcast_and_starts_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { sirens: 6, seed: 14, serial_share: 1.0, redundant_share: 0.0, ..Options::default() };
+    let mut g = generate::generate(&options).unwrap();
+    for (n, siren) in (0u16..).zip(g.fleet.sirens.iter_mut()) {
+        siren.links = vec![Link::Serial { bus: "bus-c-1".into() }];
+        siren.address = Address(17 + n);
+    }
+    // The instant is 4-5 s away and arming stops 8 s before it: the daemon starts past its
+    // cut-off, so every siren must be triggered (as after a restart that came too late).
+    let mut s = setup_fleet(dir.path(), 5, g);
+    let config = std::fs::read_to_string(&s.loaded.path)
+        .unwrap()
+        .replace("lead_s = 8", "lead_s = 20")
+        .replace("arm_cutoff_s = 2", "arm_cutoff_s = 8");
+    std::fs::write(&s.loaded.path, config).unwrap();
+    s.loaded = Loaded::load(&s.loaded.path).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let _serial = s.sim.serve_serial("bus-c-1", 9600, Some(generate::pty_link(&root, "bus-c-1"))).unwrap();
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let mut report = serde_json::Value::Null;
+    wait_for("the campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["passed"], 6, "{report:#}");
+    let id = report["id"].as_u64().unwrap();
+    let instant = report["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_microsecond();
+    for t in report["sirens"].as_array().unwrap() {
+        assert_eq!((t["armed"].as_bool(), t["triggered"].as_bool()), (Some(false), Some(true)), "{t}");
+        let sid = t["siren"].as_str().unwrap();
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        let started = truth.iter().find(|x| u64::from(x.campaign) == id).and_then(|x| x.started).unwrap();
+        let late_ms = (started - instant) / 1000;
+        assert!(late_ms.abs() < 250, "{sid} started {late_ms} ms from the instant");
+    }
+    daemon.stop().await;
+}

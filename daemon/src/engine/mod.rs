@@ -435,8 +435,49 @@ impl Engine {
             let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             runner.poll(Timestamp::now(), &self.store, &fleet)
         };
+        // A trigger-now is due at an instant: one by one a 9600 baud bus starts about one siren
+        // within the tolerance. A bus whose sirens all wait for it gets one broadcast.
+        let mut broadcast: HashMap<(LinkId, u32), bool> = HashMap::new();
         for o in outgoing {
+            if matches!(o.action.command, SoundingCommand::Trigger) {
+                let bus =
+                    self.master.link_of(o.key_id).filter(|l| self.buses.get(l).is_some_and(|b| b.group.is_some()));
+                if let Some(link) = bus {
+                    let sent = *broadcast
+                        .entry((link, o.campaign))
+                        .or_insert_with(|| self.broadcast_trigger(link, o.campaign));
+                    if sent {
+                        continue;
+                    }
+                }
+            }
             self.send_sounding(o, true);
+        }
+    }
+
+    /// Triggers `campaign` on serial `link` with one broadcast if every siren on the bus waits
+    /// for its trigger; returns whether it did.
+    fn broadcast_trigger(&mut self, link: LinkId, campaign: u32) -> bool {
+        let (Some(group), Some(name)) = (self.buses.get(&link).and_then(|b| b.group), self.link_names.get(&link))
+        else {
+            return false;
+        };
+        let members: Vec<usize> = {
+            let fleet = self.read_fleet();
+            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.has_link(name)).collect()
+        };
+        let Some(message) = self.soundings.as_mut().and_then(|r| r.trigger_bus(campaign, &members)) else {
+            return false;
+        };
+        match self.master.broadcast(group, message) {
+            Ok(_) => {
+                tracing::info!(campaign, link = %name, sirens = members.len(), "triggered by broadcast");
+                true
+            }
+            Err(e) => {
+                tracing::error!(campaign, link = %name, error = %e, "cannot broadcast a trigger");
+                false
+            }
         }
     }
 

@@ -467,6 +467,32 @@ impl Campaign {
         }
     }
 
+    /// The targets armed with a start on their own clock.
+    pub fn armed_targets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.targets.iter().enumerate().filter(|(_, t)| t.armed_start_us.is_some()).map(|(i, _)| i)
+    }
+
+    /// Triggers `targets` with one broadcast if every one of them waits for a trigger: marks
+    /// them triggered and returns the message (its latest start is true time: one frame
+    /// cannot carry each device's offset). `None` when one of them does not wait for one.
+    pub fn broadcast_trigger(&mut self, targets: &[usize]) -> Option<Message> {
+        if self.phase != Phase::Arming
+            || targets.is_empty()
+            || !targets.iter().all(|&i| self.targets.get(i).is_some_and(|t| t.step == TargetStep::Trigger))
+        {
+            return None;
+        }
+        for &i in targets {
+            let t = &mut self.targets[i];
+            t.step = TargetStep::Triggered;
+            t.triggered = true;
+            t.busy = false;
+        }
+        self.dirty = true;
+        let not_after_us = self.instant_us() + self.tolerance_us() / 2;
+        Some(Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() }))
+    }
+
     /// The instant by the target's clock: true instant less its measured offset. After a
     /// successful correction the offset is near zero; a flagged clock is compensated here.
     fn device_start_us(&self, t: &Target) -> i64 {

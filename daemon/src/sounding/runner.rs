@@ -306,13 +306,25 @@ impl Runner {
         self.open.iter().any(|l| l.campaign.urgent(now))
     }
 
-    /// The sirens (fleet indices) whose clocks must not be stepped now: the targets of the
-    /// campaigns being armed or sounding, whose start is an instant on their own clock.
+    /// The sirens (fleet indices) whose clocks must not be stepped now: those armed by a
+    /// campaign that has not sounded yet, whose start is an instant on their own clock.
+    /// (Targets waiting for a trigger are not among them: a time set helps them.)
     pub fn clocks_held(&self) -> impl Iterator<Item = usize> + '_ {
         self.open
             .iter()
             .filter(|l| matches!(l.campaign.phase, Phase::Arming | Phase::Running))
-            .flat_map(|l| l.fleet_index.iter().flatten().copied())
+            .flat_map(|l| l.campaign.armed_targets().filter_map(|t| l.fleet_index.get(t).copied().flatten()))
+    }
+
+    /// The broadcast trigger of `campaign` for a serial bus whose sirens are `members` (fleet
+    /// indices), if every one of them is a target of the campaign waiting for a trigger; they
+    /// are then marked triggered. `None` otherwise: a broadcast would also start sirens that
+    /// are not targets, or that are armed, so the triggers go one by one.
+    pub fn trigger_bus(&mut self, campaign: u32, members: &[usize]) -> Option<Message> {
+        let live = self.live(campaign)?;
+        let targets: Option<Vec<usize>> =
+            members.iter().map(|&m| live.fleet_index.iter().position(|&f| f == Some(m))).collect();
+        live.campaign.broadcast_trigger(&targets?)
     }
 
     /// A request not sent now (its bus is busy): asked again on the next poll.
