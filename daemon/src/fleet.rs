@@ -67,6 +67,19 @@ pub struct Siren {
     /// The faults an operator has acknowledged, by whom and when: boxed, since few sirens
     /// have one and every siren would carry its size.
     pub acknowledged: Option<Box<Acknowledgement>>,
+    /// Set while commands to the siren go unanswered although it is heard: a command-path
+    /// fault, apart from liveness (boxed for the same reason).
+    pub command_fault: Option<Box<CommandFault>>,
+}
+
+/// Commands a siren that is otherwise heard does not answer (its receive counter ahead of the
+/// daemon's, a wrong key on one side, a half-broken link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandFault {
+    /// When its first unanswered command gave up.
+    pub since: Timestamp,
+    /// Commands unanswered after every retry since then.
+    pub unanswered: u32,
 }
 
 /// The state a previous run of the daemon last recorded for a siren.
@@ -128,6 +141,7 @@ impl FleetState {
                 telemetry: None,
                 last_known: None,
                 acknowledged: None,
+                command_fault: None,
             })
             .collect();
         // Collected from a filter, the vector doubled as it grew: up to half of it empty.
@@ -218,6 +232,28 @@ impl FleetState {
         faults
     }
 
+    /// Siren `index` answered a command: any command-path fault is over; returns whether
+    /// there was one.
+    pub fn command_answered(&mut self, index: usize) -> bool {
+        self.sirens[index].command_fault.take().is_some()
+    }
+
+    /// A command to siren `index` went unanswered after every retry at `now`. While the siren
+    /// is heard (its state says it answers), that is a command-path fault; returns whether it
+    /// is a new one. A siren that is not heard is liveness's business.
+    pub fn command_unanswered(&mut self, index: usize, now: Timestamp) -> bool {
+        let s = &mut self.sirens[index];
+        if let Some(f) = &mut s.command_fault {
+            f.unanswered = f.unanswered.saturating_add(1);
+            return false;
+        }
+        if !matches!(s.liveness.state, State::Ok | State::Degraded | State::Faulty) {
+            return false;
+        }
+        s.command_fault = Some(Box::new(CommandFault { since: now, unanswered: 1 }));
+        true
+    }
+
     /// Records telemetry of siren `index`.
     pub fn set_telemetry(&mut self, index: usize, telemetry: Telemetry) {
         self.sirens[index].telemetry = Some(telemetry);
@@ -281,6 +317,26 @@ mod tests {
         assert_eq!(fleet.index("HZ-A-0002"), None);
         assert_eq!(fleet.index(""), None);
         assert_eq!(fleet.index("ZZ"), None);
+    }
+
+    #[test]
+    fn a_heard_siren_that_does_not_answer_a_command_has_a_command_fault_until_it_answers() {
+        let sirens = vec![siren("A", 1, vec![Link::Mqtt])];
+        let mut fleet = FleetState::new(&sirens, Policy { down_after_misses: 3 }, Timestamp::now());
+        let now = Timestamp::now();
+        assert!(!fleet.command_unanswered(0, now), "unknown: not heard, liveness's business");
+        assert!(fleet.siren(0).command_fault.is_none());
+        let _ = fleet.observe(
+            0,
+            &Observation::Heard { link: "mqtt".into(), faults: Some(siren_proto::message::FaultBits::default()) },
+            now,
+        );
+        assert!(fleet.command_unanswered(0, now));
+        assert!(!fleet.command_unanswered(0, now), "not news twice");
+        assert_eq!(fleet.siren(0).command_fault.as_ref().map(|f| f.unanswered), Some(2));
+        assert!(fleet.command_answered(0));
+        assert!(!fleet.command_answered(0));
+        assert!(fleet.siren(0).command_fault.is_none());
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sirens/{id}", get(siren))
         .route("/api/events", get(events))
         .route("/api/sirens/{id}/ack", post(acknowledge))
+        .route("/api/sirens/{id}/resync", post(resync))
         .route("/api/audit", get(audit))
         .route("/api/coverage", get(coverage::summary))
         .route("/api/coverage.geojson", get(coverage::geojson))
@@ -133,6 +134,10 @@ fn siren_json(s: &Siren) -> Value {
             "boot_seq": t.boot_seq,
         })),
         "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state.as_str(), "since": r.since.to_string()})),
+        "command_fault": s.command_fault.as_ref().map(|f| json!({
+            "since": f.since.to_string(),
+            "unanswered": f.unanswered,
+        })),
         "acknowledged": s.acknowledged.as_ref().map(|a| json!({
             "faults": fault_names(a.faults),
             "by": a.by,
@@ -255,6 +260,30 @@ async fn acknowledge(
     let detail = format!("{} by {by}{note}", names.join(","));
     let _ = state.store.record(Event { at: now, siren: Some(id.clone()), kind: "acknowledged".into(), detail });
     Json(json!({"siren": id, "acknowledged": names, "by": by, "at": now.to_string()})).into_response()
+}
+
+/// `POST /api/sirens/{id}/resync`: moves the siren's transmit counter far ahead, for a device
+/// whose receive counter is ahead of the daemon's (admin; docs/operations.md).
+async fn resync(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let by = match authorize(&state, &headers, Role::Admin, "resync-counters", &id) {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
+    let Some(engine) = &state.engine else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine is not running"}))).into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if engine.send(crate::engine::Input::Resync { siren: id.clone(), by, reply }).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine has stopped"}))).into_response();
+    }
+    match answer.await {
+        Ok(Ok(counter)) => Json(json!({"siren": id, "counter": counter})).into_response(),
+        Ok(Err(why)) if why.starts_with("no siren") => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
+        }
+        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine has stopped"}))).into_response(),
+    }
 }
 
 /// `GET /api/audit`: the audit log (admin).

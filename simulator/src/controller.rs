@@ -414,6 +414,10 @@ impl Controller {
                 }
             }
             Fault::LineNoise { rate } => self.link.noise_rate = rate.clamp(0.0, 1.0),
+            Fault::CounterAhead { by } => {
+                self.nv.rx_highest = self.nv.rx_highest.max(self.outstation.rx_highest()).saturating_add(*by);
+                self.after_reboot();
+            }
         }
     }
 

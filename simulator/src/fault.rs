@@ -53,6 +53,11 @@ pub enum Fault {
     RightKey,
     /// An attacker replays the frames this device sent recently.
     ReplayAttack,
+    /// The device's receive counter jumps `by` ahead of what the master sends (a restored
+    /// backup, a second controller): it drops every command as a replay, silently.
+    CounterAhead {
+        by: u32,
+    },
     /// Bytes on this device's serial line are corrupted at `rate` per byte (0..=1).
     LineNoise {
         rate: f64,

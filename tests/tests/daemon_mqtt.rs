@@ -328,3 +328,72 @@ async fn oversized_messages_are_dropped_and_counted_and_the_link_stays_up() {
         daemon.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siren_whose_counter_is_ahead_is_a_command_path_fault_until_resynchronised() {
+    use sirend::auth::{Role, new_token};
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 2, None, 30);
+    let (operator, op_entry) = new_token("ops", Role::Operator);
+    let (admin, admin_entry) = new_token("root", Role::Admin);
+    let config = std::fs::read_to_string(&loaded.path).unwrap();
+    std::fs::write(&loaded.path, format!("{config}\n{op_entry}\n{admin_entry}\n")).unwrap();
+    let loaded = Loaded::load(&loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 30);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    let fault = |id: &str| daemon.fleet.read().unwrap().get(id).unwrap().command_fault.is_some();
+
+    // A restored backup: the device has seen counters far beyond ours and drops every
+    // command as a replay, while its heartbeats still arrive.
+    sim.inject(&ids[0], &Fault::CounterAhead { by: 1_000_000 }).unwrap();
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90)).to_string();
+    let body = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    let http = daemon.http;
+    let created = tokio::task::spawn_blocking(move || {
+        sirennet_e2e::http::request(http, "POST", "/api/soundings", Some(&operator), &body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    wait_for("a command-path fault", || fault(&ids[0])).await;
+    assert_eq!(state(&daemon, &ids[0]), State::Ok, "still heard: liveness is not what failed");
+    assert!(!fault(&ids[1]), "the other siren answers");
+    let series = format!("siren_command_path_failing{{siren=\"{}\"", ids[0]);
+    assert!(daemon.metrics.encode().contains(&series));
+
+    let path = format!("/api/sirens/{}/resync", ids[0]);
+    let resynced = tokio::task::spawn_blocking(move || {
+        let refused = sirennet_e2e::http::request(http, "POST", &path, None, "").status;
+        (refused, sirennet_e2e::http::request(http, "POST", &path, Some(&admin), ""))
+    })
+    .await
+    .unwrap();
+    assert_eq!(resynced.0, 401, "resync needs an administrator");
+    assert_eq!(resynced.1.status, 200, "{}", resynced.1.body);
+    wait_for("commands answered again", || !fault(&ids[0])).await;
+    // The sounding it could not be armed for is armed now.
+    let campaign = format!("/api/soundings/{}", created.json()["id"]);
+    let mut armed = false;
+    for _ in 0..300 {
+        let path = campaign.clone();
+        let report = tokio::task::spawn_blocking(move || sirennet_e2e::http::request(http, "GET", &path, None, ""))
+            .await
+            .unwrap()
+            .json();
+        armed = report["sirens"].as_array().is_some_and(|s| s.iter().all(|t| t["armed"] == true));
+        if armed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(armed, "both sirens armed after the resync");
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    for kind in ["command_path_failing", "counters_resynced", "command_path_ok"] {
+        assert!(events.iter().any(|e| e.event.kind == kind && e.event.siren.as_ref() == Some(&ids[0])), "{kind}");
+    }
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}

@@ -15,6 +15,10 @@ use crate::store::{CounterRow, Store, StoreError};
 /// How often changed replay counters are written.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
+/// How far a resynchronisation moves a siren's transmit counter ahead: beyond any counter a
+/// restored backup or a second controller can have used (2^24; the counter space allows 255).
+pub const RESYNC_JUMP: u32 = 1 << 24;
+
 /// A siren to add to the master: its key id, address and links.
 pub type Peer = (KeyId, Address, Vec<LinkId>);
 

@@ -81,6 +81,13 @@ pub enum Input {
     Rejected(RejectReason),
     /// An operator's request about soundings, answered on `reply`.
     Soundings(SoundingRequest),
+    /// An administrator moves a siren's transmit counter ahead (docs/operations.md, "When a
+    /// siren does not answer commands"); answered with the first new counter.
+    Resync {
+        siren: String,
+        by: String,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
 }
 
 /// What the HTTP API asks of the soundings runner.
@@ -343,6 +350,9 @@ impl Engine {
             Input::LinkUp(link) => self.set_link(link, true, now),
             Input::LinkDown(link) => self.set_link(link, false, now),
             Input::Soundings(request) => self.handle_sounding_request(request),
+            Input::Resync { siren, by, reply } => {
+                let _ = reply.send(self.resync_counters(&siren, &by));
+            }
         }
         self.arrived = None;
     }
@@ -674,6 +684,7 @@ impl Engine {
         while let Some(event) = self.master.poll_event() {
             match event {
                 MasterEvent::Reply { request, key_id, message, .. } => {
+                    self.command_answered(key_id, &message);
                     match self.pending.remove(&request) {
                         Some(Pending::Poll { siren, link: poll_link, sent }) => {
                             if let Some(sent) = sent {
@@ -701,8 +712,11 @@ impl Engine {
                 }
                 MasterEvent::Unsolicited { key_id, message } => self.heard(key_id, link, &message, now),
                 MasterEvent::Timeout { .. } => {}
-                MasterEvent::Failed { request, .. } => {
+                MasterEvent::Failed { request, key_id, .. } => {
                     let pending = self.pending.remove(&request);
+                    if !matches!(pending, Some(Pending::Poll { .. })) {
+                        self.command_unanswered(key_id);
+                    }
                     if let Some(Pending::Sounding { campaign, target, link: bus, .. }) = pending {
                         self.sounding_done(bus);
                         if let Some(r) = &mut self.soundings {
@@ -721,6 +735,56 @@ impl Engine {
                 MasterEvent::LeaseWanted { key_id, up_to } => self.store_leases(&[(key_id, up_to)]),
             }
         }
+    }
+
+    /// A reply from the siren under `key_id`: its command path works; a NAK is counted.
+    fn command_answered(&mut self, key_id: KeyId, message: &Message) {
+        if let Message::Nak { code, .. } = message {
+            self.metrics.command_nak(*code);
+        }
+        let Some(index) = self.read_fleet().by_key(key_id) else { return };
+        if self.write_fleet().command_answered(index) {
+            let id = self.read_fleet().siren(index).id.clone();
+            tracing::info!(siren = %id, "commands are answered again");
+            self.record(Some(id), "command_path_ok", String::new());
+        }
+    }
+
+    /// A command (not a poll) to the siren under `key_id` went unanswered after every retry.
+    fn command_unanswered(&mut self, key_id: KeyId) {
+        self.metrics.command_unanswered();
+        let Some(index) = self.read_fleet().by_key(key_id) else { return };
+        if self.write_fleet().command_unanswered(index, Timestamp::now()) {
+            let id = self.read_fleet().siren(index).id.clone();
+            tracing::warn!(
+                siren = %id,
+                "heard, but does not answer commands: its counter may be ahead of ours (see `resync` in docs/operations.md)"
+            );
+            self.record(Some(id), "command_path_failing", "a command went unanswered after every retry".into());
+        }
+    }
+
+    /// Moves the transmit counter of siren `id` far past anything it can have seen, for a
+    /// device whose receive counter is ahead of ours (a restored backup, a second
+    /// controller): the new lease is stored before it is used. Returns the first counter.
+    fn resync_counters(&mut self, id: &str, by: &str) -> Result<u32, String> {
+        let (index, key_id) = {
+            let fleet = self.read_fleet();
+            let index = fleet.index(id).ok_or_else(|| format!("no siren `{id}`"))?;
+            (index, fleet.siren(index).key_id)
+        };
+        let mut config = self.master.peer(key_id).ok_or_else(|| format!("siren `{id}` has no session"))?.clone();
+        let start = config.tx.lease_end().max(config.tx.next()).saturating_add(counters::RESYNC_JUMP);
+        let end = start.saturating_add(siren_proto::replay::DEFAULT_LEASE);
+        let mut row = counters::row(&self.master, key_id, Some(end));
+        row.tx_lease_end = end;
+        self.store.save_counters(row).and_then(|()| self.store.flush()).map_err(|e| format!("store: {e}"))?;
+        config.tx = siren_proto::replay::TxCounter::new(start, end);
+        self.master.add_peer(config);
+        self.reroute(&[index]);
+        tracing::warn!(siren = %id, by, counter = start, "transmit counter moved ahead");
+        self.record(Some(id.to_owned()), "counters_resynced", format!("by {by}: transmit counter from {start}"));
+        Ok(start)
     }
 
     /// Grants the leases once they are durably stored, in one commit: never before, or a

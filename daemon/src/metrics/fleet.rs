@@ -162,6 +162,11 @@ impl Collector for FleetCollector {
                 Ok(())
             })?;
         }
+        let help = "1 while the siren is heard but does not answer commands (since the first one unanswered)";
+        self.family(&mut encoder, "siren_command_path_failing", help, None, |m, s| match &s.command_fault {
+            Some(_) => m.encode_family(&[("siren", s.id.as_str()), ("zone", s.zone.as_str())])?.encode_gauge(&1i64),
+            None => Ok(()),
+        })?;
         let help = "When the siren last sent a status report, Unix time";
         self.family(&mut encoder, "siren_last_seen_timestamp", help, Some(&Unit::Seconds), |m, s| {
             match &s.telemetry {

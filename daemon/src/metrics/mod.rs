@@ -33,6 +33,22 @@ struct RefusedLabel {
     reason: &'static str,
 }
 
+/// A NAK reason as a label value (docs/protocol.md §5.1, in snake case).
+fn nak_name(code: siren_proto::message::NakCode) -> &'static str {
+    use siren_proto::message::NakCode;
+    match code {
+        NakCode::Unsupported => "unsupported",
+        NakCode::BadPayload => "bad_payload",
+        NakCode::Busy => "busy",
+        NakCode::UnknownCampaign => "unknown_campaign",
+        NakCode::Expired => "expired",
+        NakCode::CannotSound => "cannot_sound",
+        NakCode::BadPattern => "bad_pattern",
+        NakCode::LiveDisabled => "live_disabled",
+        NakCode::ClockUnsynced => "clock_unsynced",
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -58,6 +74,8 @@ pub struct Metrics {
     store_commit_failures: Counter,
     leases_waiting: Gauge,
     api_refused: Family<RefusedLabel, Counter>,
+    command_naks: Family<RefusedLabel, Counter>,
+    commands_unanswered: Counter,
     soundings: SharedBoard,
 }
 
@@ -83,6 +101,8 @@ impl Metrics {
         let store_commit_failures = Counter::default();
         let leases_waiting = Gauge::default();
         let api_refused = Family::<RefusedLabel, Counter>::default();
+        let command_naks = Family::<RefusedLabel, Counter>::default();
+        let commands_unanswered = Counter::default();
         per_siren.register_collector(Box::new(fleet::FleetCollector(fleet)));
         if let Some(coverage) = coverage {
             registry.register_collector(Box::new(CoverageCollector(Arc::clone(&coverage))));
@@ -127,6 +147,16 @@ impl Metrics {
             "API calls refused: unauthenticated (no or an invalid token) or forbidden (the role)",
             api_refused.clone(),
         );
+        registry.register(
+            "siren_command_naks",
+            "Commands the sirens refused (NAK), by reason (docs/protocol.md §5.1)",
+            command_naks.clone(),
+        );
+        registry.register(
+            "siren_commands_unanswered",
+            "Commands (not polls) unanswered after every retry",
+            commands_unanswered.clone(),
+        );
         for reason in ["unauthenticated", "forbidden"] {
             let _ = api_refused.get_or_create(&RefusedLabel { reason });
         }
@@ -147,6 +177,8 @@ impl Metrics {
             store_commit_failures,
             leases_waiting,
             api_refused,
+            command_naks,
+            commands_unanswered,
             soundings,
         }
     }
@@ -222,6 +254,16 @@ impl Metrics {
         if health.failures > now {
             self.store_commit_failures.inc_by(health.failures - now);
         }
+    }
+
+    /// A siren refused a command.
+    pub fn command_nak(&self, code: siren_proto::message::NakCode) {
+        self.command_naks.get_or_create(&RefusedLabel { reason: nak_name(code) }).inc();
+    }
+
+    /// A command went unanswered after every retry.
+    pub fn command_unanswered(&self) {
+        self.commands_unanswered.inc();
     }
 
     /// An API call was refused (`unauthenticated` or `forbidden`).
