@@ -228,7 +228,16 @@ impl Controller {
                     push_bounded(&mut self.received, entry);
                     self.execute(now, via, token, &message);
                 }
-                OutstationEvent::Rejected(reason) => push_bounded(&mut self.rejected, reason),
+                OutstationEvent::Rejected(reason) => {
+                    // What points at an attacker or a mismatched master is worth a warning;
+                    // line noise (CRC, truncation) only at debug level, a noisy line makes plenty.
+                    if matches!(reason, RejectReason::BadMac | RejectReason::Replayed) {
+                        tracing::warn!(siren = %self.identity.siren_id, reason = reason.as_str(), "frame rejected");
+                    } else {
+                        tracing::debug!(siren = %self.identity.siren_id, reason = reason.as_str(), "frame rejected");
+                    }
+                    push_bounded(&mut self.rejected, reason);
+                }
                 OutstationEvent::LeaseWanted { up_to } => {
                     self.nv.tx_lease_end = up_to;
                     self.outstation.grant_lease(up_to);

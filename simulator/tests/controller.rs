@@ -200,3 +200,20 @@ fn a_time_set_over_serial_counts_its_own_wire_time() {
     let error = c.device.clock.read(sync_start + wire) - (sync_start + wire);
     assert!(error.abs() < 1_000, "the clock is {error} µs off after the TIME_SET");
 }
+
+#[test]
+fn a_device_whose_counter_jumped_ahead_drops_commands_as_replays_but_still_reports() {
+    let mut m = master();
+    let mut c = controller(0);
+    m.request(KeyId(7), Message::StatusRequest, Priority::Command).unwrap();
+    assert!(exchange(&mut m, &mut c, T0 + S).iter().any(|e| matches!(e, MasterEvent::Reply { .. })), "answers before");
+    c.apply(T0 + 2 * S, &Fault::CounterAhead { by: 1_000_000 });
+    m.request(KeyId(7), Message::TimeSyncRequest { t1_us: T0 + 3 * S }, Priority::Command).unwrap();
+    let events = exchange(&mut m, &mut c, T0 + 3 * S);
+    assert!(!events.iter().any(|e| matches!(e, MasterEvent::Reply { .. })), "{events:?}");
+    assert_eq!(c.rejected().last(), Some(&RejectReason::Replayed));
+    // Its own frames still verify at the master: it is heard.
+    m.handle_input(Instant::now(), &publish_status(&mut c));
+    let got: Vec<_> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(got.iter().any(|e| matches!(e, MasterEvent::Unsolicited { .. })), "{got:?}");
+}
