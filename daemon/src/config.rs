@@ -193,6 +193,14 @@ pub struct Mqtt {
     /// one clustered broker can split a national fleet. Empty: the whole fleet.
     #[serde(default)]
     pub zones: Vec<String>,
+    /// The MQTT keep-alive, s: the client pings the broker this often, and a broker silent
+    /// for one and a half of it is taken as lost (hung with its TCP connection open).
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u16,
+}
+
+fn default_keep_alive() -> u16 {
+    10
 }
 
 impl Default for Mqtt {
@@ -203,6 +211,7 @@ impl Default for Mqtt {
             url: None,
             topic_root: default_topic_root(),
             zones: Vec::new(),
+            keep_alive_s: default_keep_alive(),
         }
     }
 }
@@ -431,6 +440,9 @@ impl Loaded {
         }
         if c.liveness.down_after_misses == 0 {
             return Err(self.field("liveness.down_after_misses", "must be at least 1"));
+        }
+        if c.mqtt.keep_alive_s < 2 {
+            return Err(self.field("mqtt.keep_alive_s", "must be at least 2"));
         }
         if c.liveness.heartbeat_s == 0 {
             return Err(self.field("liveness.heartbeat_s", "must be at least 1"));

@@ -174,6 +174,7 @@ impl Daemon {
                 client_id: format!("sirend-{}", std::process::id()),
                 topic_root: c.mqtt.topic_root.clone(),
                 zones: c.mqtt.zones.clone(),
+                keep_alive: Duration::from_secs(u64::from(c.mqtt.keep_alive_s)),
             };
             tasks.spawn(crate::link::mqtt::run(link, inputs_tx.clone(), rx));
         }

@@ -116,6 +116,23 @@ impl TestBroker {
         }
     }
 
+    /// Freezes a Mosquitto broker (SIGSTOP): its connections stay open, nothing moves, as with
+    /// a hung broker.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = std::process::Command::new("kill").arg(signal).arg(child.id().to_string()).status();
+        }
+    }
+
     /// Starts a stopped or killed Mosquitto again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let (Some(binary), Some(dir)) = (&self.binary, &self.dir) else {

@@ -158,6 +158,41 @@ async fn a_broker_stopped_cleanly_publishes_every_will_and_no_siren_goes_down() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_broker_makes_sirens_unreachable_before_their_silence_makes_them_down() {
+    let Some(broker) = TestBroker::mosquitto().unwrap() else {
+        eprintln!("mosquitto is not installed here: skipped (CI installs it and requires it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 4, Some(&broker.url()), 1);
+    // Heartbeats every second, down after six missed: 6.5 s of silence. A keep-alive of 2 s
+    // must find the hung broker first (it used to take up to 30 s).
+    let config =
+        std::fs::read_to_string(&loaded.path).unwrap().replace("down_after_misses = 3", "down_after_misses = 6");
+    let config = config.replace("[mqtt]\n", "[mqtt]\nkeep_alive_s = 2\n");
+    std::fs::write(&loaded.path, config).unwrap();
+    let loaded = Loaded::load(&loaded.path).unwrap();
+    assert_eq!(loaded.config.mqtt.keep_alive_s, 2);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 1);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    broker.pause();
+    wait_for("unreachable while the broker hangs", || ids.iter().any(|id| state(&daemon, id) != State::Ok)).await;
+    wait_for("every siren unreachable", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
+    broker.resume();
+    wait_for("ok again", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    let downs: Vec<_> =
+        events.iter().filter(|e| e.event.kind == "state" && e.event.detail.contains("-> down")).collect();
+    assert!(downs.is_empty(), "sirens went down before the hung broker was noticed: {downs:?}");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_of_the_daemon_loses_no_event_and_accepts_no_replay() {
     let dir = tempfile::tempdir().unwrap();
     let (loaded, sim, url) = setup(dir.path(), 3, None, 1);

@@ -31,6 +31,9 @@ pub struct MqttLink {
     pub topic_root: String,
     /// Zone prefixes to subscribe to; empty: the whole tree.
     pub zones: Vec<String>,
+    /// The keep-alive: the client pings this often; a broker that sends nothing for one and a
+    /// half of it (not even a ping's answer) is taken as lost.
+    pub keep_alive: Duration,
 }
 
 impl MqttLink {
@@ -58,16 +61,27 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
     let mut reported: Option<bool> = None;
     loop {
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
-        options.set_keep_alive(Duration::from_secs(15));
+        options.set_keep_alive(config.keep_alive);
         options.set_clean_session(true);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         let (client, event_loop) = AsyncClient::new(options, 1024);
         // `EventLoop::poll` must not be cancelled part-way: one task owns it.
         let (events_tx, mut events) = mpsc::channel(1024);
         let pump = tokio::spawn(pump(event_loop, events_tx));
+        // A broker that hangs with its TCP connection open sends nothing, not even the answer
+        // to the client's ping every keep-alive: silence for one and a half of it is a loss.
+        let silence = config.keep_alive + config.keep_alive / 2;
+        let mut heard = tokio::time::Instant::now();
         let failure = loop {
             tokio::select! {
-                event = events.recv() => match event {
+                () = tokio::time::sleep_until(heard + silence) => {
+                    break format!("the broker sent nothing for {} s", silence.as_secs_f32());
+                }
+                event = events.recv() => match event.inspect(|e| {
+                    if matches!(e, Ok(Event::Incoming(_))) {
+                        heard = tokio::time::Instant::now();
+                    }
+                }) {
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         for filter in config.filters() {
                             let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
