@@ -3,9 +3,13 @@
 //! after another; for each, the time from the broker publishing the will (the device's socket
 //! closing) to the daemon's state being `down`.
 //!
-//! `cargo run --release -p sirennet-e2e --bin mqtt_latency`
+//! With `API_CLIENTS` > 0, that many clients fetch `/api/sirens` over and over meanwhile, each
+//! on its own thread, to show whether API load slows monitoring.
+//!
+//! `cargo run --release -p sirennet-e2e --bin mqtt_latency [API_CLIENTS]`
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use siren_sim::clock::SimClock;
@@ -40,6 +44,26 @@ async fn main() -> anyhow::Result<()> {
     while !ids.iter().all(|id| state(id) == Some(State::Ok)) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let clients: usize = std::env::args().nth(1).map_or(Ok(0), |a| a.parse())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stop, served, http) = (Arc::clone(&stop), Arc::clone(&served), daemon.http);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if sirennet_e2e::http::get(http, "/api/sirens").status == 200 {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let loaded_at = Instant::now();
+    if clients > 0 {
+        // Let the load build up first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let mut latencies = Vec::new();
     for id in ids.iter().take(20) {
         let cut = Instant::now();
@@ -48,6 +72,15 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         latencies.push(cut.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        let _ = t.join();
+    }
+    if clients > 0 {
+        #[allow(clippy::cast_precision_loss, reason = "a request count")]
+        let rate = served.load(Ordering::Relaxed) as f64 / loaded_at.elapsed().as_secs_f64();
+        println!("API load: {clients} clients, {rate:.0} GET /api/sirens answered per second meanwhile");
     }
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
