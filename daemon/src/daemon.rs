@@ -38,6 +38,8 @@ pub struct Daemon {
     /// The engine's own thread: it ends, after its final save, once every sender of its
     /// inputs (link tasks, the HTTP API) is gone.
     engine: Option<std::thread::JoinHandle<()>>,
+    /// The MQTT link's own thread and what stops it (dropping the sender stops it too).
+    mqtt_link: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 /// Builds the coverage grid of the daemon's own sirens; `None` when it owns none.
@@ -81,13 +83,7 @@ impl Daemon {
     /// that HTTP load on the runtime's workers cannot delay monitoring).
     pub async fn start(loaded: &Loaded) -> anyhow::Result<Self> {
         let (mut daemon, engine) = Self::start_all_but_engine(loaded).await?;
-        let thread = std::thread::Builder::new()
-            .name("engine".into())
-            .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(engine.run()),
-                Err(e) => tracing::error!(error = %e, "cannot start the engine's runtime"),
-            })
-            .context("starting the engine thread")?;
+        let thread = on_own_thread("engine", engine.run())?;
         daemon.engine = Some(thread);
         Ok(daemon)
     }
@@ -155,29 +151,14 @@ impl Daemon {
             tasks.spawn(crate::link::serial::run(link, loaded.resolve(&s.port), s.baud, inputs_tx.clone(), rx));
         }
         let has_mqtt = loaded.own_sirens().any(siren_proto::fleet::Siren::has_mqtt);
-        let mut mqtt_broker = None;
-        if has_mqtt {
-            let (host, port) = if c.mqtt.embedded {
-                crate::link::broker::start(c.mqtt.listen, 100_000)?;
-                mqtt_broker = Some(c.mqtt.listen);
-                (c.mqtt.listen.ip().to_string(), c.mqtt.listen.port())
-            } else {
-                let url = c.mqtt.url.as_deref().unwrap_or_default();
-                parse_url(url).with_context(|| format!("mqtt.url `{url}` is not mqtt://host:port"))?
-            };
+        let (mqtt_broker, mqtt_link) = if has_mqtt {
             let (tx, rx) = mpsc::channel(8192);
             outputs.insert(MQTT_LINK, tx);
-            let link = MqttLink {
-                link: MQTT_LINK,
-                host,
-                port,
-                client_id: format!("sirend-{}", std::process::id()),
-                topic_root: c.mqtt.topic_root.clone(),
-                zones: c.mqtt.zones.clone(),
-                keep_alive: Duration::from_secs(u64::from(c.mqtt.keep_alive_s)),
-            };
-            tasks.spawn(crate::link::mqtt::run(link, inputs_tx.clone(), rx));
-        }
+            let (broker, link) = start_mqtt(&c.mqtt, inputs_tx.clone(), rx)?;
+            (broker, Some(link))
+        } else {
+            (None, None)
+        };
         let keys = loaded
             .keys
             .entries
@@ -226,12 +207,16 @@ impl Daemon {
             }
         });
         tracing::info!(%http, sirens = fleet.read().map_or(0, |f| f.sirens().len()), "sirend running");
-        Ok((Self { http, mqtt_broker, fleet, store, metrics, coverage, tasks, engine: None }, engine))
+        Ok((Self { http, mqtt_broker, fleet, store, metrics, coverage, tasks, engine: None, mqtt_link }, engine))
     }
 
     /// Stops every task, then waits for the engine's final save of counters and campaigns.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+        if let Some((stop, thread)) = self.mqtt_link.take() {
+            let _ = stop.send(());
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         if let Some(engine) = self.engine.take() {
             let joined = tokio::time::timeout(ENGINE_STOP, tokio::task::spawn_blocking(move || engine.join())).await;
             if joined.is_err() {
@@ -242,6 +227,60 @@ impl Daemon {
             tracing::error!(error = %e, "the store's last commit failed");
         }
     }
+}
+
+/// The link to the embedded or external broker, on a thread of its own (like the engine:
+/// deaths and heartbeats must not wait for the runtime's workers while they serve HTTP), and
+/// the embedded broker's address if it runs one.
+#[allow(clippy::type_complexity, reason = "one use, named in `Daemon::mqtt_link`")]
+fn start_mqtt(
+    c: &crate::config::Mqtt,
+    inputs: mpsc::Sender<crate::engine::Input>,
+    outputs: mpsc::Receiver<crate::engine::Output>,
+) -> anyhow::Result<(Option<SocketAddr>, (tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>))> {
+    let mut embedded = None;
+    let (host, port) = if c.embedded {
+        crate::link::broker::start(c.listen, 100_000)?;
+        embedded = Some(c.listen);
+        (c.listen.ip().to_string(), c.listen.port())
+    } else {
+        let url = c.url.as_deref().unwrap_or_default();
+        parse_url(url).with_context(|| format!("mqtt.url `{url}` is not mqtt://host:port"))?
+    };
+    let link = MqttLink {
+        link: MQTT_LINK,
+        host,
+        port,
+        client_id: format!("sirend-{}", std::process::id()),
+        topic_root: c.topic_root.clone(),
+        zones: c.zones.clone(),
+        keep_alive: Duration::from_secs(u64::from(c.keep_alive_s)),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = crate::link::mqtt::run(link, inputs, outputs);
+    let thread = on_own_thread("mqtt-link", async {
+        tokio::select! {
+            () = run => {}
+            _ = stopped => {}
+        }
+    })?;
+    Ok((embedded, (stop, thread)))
+}
+
+/// Runs `task` on a new thread named `name`, on a runtime of its own: away from the
+/// runtime's workers, which serve HTTP.
+fn on_own_thread(
+    name: &str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let what = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(task),
+            Err(e) => tracing::error!(thread = what, error = %e, "cannot start a runtime"),
+        })
+        .with_context(|| format!("starting the {name} thread"))
 }
 
 /// The soundings runner, resuming the campaigns the store holds open.
