@@ -155,6 +155,13 @@ impl Controller {
         &self.identity.siren_id
     }
 
+    /// Boots with `nv` in flash (a simulator started again with the state it saved): counters
+    /// resume past the saved lease and the receive window refuses what was seen before.
+    pub fn restore(&mut self, nv: NonVolatile) {
+        self.nv = nv;
+        self.after_reboot();
+    }
+
     pub fn non_volatile(&self) -> NonVolatile {
         self.nv
     }

@@ -91,6 +91,50 @@ impl SimFleet {
         self.controllers.iter().map(|(id, c)| (id.as_str(), c))
     }
 
+    /// Writes every controller's non-volatile state (counters) to `path`, as CSV
+    /// (`siren,tx_lease_end,rx_highest,group_rx_highest`), replacing the file atomically.
+    pub fn save_state(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use std::fmt::Write as _;
+        let mut text = String::from("siren,tx_lease_end,rx_highest,group_rx_highest\n");
+        for (id, c) in &self.controllers {
+            let nv = lock(c).non_volatile();
+            let _ = writeln!(text, "{id},{},{},{}", nv.tx_lease_end, nv.rx_highest, nv.group_rx_highest);
+        }
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("replacing {}", path.display()))
+    }
+
+    /// Restores the controllers' non-volatile state saved by [`SimFleet::save_state`]; a
+    /// missing file is a first start (returns 0). Returns how many sirens were restored.
+    pub fn load_state(&self, path: &std::path::Path) -> anyhow::Result<usize> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut restored = 0;
+        for (n, line) in text.lines().enumerate().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let parse = |i: usize| -> anyhow::Result<u32> {
+                fields
+                    .get(i)
+                    .and_then(|f| f.trim().parse().ok())
+                    .with_context(|| format!("{} line {}: column {} is not a counter", path.display(), n + 1, i + 1))
+            };
+            let [id, ..] = fields.as_slice() else { continue };
+            let Some(c) = self.controllers.get(*id) else { continue };
+            let nv = crate::controller::NonVolatile {
+                tx_lease_end: parse(1)?,
+                rx_highest: parse(2)?,
+                group_rx_highest: parse(3)?,
+            };
+            lock(c).restore(nv);
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     /// Applies a fault to a siren now.
     pub fn inject(&self, id: &str, fault: &Fault) -> anyhow::Result<()> {
         let c = self.controller(id).with_context(|| format!("no siren {id}"))?;

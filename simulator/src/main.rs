@@ -43,6 +43,23 @@ enum Command {
         #[arg(long)]
         link: Option<PathBuf>,
     },
+    /// Serve every serial bus (each on a PTY linked where the generated sirend.toml looks)
+    /// and every MQTT siren, in one process, until stopped: a siren with a serial line and
+    /// MQTT is one controller with one set of counters, as in the field. (Run `serial` and
+    /// `mqtt` as separate processes and such a siren is simulated twice, each with its own
+    /// counters, which the daemon sees as replays.)
+    Run {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// Broker URL.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1884")]
+        broker: String,
+        /// Seconds between heartbeats.
+        #[arg(long, default_value_t = 30)]
+        heartbeat: u64,
+    },
     /// Run every siren with an MQTT link as its own client of the broker until stopped.
     Mqtt {
         #[command(flatten)]
@@ -90,6 +107,12 @@ struct FleetArgs {
     /// Seed for clock errors and line noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep the controllers' counters in this file across restarts (read at start, written
+    /// every second and at stop), as real controllers keep them in flash. Without it every
+    /// start is a factory-fresh controller, whose frames a daemon that saw it before refuses
+    /// as replays.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 impl FleetArgs {
@@ -99,7 +122,35 @@ impl FleetArgs {
         let keys = KeyFile::load(&keys_path)?;
         let scenario = self.scenario.as_ref().map(|p| Scenario::load(p, &fleet)).transpose()?;
         let options = BuildOptions { seed: self.seed, ..BuildOptions::default() };
-        Ok((Arc::new(SimFleet::build(fleet, &keys, SimClock::real_time(), &options)?), scenario))
+        let sim = Arc::new(SimFleet::build(fleet, &keys, SimClock::real_time(), &options)?);
+        if let Some(state) = &self.state {
+            let n = sim.load_state(state)?;
+            tracing::info!(sirens = n, file = %state.display(), "counters restored");
+        }
+        Ok((sim, scenario))
+    }
+
+    /// Saves the counters every second until `stop`, and once more then.
+    async fn keep_state(
+        &self,
+        sim: &SimFleet,
+        stop: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        let Some(path) = &self.state else { return stop.await };
+        tokio::pin!(stop);
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let result = loop {
+            tokio::select! {
+                r = &mut stop => break r,
+                _ = every.tick() => {
+                    if let Err(e) = sim.save_state(path) {
+                        tracing::warn!(error = %e, "cannot save the counters");
+                    }
+                }
+            }
+        };
+        sim.save_state(path)?;
+        result
     }
 }
 
@@ -149,7 +200,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(s) = scenario {
                     sim.play(s);
                 }
-                shutdown_signal().await?;
+                fleet.keep_state(&sim, shutdown_signal()).await?;
                 drop(served);
                 Ok(())
             })
@@ -167,8 +218,35 @@ fn main() -> anyhow::Result<()> {
                 if let Some(s) = scenario {
                     sim.play(s);
                 }
-                shutdown_signal().await?;
+                fleet.keep_state(&sim, shutdown_signal()).await?;
                 devices.shutdown().await;
+                Ok(())
+            })
+        }
+        Command::Run { fleet, baud, broker, heartbeat } => {
+            raise_open_file_limit();
+            let fleet_file = fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
+            let dir = fleet_file.parent().unwrap_or(Path::new("/")).to_owned();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let (sim, scenario) = fleet.load()?;
+                let buses: Vec<String> = sim.fleet.buses().keys().map(|b| (*b).to_owned()).collect();
+                let mut served = Vec::new();
+                for bus in &buses {
+                    let bus_served = sim.serve_serial(bus, baud, Some(generate::pty_link(&dir, bus)))?;
+                    println!("bus {bus}: {} at {baud} baud", bus_served.path().display());
+                    served.push(bus_served);
+                }
+                let mut config = MqttConfig::from_url(&broker)?;
+                config.heartbeat = Duration::from_secs(heartbeat.max(1));
+                let devices = sim.serve_mqtt(&config);
+                println!("{} MQTT sirens on {broker}", devices.len());
+                if let Some(s) = scenario {
+                    sim.play(s);
+                }
+                fleet.keep_state(&sim, shutdown_signal()).await?;
+                devices.shutdown().await;
+                drop(served);
                 Ok(())
             })
         }
