@@ -115,8 +115,12 @@ enum Write {
         phase: &'static str,
         body: String,
     },
-    /// Answered with the outcome of the commit that carried it.
+    /// Answered with an error if any commit failed since the last flush was answered: what
+    /// was queued before it may sit in an earlier batch than the flush itself.
     Flush(Sender<Result<(), String>>),
+    /// Counter rows that must be durable before they are used, answered with the outcome of
+    /// the very commit that carried them.
+    Durable(Vec<CounterRow>, Sender<Result<(), String>>),
 }
 
 /// The store.
@@ -374,8 +378,16 @@ impl Store {
         Ok(us.map(timestamp))
     }
 
-    /// Waits until everything queued so far is committed; an error if the commit that carried
-    /// the last of it failed (what it held is not stored).
+    /// Commits `rows` and waits for that commit: `Ok` only if they are stored (a counter lease
+    /// is granted on nothing less).
+    pub fn store_counters(&self, rows: Vec<CounterRow>) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Durable(rows, tx))?;
+        rx.recv().map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Commit)
+    }
+
+    /// Waits until everything queued so far is committed; an error if any commit failed since
+    /// the last flush was answered (what it held is not stored).
     pub fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
         self.send(Write::Flush(tx))?;
@@ -499,6 +511,8 @@ impl Drop for Store {
 }
 
 fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64, health: &Health) {
+    // A failure a flush has not reported yet.
+    let mut unreported: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -522,10 +536,24 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
                 Err(error)
             }
         };
+        if let Err(e) = &outcome {
+            unreported = Some(e.clone());
+        }
+        let mut flushed = false;
         for w in batch {
-            if let Write::Flush(done) = w {
-                let _ = done.send(outcome.clone());
+            match w {
+                Write::Flush(done) => {
+                    let _ = done.send(unreported.clone().map_or(Ok(()), Err));
+                    flushed = true;
+                }
+                Write::Durable(_, done) => {
+                    let _ = done.send(outcome.clone());
+                }
+                _ => {}
             }
+        }
+        if flushed {
+            unreported = None;
         }
     }
 }
@@ -567,14 +595,12 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
                     ])?;
                 }
                 Write::Counters(c) => {
-                    counters.execute(params![
-                        c.key_id,
-                        c.tx_lease_end,
-                        c.rx_highest,
-                        c.birth.map(|b| b.0),
-                        c.birth.map(|b| b.1),
-                        c.birth.map(|b| b.2)
-                    ])?;
+                    save_counters(&mut counters, c)?;
+                }
+                Write::Durable(rows, _) => {
+                    for c in rows {
+                        save_counters(&mut counters, c)?;
+                    }
                 }
                 Write::Flush(_) => {}
             }
@@ -582,4 +608,15 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
     }
     tx.commit()?;
     Ok(events)
+}
+
+fn save_counters(statement: &mut rusqlite::CachedStatement<'_>, c: &CounterRow) -> Result<usize, rusqlite::Error> {
+    statement.execute(params![
+        c.key_id,
+        c.tx_lease_end,
+        c.rx_highest,
+        c.birth.map(|b| b.0),
+        c.birth.map(|b| b.1),
+        c.birth.map(|b| b.2)
+    ])
 }

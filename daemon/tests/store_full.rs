@@ -136,3 +136,118 @@ fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
     assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 2_048);
     assert_eq!(readyz(api).0, 200);
 }
+
+/// The counters in the frames the engine handed to its serial link since the last call.
+fn counters_sent(out: &mut tokio::sync::mpsc::Receiver<sirend::engine::Output>) -> Vec<u32> {
+    let mut decoder = siren_proto::decoder::SerialDecoder::new();
+    while let Ok(output) = out.try_recv() {
+        let sirend::engine::Output::Serial(bytes) = output else { panic!("an MQTT output on a serial link") };
+        decoder.push(&bytes);
+    }
+    let mut counters = Vec::new();
+    while let Some(frame) = decoder.next_frame() {
+        counters.push(siren_proto::frame::FrameRef::parse(frame.unwrap()).unwrap().header.counter);
+    }
+    counters
+}
+
+#[test]
+fn when_a_lease_cannot_be_stored_no_counter_beyond_the_stored_one_reaches_the_wire() {
+    use siren_proto::fleet::{Link, Siren};
+    use siren_proto::frame::{Address, KeyId};
+    use siren_proto::master::LinkId;
+    use sirend::engine::{Engine, Input, Plan, SerialPlan};
+    use std::time::{Duration, Instant};
+
+    let Some(fs) = Tmpfs::mount("1m") else { return };
+    let store = Arc::new(Store::open(&fs.path().join("sirend.db")).unwrap());
+    let siren = Siren {
+        id: "HZ-00001".into(),
+        name: "one".into(),
+        latitude: 30.0,
+        longitude: 120.0,
+        zone: "hangzhou".parse().unwrap(),
+        rating_db: 120.0,
+        address: Address(1),
+        key_id: KeyId(1),
+        links: vec![Link::Serial { bus: "b1".into() }],
+    };
+    let fleet = Arc::new(RwLock::new(FleetState::new([&siren], Policy { down_after_misses: 3 }, Timestamp::now())));
+    let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), None));
+    let link = LinkId(1);
+    let plan = Plan {
+        serial: vec![SerialPlan {
+            link,
+            bus: "b1".into(),
+            baud: 9600,
+            poll_interval: Duration::from_secs(1),
+            group: None,
+        }],
+        mqtt: None,
+        topic_root: "sirens".into(),
+        heartbeat: Duration::from_secs(5),
+        down_after_misses: 3,
+        keys: [(KeyId(1), siren_proto::Key::new([1; 32]))].into(),
+        peers: vec![(KeyId(1), Address(1), vec!["serial:b1".into()])],
+    };
+    let (tx, mut out) = tokio::sync::mpsc::channel(64);
+    let mut engine =
+        Engine::new(plan, Arc::clone(&fleet), Arc::clone(&store), Arc::clone(&metrics), [(link, tx)].into()).unwrap();
+    engine.handle(Input::LinkUp(link));
+    let stored_end = || store.counters(1).unwrap().unwrap().tx_lease_end;
+    assert_eq!(stored_end(), 1 + siren_proto::replay::DEFAULT_LEASE);
+
+    // Polls nobody answers, on a virtual clock: each takes a counter.
+    let mut now = Instant::now();
+    let mut step = |engine: &mut Engine| {
+        now += Duration::from_secs(10);
+        engine.tick(now);
+        counters_sent(&mut out)
+    };
+    let mut highest = 0;
+    while highest < 600 {
+        highest = step(&mut engine).into_iter().fold(highest, u32::max);
+    }
+
+    // The disk fills before the lease runs low; the lease asked for cannot be stored.
+    let mut filler = std::fs::File::create(fs.path().join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while filler.write_all(&block).is_ok() {}
+    let on_disk = stored_end();
+    let mut idle_steps = 0;
+    while idle_steps < 200 {
+        let sent = step(&mut engine);
+        if sent.is_empty() {
+            idle_steps += 1;
+        }
+        for c in sent {
+            assert!(
+                c < on_disk,
+                "counter {c} sent, but the stored lease ends at {on_disk} (now {}, health {:?})",
+                stored_end(),
+                store.health()
+            );
+            highest = highest.max(c);
+        }
+    }
+    assert_eq!(highest, on_disk - 1, "every counter of the stored lease is used, and none beyond it");
+    assert!(store.health().failing);
+    let exposition = metrics.encode();
+    assert!(exposition.contains("sirend_replay_leases_waiting 1"), "{exposition}");
+
+    // Room again: the lease is stored first, then its counters are used.
+    drop(filler);
+    fs.resize("64m");
+    let mut resumed = Vec::new();
+    for _ in 0..50 {
+        let sent = step(&mut engine);
+        if !sent.is_empty() {
+            let on_disk = stored_end();
+            assert!(sent.iter().all(|&c| c < on_disk), "{sent:?} sent, but the stored lease ends at {on_disk}");
+            resumed.extend(sent);
+        }
+    }
+    assert_eq!(resumed.first(), Some(&highest.saturating_add(1)), "counting resumes where it stopped");
+    assert!(!store.health().failing);
+    assert!(metrics.encode().contains("sirend_replay_leases_waiting 0"));
+}

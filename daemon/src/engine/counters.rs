@@ -70,10 +70,7 @@ pub fn restore<S: std::hash::BuildHasher>(
         master.add_group_on(*link, *key_id, key.clone(), TxCounter::new(lease_start, lease_end));
         rows.push(CounterRow { key_id: key_id.0, tx_lease_end: lease_end, rx_highest: 0, birth: None });
     }
-    for row in rows {
-        store.save_counters(row)?;
-    }
-    store.flush()
+    store.store_counters(rows)
 }
 
 /// The row to persist for `key_id` (a siren's or a bus group's), with `lease` as the lease's

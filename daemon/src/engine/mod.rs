@@ -778,7 +778,7 @@ impl Engine {
         let end = start.saturating_add(siren_proto::replay::DEFAULT_LEASE);
         let mut row = counters::row(&self.master, key_id, Some(end));
         row.tx_lease_end = end;
-        self.store.save_counters(row).and_then(|()| self.store.flush()).map_err(|e| format!("store: {e}"))?;
+        self.store.store_counters(vec![row]).map_err(|e| format!("store: {e}"))?;
         config.tx = siren_proto::replay::TxCounter::new(start, end);
         self.master.add_peer(config);
         self.reroute(&[index]);
@@ -794,10 +794,9 @@ impl Engine {
         if leases.is_empty() {
             return;
         }
-        let stored = leases
-            .iter()
-            .try_for_each(|&(key_id, up_to)| self.store.save_counters(counters::row(&self.master, key_id, Some(up_to))))
-            .and_then(|()| self.store.flush());
+        let stored = self.store.store_counters(
+            leases.iter().map(|&(key_id, up_to)| counters::row(&self.master, key_id, Some(up_to))).collect(),
+        );
         for &(key_id, up_to) in leases {
             match &stored {
                 Ok(()) => {
