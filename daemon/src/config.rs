@@ -241,6 +241,21 @@ pub struct Serial {
     /// Seconds between polls of each siren on the bus.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_s: f64,
+    /// Milliseconds of silence after which an incomplete envelope is dropped as truncated
+    /// (docs/protocol.md §3.1). Default: 3.5 byte times, but at least 100 ms; longer for radio
+    /// modems that pause inside a frame.
+    #[serde(default)]
+    pub idle_gap_ms: Option<u32>,
+}
+
+impl Serial {
+    /// The idle gap this bus's receiver uses.
+    pub fn idle_gap(&self) -> std::time::Duration {
+        self.idle_gap_ms.map_or_else(
+            || siren_proto::decoder::default_idle_gap(self.baud),
+            |ms| std::time::Duration::from_millis(u64::from(ms)),
+        )
+    }
 }
 
 fn default_baud() -> u32 {
@@ -408,6 +423,19 @@ impl Loaded {
             }
             if !(s.poll_interval_s.is_finite() && s.poll_interval_s >= 0.1) {
                 return Err(self.field(at("poll_interval_s"), "must be at least 0.1 s"));
+            }
+            if let Some(ms) = s.idle_gap_ms {
+                let wire = siren_proto::decoder::wire_idle_gap(s.baud);
+                if std::time::Duration::from_millis(u64::from(ms)) < wire || ms > 10_000 {
+                    return Err(self.field(
+                        at("idle_gap_ms"),
+                        format!(
+                            "must be between 3.5 byte times ({:.1} ms at {} baud) and 10000",
+                            wire.as_secs_f64() * 1000.0,
+                            s.baud
+                        ),
+                    ));
+                }
             }
         }
         for bus in buses.keys() {

@@ -144,6 +144,7 @@ impl Daemon {
                 bus: s.bus.clone(),
                 baud: s.baud,
                 poll_interval: Duration::from_secs_f64(s.poll_interval_s),
+                idle_gap: s.idle_gap(),
                 group,
             });
             let (tx, rx) = mpsc::channel(64);

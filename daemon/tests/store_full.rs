@@ -181,6 +181,7 @@ fn when_a_lease_cannot_be_stored_no_counter_beyond_the_stored_one_reaches_the_wi
             bus: "b1".into(),
             baud: 9600,
             poll_interval: Duration::from_secs(1),
+            idle_gap: Duration::from_millis(100),
             group: None,
         }],
         mqtt: None,

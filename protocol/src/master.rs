@@ -42,6 +42,9 @@ pub struct MasterConfig {
     pub retries: u8,
     /// Requests awaiting a reply at once: 1 on a half-duplex bus.
     pub max_in_flight: usize,
+    /// Serial only: silence after which an incomplete envelope is rejected as truncated
+    /// (docs/protocol.md §3.1); `None` leaves idle detection to [`Master::handle_line_idle`].
+    pub idle_gap: Option<Duration>,
 }
 
 impl MasterConfig {
@@ -53,6 +56,7 @@ impl MasterConfig {
             byte_time: Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1))),
             retries: 2,
             max_in_flight: 1,
+            idle_gap: Some(crate::decoder::default_idle_gap(baud)),
         }
     }
 
@@ -64,6 +68,7 @@ impl MasterConfig {
             byte_time: Duration::ZERO,
             retries: 2,
             max_in_flight: usize::MAX,
+            idle_gap: None,
         }
     }
 }
@@ -204,8 +209,8 @@ struct Link {
 impl Link {
     fn new(config: MasterConfig) -> Self {
         Self {
+            decoder: config.idle_gap.map_or_else(SerialDecoder::new, SerialDecoder::with_idle_gap),
             config,
-            decoder: SerialDecoder::new(),
             commands: VecDeque::new(),
             polls: VecDeque::new(),
             due_commands: VecDeque::new(),
@@ -558,11 +563,27 @@ impl Master {
 
     /// When [`Master::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first_key_value().map(|((d, _), _)| *d)
+        let replies = self.deadlines.first_key_value().map(|((d, _), _)| *d);
+        let idle = self.links.values().filter_map(|l| l.decoder.idle_deadline()).min();
+        match (replies, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Expires unanswered attempts.
+    /// Expires unanswered attempts, and rejects as truncated the incomplete envelopes of
+    /// serial lines that have been idle for their gap.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let idle: Vec<LinkId> =
+            self.links.iter_mut().filter_map(|(id, l)| l.decoder.poll_idle(now).then_some(*id)).collect();
+        for link in idle {
+            let Some(l) = self.links.get_mut(&link) else { continue };
+            let mut decoder = std::mem::take(&mut l.decoder);
+            self.drain_decoder(now, link, &mut decoder);
+            if let Some(l) = self.links.get_mut(&link) {
+                l.decoder = decoder;
+            }
+        }
         while let Some(entry) = self.deadlines.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -596,7 +617,7 @@ impl Master {
             Framing::Datagram => self.handle_frame(now, link, bytes),
             Framing::Serial => {
                 let mut decoder = std::mem::take(&mut l.decoder);
-                decoder.push(bytes);
+                decoder.push_at(bytes, now);
                 self.drain_decoder(now, link, &mut decoder);
                 if let Some(l) = self.links.get_mut(&link) {
                     l.decoder = decoder;

@@ -185,3 +185,73 @@ fn serial_envelope_rejections() {
     decoder.push(&good);
     assert!(matches!(decoder.next_frame(), Some(Ok(_))));
 }
+
+/// Every verdict the decoder gives until it needs more bytes.
+fn drain(decoder: &mut SerialDecoder) -> Vec<Result<Vec<u8>, RejectReason>> {
+    std::iter::from_fn(|| decoder.next_frame().map(|r| r.map(<[u8]>::to_vec))).collect()
+}
+
+#[test]
+fn a_fragment_is_truncated_once_the_line_is_idle_for_the_gap() {
+    use std::time::{Duration, Instant};
+    let (_, seal) = seal(1);
+    let good = seal(&siren_proto::Message::StatusRequest, Framing::Serial);
+    let bare = seal(&siren_proto::Message::StatusRequest, Framing::Datagram);
+    let gap = Duration::from_millis(100);
+    let t0 = Instant::now();
+
+    // A 30-byte fragment, then silence: truncated at the gap, not when the next frame comes.
+    let mut decoder = SerialDecoder::with_idle_gap(gap);
+    decoder.push_at(&good[..30], t0);
+    assert!(drain(&mut decoder).is_empty());
+    assert_eq!(decoder.idle_deadline(), Some(t0 + gap));
+    assert!(!decoder.poll_idle(t0 + gap.saturating_sub(Duration::from_millis(1))));
+    assert!(decoder.poll_idle(t0 + gap));
+    let verdicts = drain(&mut decoder);
+    assert_eq!(verdicts.first(), Some(&Err(RejectReason::Truncated)));
+    assert!(verdicts.iter().all(Result::is_err), "{verdicts:?}");
+    assert_eq!(decoder.idle_deadline(), None, "nothing is pending");
+    decoder.push_at(&good, t0 + Duration::from_secs(5));
+    assert_eq!(drain(&mut decoder), [Ok(bare.clone())], "the next envelope is decoded on its own");
+
+    // An envelope with a one-second pause in the middle is not reassembled.
+    let mut decoder = SerialDecoder::with_idle_gap(gap);
+    decoder.push_at(&good[..20], t0);
+    decoder.push_at(&good[20..], t0 + Duration::from_secs(1));
+    let verdicts = drain(&mut decoder);
+    assert_eq!(verdicts.first(), Some(&Err(RejectReason::Truncated)), "{verdicts:?}");
+    assert!(!verdicts.iter().any(Result::is_ok), "{verdicts:?}");
+
+    // Pauses shorter than the gap (an adapter's bursts) are part of one envelope; a trailing
+    // first SYNC byte alone also waits for the gap.
+    let mut decoder = SerialDecoder::with_idle_gap(gap);
+    let mut at = t0;
+    for chunk in good.chunks(7) {
+        decoder.push_at(chunk, at);
+        at += gap / 2;
+    }
+    assert_eq!(drain(&mut decoder), [Ok(bare.clone())]);
+    decoder.push_at(&good[..1], at);
+    assert!(drain(&mut decoder).is_empty());
+    assert!(decoder.poll_idle(at + gap));
+    assert!(drain(&mut decoder).is_empty(), "a lone SYNC byte is noise, not an envelope");
+
+    // Bytes that arrive after the gap but before anyone asked for verdicts still come after
+    // the truncated fragment, never merged with it.
+    let mut decoder = SerialDecoder::with_idle_gap(gap);
+    decoder.push_at(&good[..30], t0);
+    assert!(decoder.poll_idle(t0 + gap));
+    decoder.push_at(&good, t0 + gap * 2);
+    let verdicts = drain(&mut decoder);
+    assert_eq!(verdicts.first(), Some(&Err(RejectReason::Truncated)));
+    assert_eq!(verdicts.last(), Some(&Ok(bare)));
+}
+
+#[test]
+fn the_default_gap_is_three_and_a_half_byte_times_but_never_below_the_host_minimum() {
+    use siren_proto::decoder::{MIN_HOST_IDLE_GAP, default_idle_gap, wire_idle_gap};
+    use std::time::Duration;
+    assert_eq!(wire_idle_gap(9600), Duration::from_nanos(3_645_833));
+    assert_eq!(default_idle_gap(9600), MIN_HOST_IDLE_GAP);
+    assert_eq!(default_idle_gap(300), wire_idle_gap(300), "at 300 baud 3.5 byte times are 117 ms");
+}

@@ -727,3 +727,27 @@ fn each_bus_keeps_its_own_half_duplex_slot() {
     assert_eq!(sent.len(), 2, "one request per bus until answered: {sent:?}");
     assert!(sent.contains(&(LinkId(1), Address(1))) && sent.contains(&(LinkId(2), Address(3))));
 }
+
+#[test]
+fn a_reply_cut_by_an_idle_gap_is_truncated_at_the_gap_and_never_reassembled() {
+    let t0 = Instant::now();
+    let config = MasterConfig::serial(9600);
+    let gap = config.idle_gap.unwrap();
+    let mut m = master(config, &[17]);
+    let mut o = outstation(Framing::Serial, 17);
+    m.request(KeyId(17), Message::StatusRequest, Priority::Poll).unwrap();
+    o.handle_input(&m.poll_transmit(t0).unwrap().bytes);
+    serve(&mut o);
+    let reply = o.poll_transmit().unwrap();
+    let first = t0 + Duration::from_millis(60);
+    m.handle_input(first, &reply[..30]);
+    assert!(events(&mut m).is_empty());
+    assert_eq!(m.poll_timeout(), Some(first + gap), "the idle gap ends before the reply's deadline");
+    m.handle_timeout(first + gap);
+    let got = events(&mut m);
+    assert!(matches!(got.first(), Some(MasterEvent::Rejected { reason: RejectReason::Truncated, .. })), "{got:?}");
+    // The rest, a second later, is noise on its own.
+    m.handle_input(first + Duration::from_secs(1), &reply[30..]);
+    m.handle_timeout(first + Duration::from_secs(1) + gap);
+    assert!(!events(&mut m).iter().any(|e| matches!(e, MasterEvent::Reply { .. })));
+}

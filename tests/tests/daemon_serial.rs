@@ -87,3 +87,38 @@ async fn sirens_on_a_port_that_never_opens_are_unreachable() {
     wait_for("unreachable without a port", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_followed_by_silence_is_counted_truncated_at_the_idle_gap() {
+    use std::io::Write as _;
+    use std::os::fd::AsFd as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, _sim) = setup(dir.path(), 1);
+    let bus = loaded.fleet.buses().keys().next().map(|b| (*b).to_owned()).unwrap();
+    // A line of our own instead of the simulator's: nothing on it answers.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+    let port = siren_sim::generate::pty_link(&dir.path().canonicalize().unwrap(), &bus);
+    std::fs::create_dir_all(port.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(nix::unistd::ttyname(pty.slave.as_fd()).unwrap(), &port).unwrap();
+    let mut line = std::fs::File::from(pty.master);
+
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let truncated = |daemon: &Daemon| {
+        daemon.metrics.encode().lines().any(|l| l.starts_with("siren_frames_rejected_total{reason=\"truncated\"} 1"))
+    };
+    wait_for("the port open", || {
+        daemon.metrics.encode().lines().any(|l| l.starts_with("siren_link_up{link=\"serial:") && l.ends_with(" 1"))
+    })
+    .await;
+    // The first 30 bytes of an envelope (SYNC and a header announcing 48 payload bytes),
+    // then nothing more: the daemon must give up on it at the gap, not keep it buffered
+    // until the next reply.
+    let mut fragment = vec![0xA5, 0xC3, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 9, 0x82, 0, 48];
+    fragment.resize(30, 0x11);
+    line.write_all(&fragment).unwrap();
+    wait_for("the fragment counted as truncated", || truncated(&daemon)).await;
+    daemon.stop().await;
+}

@@ -61,11 +61,13 @@ const MQTT_IN_FLIGHT: usize = 256;
 /// Bytes or news from a link task.
 #[derive(Debug)]
 pub enum Input {
-    /// A chunk of a serial stream, read at `at`.
+    /// A chunk of a serial stream, read at `at` (`read` on the monotonic clock, against
+    /// which the line's idle gap is measured).
     Serial {
         link: LinkId,
         bytes: Vec<u8>,
         at: Timestamp,
+        read: Instant,
     },
     /// One MQTT publication from a siren's topic, received at `at`.
     Mqtt {
@@ -111,6 +113,8 @@ pub struct SerialPlan {
     pub bus: String,
     pub baud: u32,
     pub poll_interval: Duration,
+    /// Silence after which an incomplete envelope is dropped as truncated.
+    pub idle_gap: Duration,
     /// The bus's broadcast group key.
     pub group: Option<(KeyId, Key)>,
 }
@@ -195,6 +199,7 @@ impl Engine {
             // The device may take 50 ms to start answering (docs/protocol.md §8.2), and its
             // answer (a status report of up to 16 channels) takes its own wire time.
             config.reply_timeout = Duration::from_millis(60) + config.byte_time * 110;
+            config.idle_gap = Some(s.idle_gap);
             master.add_link(s.link, config);
             let name = format!("serial:{}", s.bus);
             metrics.polled_link(&name);
@@ -336,10 +341,10 @@ impl Engine {
     pub fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Serial { link, bytes, at } => {
+            Input::Serial { link, bytes, at, read } => {
                 self.metrics.received(&self.link_names[&link]);
                 self.arrived = Some(at);
-                self.master.handle_link_input(now, link, &bytes);
+                self.master.handle_link_input(read, link, &bytes);
                 self.drain_events(Some(link), now);
             }
             Input::Mqtt { siren, channel, payload, at } => {

@@ -50,7 +50,13 @@ pub async fn run(
                 read = stream.read(&mut buf) => match read {
                     Ok(0) => break "end of stream".to_owned(),
                     Ok(n) => {
-                        if inputs.send(Input::Serial { link, bytes: buf[..n].to_vec(), at: jiff::Timestamp::now() }).await.is_err() {
+                        let input = Input::Serial {
+                            link,
+                            bytes: buf[..n].to_vec(),
+                            at: jiff::Timestamp::now(),
+                            read: std::time::Instant::now(),
+                        };
+                        if inputs.send(input).await.is_err() {
                             return;
                         }
                     }
