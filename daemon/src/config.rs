@@ -197,6 +197,14 @@ pub struct Mqtt {
     /// for one and a half of it is taken as lost (hung with its TCP connection open).
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u16,
+    /// Each MQTT siren is asked for its status this often, s (besides right after its
+    /// birth); 0: only after births.
+    #[serde(default = "default_status_every")]
+    pub status_every_s: u32,
+}
+
+fn default_status_every() -> u32 {
+    600
 }
 
 fn default_keep_alive() -> u16 {
@@ -212,6 +220,7 @@ impl Default for Mqtt {
             topic_root: default_topic_root(),
             zones: Vec::new(),
             keep_alive_s: default_keep_alive(),
+            status_every_s: default_status_every(),
         }
     }
 }

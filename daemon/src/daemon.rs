@@ -174,6 +174,7 @@ impl Daemon {
             mqtt: has_mqtt.then_some(MQTT_LINK),
             topic_root: c.mqtt.topic_root.clone(),
             heartbeat: Duration::from_secs(u64::from(c.liveness.heartbeat_s)),
+            status_every: Duration::from_secs(u64::from(c.mqtt.status_every_s)),
             down_after_misses: c.liveness.down_after_misses,
             keys,
             peers,

@@ -62,7 +62,8 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
     /// The siren answered a poll or published (status, heartbeat, birth, report). `faults`
-    /// is `None` for messages that carry none (a birth): the last known faults stand.
+    /// is `None` for messages that carry none (a birth): the last known faults stand, and a
+    /// siren not known to be able to sound does not become `ok` by it.
     Heard { link: String, faults: Option<FaultBits> },
     /// A poll went unanswered after its retries, or a heartbeat period passed in silence.
     Missed { link: String },
@@ -188,11 +189,22 @@ impl SirenState {
                 next.links_down.retain(|l| l != link);
                 next.misses = 0;
                 next.last_seen = Some(now);
-                if let Some(f) = faults {
-                    fault_changes(self.faults, *f, &mut changes);
-                    next.faults = *f;
+                match faults {
+                    Some(f) => {
+                        fault_changes(self.faults, *f, &mut changes);
+                        next.faults = *f;
+                        Some((State::from_faults(next.faults), Cause::Heard))
+                    }
+                    // A frame without the fault word (a birth) proves the siren is there, not
+                    // that it can sound: `ok` waits for a status (the engine asks for one).
+                    None => match self.state {
+                        State::Ok | State::Degraded | State::Faulty => {
+                            Some((State::from_faults(next.faults), Cause::Heard))
+                        }
+                        State::Unreachable => Some((State::Unknown, Cause::Heard)),
+                        State::Unknown | State::Down => None,
+                    },
                 }
-                Some((State::from_faults(next.faults), Cause::Heard))
             }
             // Silence while no link is up is the daemon's own doing: no verdict.
             Observation::Missed { .. } | Observation::Died { .. } if !self.reachable() => None,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use crate::sounding::campaign::Campaign;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 
@@ -71,6 +71,17 @@ pub struct StateRow {
     pub flaps: u32,
 }
 
+/// What a siren announced in its last BIRTH (docs/protocol.md §5.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirthRow {
+    pub siren: String,
+    pub at: Timestamp,
+    pub boot_seq: u32,
+    pub firmware: String,
+    pub capabilities: u16,
+    pub heartbeat_s: u16,
+}
+
 /// The replay state under one key (docs/protocol.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterRow {
@@ -110,6 +121,7 @@ enum Write {
     Event(Event),
     State(StateRow),
     Counters(CounterRow),
+    Birth(BirthRow),
     Campaign {
         id: u32,
         phase: &'static str,
@@ -252,6 +264,23 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 4 {
+        // The last BIRTH of each MQTT siren: its heartbeat period counts across restarts of
+        // the daemon, during which the device stays connected and announces nothing.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS births (
+                 siren TEXT PRIMARY KEY,
+                 at_us INTEGER NOT NULL,
+                 boot_seq INTEGER NOT NULL,
+                 firmware TEXT NOT NULL,
+                 capabilities INTEGER NOT NULL,
+                 heartbeat_s INTEGER NOT NULL
+             );
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -293,6 +322,30 @@ impl Store {
     /// Queues a siren's state.
     pub fn save_state(&self, row: StateRow) -> Result<(), StoreError> {
         self.send(Write::State(row))
+    }
+
+    /// Queues what a siren announced in its BIRTH.
+    pub fn save_birth(&self, row: BirthRow) -> Result<(), StoreError> {
+        self.send(Write::Birth(row))
+    }
+
+    /// Every siren's last BIRTH.
+    pub fn births(&self) -> Result<Vec<BirthRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT siren, at_us, boot_seq, firmware, capabilities, heartbeat_s FROM births ORDER BY siren",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BirthRow {
+                siren: r.get(0)?,
+                at: timestamp(r.get(1)?),
+                boot_seq: r.get(2)?,
+                firmware: r.get(3)?,
+                capabilities: r.get(4)?,
+                heartbeat_s: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Queues the replay state under a key.
@@ -575,6 +628,10 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
                  birth_boot_seq = ?4, birth_counter = ?5, birth_death_seen = ?6",
         )?;
         let mut campaign = tx.prepare_cached("UPDATE campaigns SET phase = ?2, body = ?3 WHERE id = ?1")?;
+        let mut birth = tx.prepare_cached(
+            "INSERT OR REPLACE INTO births (siren, at_us, boot_seq, firmware, capabilities, heartbeat_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         for w in batch {
             match w {
                 Write::Campaign { id, phase, body } => {
@@ -596,6 +653,16 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
                 }
                 Write::Counters(c) => {
                     save_counters(&mut counters, c)?;
+                }
+                Write::Birth(b) => {
+                    birth.execute(params![
+                        b.siren,
+                        micros(b.at),
+                        b.boot_seq,
+                        b.firmware,
+                        b.capabilities,
+                        b.heartbeat_s
+                    ])?;
                 }
                 Write::Durable(rows, _) => {
                     for c in rows {

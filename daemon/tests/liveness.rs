@@ -77,8 +77,27 @@ fn a_death_is_down_at_once() {
     let (s, changes) = run(mqtt, &[heard("mqtt", 0), Observation::Died { link: "mqtt".into() }]);
     assert_eq!(s.state, State::Down);
     assert!(changes.contains(&Change::State { from: State::Ok, to: State::Down, cause: Cause::Died }));
-    let (s, _) = run(s, &[Observation::Heard { link: "mqtt".into(), faults: None }]);
-    assert_eq!(s.state, State::Ok, "a birth brings it back with the faults last known");
+    let (s, changes) = run(s, &[Observation::Heard { link: "mqtt".into(), faults: None }]);
+    assert_eq!((s.state, s.misses), (State::Down, 0), "a birth alone does not say the siren can sound");
+    assert!(changes.is_empty());
+    let (s, _) = run(s, &[heard("mqtt", FaultBits::DOOR_OPEN)]);
+    assert_eq!(s.state, State::Degraded, "its status does");
+}
+
+#[test]
+fn a_siren_is_ok_only_once_its_faults_are_known() {
+    let mqtt = SirenState::new(["mqtt".to_owned()], t(0));
+    let birth = Observation::Heard { link: "mqtt".into(), faults: None };
+    let (s, changes) = run(mqtt, std::slice::from_ref(&birth));
+    assert_eq!(s.state, State::Unknown);
+    assert!(changes.is_empty(), "no unknown -> ok -> degraded flap at boot: {changes:?}");
+    let (s, changes) = run(s, &[heard("mqtt", FaultBits::MAINS_LOST)]);
+    assert_eq!(s.state, State::Degraded);
+    assert_eq!(changes[0], Change::State { from: State::Unknown, to: State::Degraded, cause: Cause::Heard });
+    let (s, _) = run(s, std::slice::from_ref(&birth));
+    assert_eq!(s.state, State::Degraded, "a known state stands through a birth");
+    let (s, _) = run(s, &[Observation::LinkDown { link: "mqtt".into() }, birth]);
+    assert_eq!(s.state, State::Unknown, "heard again after being unreachable: there, health unknown");
 }
 
 #[test]

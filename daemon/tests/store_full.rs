@@ -187,6 +187,7 @@ fn when_a_lease_cannot_be_stored_no_counter_beyond_the_stored_one_reaches_the_wi
         mqtt: None,
         topic_root: "sirens".into(),
         heartbeat: Duration::from_secs(5),
+        status_every: Duration::ZERO,
         down_after_misses: 3,
         keys: [(KeyId(1), siren_proto::Key::new([1; 32]))].into(),
         peers: vec![(KeyId(1), Address(1), vec!["serial:b1".into()])],

@@ -432,3 +432,57 @@ async fn a_siren_whose_counter_is_ahead_is_a_command_path_fault_until_resynchron
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_birth_is_followed_by_a_status_request_and_the_announced_heartbeat_period_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon's own period is 30 s; the devices announce 2 s in their births.
+    let (loaded, sim, url) = setup(dir.path(), 3, None, 30);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mut config = MqttConfig::from_url(&url).unwrap();
+    config.heartbeat = Duration::from_secs(2);
+    // The broker would notice a hung device only after 90 s: silence must do it first.
+    config.keep_alive = Duration::from_secs(60);
+    config.check_every = Duration::from_millis(100);
+    let mqtt = sim.serve_mqtt(&config);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    // Every siren was asked for its status after its birth.
+    for id in &ids {
+        let controller = sim.controller(id).unwrap();
+        let received = siren_sim::fleet::lock(controller).received().to_vec();
+        assert!(
+            received.iter().any(|r| r.message == siren_proto::Message::StatusRequest),
+            "{id} got no status request: {received:?}"
+        );
+    }
+    // Its births' period is recorded, for the next start of the daemon.
+    daemon.store.flush().unwrap();
+    let births = daemon.store.births().unwrap();
+    assert_eq!(births.len(), 3, "{births:?}");
+    assert!(births.iter().all(|b| b.heartbeat_s == 2), "{births:?}");
+
+    // Silent: down after three of its 2 s periods, long before three of the daemon's 30 s.
+    sim.inject(&ids[0], &Fault::SilentDeath).unwrap();
+    sirennet_e2e::wait::wait_within("down by the announced period", Duration::from_secs(45), || {
+        state(&daemon, &ids[0]) == State::Down
+    })
+    .await;
+    let events = daemon
+        .store
+        .events(&sirend::store::EventQuery { siren: Some(ids[0].clone()), limit: 50, ..Default::default() })
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.event.kind == "state" && e.event.detail.contains("-> down (missed)")),
+        "down by missed heartbeats, not by a death: {events:?}"
+    );
+    // Boot: unknown -> degraded (its clock is not yet synchronised) -> ok, never the flap of
+    // a birth counted as ok before the status said otherwise (unknown -> ok -> degraded).
+    assert!(
+        !events.iter().any(|e| e.event.kind == "state" && e.event.detail.starts_with("ok -> degraded")),
+        "{events:?}"
+    );
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}

@@ -1,7 +1,9 @@
 //! Heartbeat deadlines of the sirens on the MQTT link, sans-IO.
 //!
 //! Every frame from a siren moves its deadline to one and a half periods ahead; a deadline
-//! that passes is a missed heartbeat, and the next one is a period later. Silence while the
+//! that passes is a missed heartbeat, and the next one is a period later. The period is the
+//! one the siren announced in its last BIRTH (docs/protocol.md §9), the configured one until
+//! it has announced any. Silence while the
 //! broker was away proves nothing, so a link that comes back restarts every clock with a
 //! grace of two periods.
 //!
@@ -23,7 +25,10 @@ struct Watch {
 /// The sirens' heartbeat deadlines.
 #[derive(Debug)]
 pub struct HeartbeatWatch {
+    /// The period of sirens that have not announced one.
     period: Duration,
+    /// Announced periods in seconds by siren index, 0 for none.
+    announced: Vec<u16>,
     /// Queue entries, soonest first; an entry that is not its siren's `queued` is stale.
     due: BinaryHeap<Reverse<(Instant, usize)>>,
     /// By siren index.
@@ -34,19 +39,37 @@ impl HeartbeatWatch {
     /// For a fleet of `sirens` (sized up front: grown during the first burst of frames,
     /// its freed smaller copies would be left among longer-lived memory).
     pub fn new(period: Duration, sirens: usize) -> Self {
-        Self { period, due: BinaryHeap::with_capacity(sirens), watches: vec![None; sirens] }
+        Self { period, announced: vec![0; sirens], due: BinaryHeap::with_capacity(sirens), watches: vec![None; sirens] }
+    }
+
+    /// `siren` announced a heartbeat every `seconds` (1 to 3600, docs/protocol.md §5.6).
+    pub fn announced(&mut self, siren: usize, seconds: u16) {
+        if self.announced.len() <= siren {
+            self.announced.resize(siren + 1, 0);
+        }
+        self.announced[siren] = seconds;
+    }
+
+    /// The heartbeat period of `siren`.
+    pub fn period_of(&self, siren: usize) -> Duration {
+        match self.announced.get(siren) {
+            Some(&s) if s > 0 => Duration::from_secs(u64::from(s)),
+            _ => self.period,
+        }
     }
 
     /// A frame from `siren` arrived at `now`.
     pub fn heard(&mut self, siren: usize, now: Instant) {
-        self.arm(siren, now + self.period + self.period / 2);
+        let period = self.period_of(siren);
+        self.arm(siren, now + period + period / 2);
     }
 
     /// The link came up: every member's clock starts again, with a grace of two periods.
     pub fn restart(&mut self, members: impl IntoIterator<Item = usize>, now: Instant) {
         self.stop();
         for siren in members {
-            self.arm(siren, now + self.period * 2);
+            let period = self.period_of(siren);
+            self.arm(siren, now + period * 2);
         }
     }
 
@@ -64,6 +87,7 @@ impl HeartbeatWatch {
                 break;
             }
             self.due.pop();
+            let period = self.period_of(siren);
             let Some(watch) = self.watches.get_mut(siren).and_then(Option::as_mut) else { continue };
             if watch.queued != at {
                 continue; // a stale entry: the siren has a sooner one
@@ -75,7 +99,7 @@ impl HeartbeatWatch {
                 continue;
             }
             missed.push(siren);
-            let next = at + self.period;
+            let next = at + period;
             *watch = Watch { deadline: next, queued: next };
             self.due.push(Reverse((next, siren)));
         }
@@ -119,6 +143,27 @@ mod tests {
         assert_eq!(watch.expired(t0 + 15 * SECOND), [3]);
         assert!(watch.expired(t0 + 24 * SECOND).is_empty());
         assert_eq!(watch.expired(t0 + 45 * SECOND), [3, 3, 3]);
+    }
+
+    #[test]
+    fn the_period_a_siren_announced_counts_not_the_configured_one() {
+        let t0 = Instant::now();
+        let mut watch = HeartbeatWatch::new(5 * SECOND, 4);
+        watch.announced(1, 2);
+        watch.announced(2, 60);
+        watch.heard(1, t0);
+        watch.heard(2, t0);
+        watch.heard(3, t0);
+        assert_eq!(watch.expired(t0 + 3 * SECOND), [1], "1.5 of its 2 s");
+        assert_eq!(watch.expired(t0 + 7_500 * Duration::from_millis(1)), [1, 1, 3], "at 5 s and 7 s, and 1.5 x 5 s");
+        assert!(watch.expired(t0 + 89 * SECOND).iter().all(|&s| s != 2), "1.5 of its 60 s is 90 s");
+        assert!(watch.expired(t0 + 90 * SECOND).contains(&2));
+        // An announcement of a longer period later moves the next deadline out.
+        watch.announced(1, 30);
+        watch.heard(1, t0 + 100 * SECOND);
+        assert!(!watch.expired(t0 + 144 * SECOND).contains(&1));
+        assert_eq!(watch.period_of(1), 30 * SECOND);
+        assert_eq!(watch.period_of(9), 5 * SECOND, "a siren beyond the fleet's size has the default");
     }
 
     #[test]

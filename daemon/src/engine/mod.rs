@@ -14,6 +14,8 @@
 //! - [`clock`]: when an MQTT siren's clock may be synchronised again, and the correction;
 //! - [`counters`]: replay-counter leases restored and persisted before use, and the pace of
 //!   writing counters that moved;
+//! - [`status::StatusRequests`]: which MQTT siren to ask for its status next (after each
+//!   birth, and all in turn at a low rate);
 //! - [`cadence::Cadence`]: how often open campaigns are asked for their next commands.
 
 pub mod cadence;
@@ -22,6 +24,7 @@ pub mod counters;
 pub mod deaths;
 pub mod heartbeat;
 pub mod polls;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -40,6 +43,7 @@ use self::counters::DirtyCounters;
 use self::deaths::DeathGrace;
 use self::heartbeat::HeartbeatWatch;
 use self::polls::{BusAction, BusPoller};
+use self::status::StatusRequests;
 
 use crate::coverage::metrics::SharedCoverage;
 use crate::fleet::{FleetState, Telemetry};
@@ -126,7 +130,10 @@ pub struct Plan {
     /// The MQTT link, if the fleet has MQTT sirens.
     pub mqtt: Option<LinkId>,
     pub topic_root: String,
+    /// The heartbeat period of MQTT sirens that have not announced theirs.
     pub heartbeat: Duration,
+    /// How often each MQTT siren is asked for its status (zero: only after its birth).
+    pub status_every: Duration,
     /// Misses before `down`: polls keep their interval until then, and back off after.
     pub down_after_misses: u32,
     /// Every owned siren's key.
@@ -161,6 +168,7 @@ pub struct Engine {
     mqtt: Option<LinkId>,
     topic_root: String,
     heartbeats: HeartbeatWatch,
+    status_requests: StatusRequests,
     deaths: DeathGrace,
     pending: HashMap<RequestId, Pending>,
     counters: DirtyCounters,
@@ -242,7 +250,19 @@ impl Engine {
                 })
                 .collect()
         };
+        let mut heartbeats = HeartbeatWatch::new(plan.heartbeat, sirens);
+        let mqtt_members = {
+            let fleet_guard = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for b in store.births()? {
+                if let Some(i) = fleet_guard.index(&b.siren) {
+                    heartbeats.announced(i, b.heartbeat_s);
+                }
+            }
+            (0..fleet_guard.sirens().len()).filter(|&i| fleet_guard.siren(i).liveness.has_link("mqtt")).collect()
+        };
         Ok(Self {
+            status_requests: StatusRequests::new(mqtt_members, plan.status_every, now),
+            heartbeats,
             master,
             fleet,
             store,
@@ -255,7 +275,6 @@ impl Engine {
             buses,
             mqtt: plan.mqtt,
             topic_root: plan.topic_root,
-            heartbeats: HeartbeatWatch::new(plan.heartbeat, sirens),
             deaths: DeathGrace::default(),
             pending: HashMap::new(),
             counters: DirtyCounters::new(now),
@@ -318,6 +337,9 @@ impl Engine {
             }
         }
         if let Some(t) = self.heartbeats.next_due() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.status_requests.next_due() {
             wake = wake.min(t);
         }
         if let Some(t) = self.deaths.next_due() {
@@ -588,6 +610,7 @@ impl Engine {
             self.apply_death(index, detail);
         }
         self.start_clock_syncs();
+        self.request_statuses(now);
         while let Some(t) = self.master.poll_transmit(now) {
             if let Some(id) = t.request {
                 if let Some(Pending::Poll { sent, .. }) = self.pending.get_mut(&id) {
@@ -657,6 +680,30 @@ impl Engine {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Asks MQTT sirens for their status: those just born, and the next in turn when due, as
+    /// long as the link's queue has room.
+    fn request_statuses(&mut self, now: Instant) {
+        let Some(link) = self.mqtt else { return };
+        if !self.link_up.get(&link).copied().unwrap_or(false) {
+            return;
+        }
+        while self.master.queued_on(link) < clock::QUEUE_ROOM {
+            let Some(index) = self.status_requests.next(now) else { break };
+            let (key_id, heard) = {
+                let fleet = self.read_fleet();
+                let s = fleet.siren(index);
+                // Only sirens heard from since they were last silent: asking a dead one would
+                // only flag its command path as failing.
+                (s.key_id, s.liveness.misses == 0 && s.liveness.last_seen.is_some() && s.liveness.reachable())
+            };
+            if heard {
+                if let Ok(id) = self.master.request(key_id, Message::StatusRequest, Priority::Poll) {
+                    self.pending.insert(id, Pending::Command);
                 }
             }
         }
@@ -832,6 +879,9 @@ impl Engine {
         let Some(index) = self.read_fleet().by_key(key_id) else { return };
         let link_name = link.and_then(|l| self.link_names.get(&l).cloned()).unwrap_or_default();
         if link.is_some() && link == self.mqtt {
+            if let Message::Birth(b) = message {
+                self.born(index, b);
+            }
             self.heartbeats.heard(index, now);
         }
         if let Some(detail) = self.deaths.take(index) {
@@ -864,6 +914,24 @@ impl Engine {
             self.sync_clock(index, now);
         }
         self.observe(index, &Observation::Heard { link: link_name, faults });
+    }
+
+    /// A BIRTH from siren `index`: its heartbeat period counts from now on (and across
+    /// restarts of the daemon), and its status is asked for at once.
+    fn born(&mut self, index: usize, birth: &siren_proto::message::Birth) {
+        self.heartbeats.announced(index, birth.heartbeat_period_s);
+        self.status_requests.born(index);
+        let row = crate::store::BirthRow {
+            siren: self.read_fleet().siren(index).id.clone(),
+            at: Timestamp::now(),
+            boot_seq: birth.boot_seq,
+            firmware: birth.firmware.to_string(),
+            capabilities: birth.capabilities,
+            heartbeat_s: birth.heartbeat_period_s,
+        };
+        if let Err(e) = self.store.save_birth(row) {
+            tracing::error!(error = %e, "cannot record a birth");
+        }
     }
 
     /// Starts a time-sync exchange with an MQTT siren whose clock is not synchronised
