@@ -48,12 +48,14 @@ struct Siren {
     down: Vec<(i64, i64)>,
     /// Share of each `CLOCK_ADJUST` the firmware applies (1: all; a slewing clock less).
     adjust_share: f64,
+    /// Extra delays on the way out of the next time-sync requests, µs (a queue one way).
+    lopsided: Vec<i64>,
 }
 
 impl Siren {
     fn new(offset_us: i64, drift_ppm: f64, delay_us: i64) -> Self {
         let device = Device::new(DeviceSpec::default(), T0, DeviceClock::new(T0, offset_us, drift_ppm), 1);
-        Self { device, delay_us, down: Vec::new(), adjust_share: 1.0 }
+        Self { device, delay_us, down: Vec::new(), adjust_share: 1.0, lopsided: Vec::new() }
     }
 
     fn up_at(&self, t: i64) -> bool {
@@ -89,8 +91,13 @@ impl World {
 
     fn send(&mut self, now: i64, campaign: &Campaign, action: Action) {
         let message = campaign.message(&action, ts(now));
-        let s = &self.sirens[action.target];
-        let at = now + s.delay_us;
+        let s = &mut self.sirens[action.target];
+        let extra = if matches!(message, Message::TimeSyncRequest { .. }) && !s.lopsided.is_empty() {
+            s.lopsided.remove(0)
+        } else {
+            0
+        };
+        let at = now + s.delay_us + extra;
         if s.up_at(now) && s.up_at(at) {
             self.push(at, Delivery::ToDevice { target: action.target, command: action.command, message });
         } else {
@@ -252,6 +259,26 @@ fn clocks_two_seconds_off_start_on_time_and_the_skew_matches_ground_truth() {
     println!("simulated start skew, {n} sirens with clocks ±2 s off, corrected: {stats:?}");
     assert_eq!(stats.count, n);
     assert!(stats.p99_us < 20_000, "{stats:?}");
+}
+
+#[test]
+fn a_lopsided_exchange_does_not_set_a_clock() {
+    let instant = T0 + 620 * S;
+    // A clock 1 s off behind a 30 ms link; the first request waits 44 ms more on its way out
+    // (as behind a broker's Nagle): alone, it reads the device as 22 ms further ahead.
+    let mut siren = Siren::new(S, 0.0, 30_000);
+    siren.lopsided = vec![44_000];
+    let mut world = World::new(vec![siren]);
+    let mut c = campaign(78, Kind::Chime, instant, steps(&["chime"], 0.0), 1);
+    let mut error_when_armed = None;
+    world.run(&mut c, T0, instant + 200 * S, |now, w, c| {
+        if error_when_armed.is_none() && c.targets[0].armed_start_us.is_some() {
+            error_when_armed = Some(w.sirens[0].device.clock.error_at(now));
+        }
+    });
+    assert_eq!(c.phase, Phase::Done);
+    let error = error_when_armed.unwrap();
+    assert!(error.abs() <= 2_000, "the device was left {error} µs off");
 }
 
 #[test]

@@ -274,7 +274,13 @@ impl Controller {
             Message::StatusRequest => Ok(Some(Message::StatusReport(d.status(link_quality(self.link.noise_rate))))),
             Message::TimeSyncRequest { t1_us } => {
                 let t2_us = d.clock.read(now);
-                let t3_us = d.clock.read(now + self.turnaround_us + self.link.slow_us);
+                // t3 is stamped when the reply leaves (docs/protocol.md §5.3): after the
+                // turnaround on a serial line, at once over MQTT.
+                let leaves = match via {
+                    Via::Serial => now + self.turnaround_us + self.link.slow_us,
+                    Via::Mqtt => now,
+                };
+                let t3_us = d.clock.read(leaves);
                 Ok(Some(Message::TimeSyncReply { t1_us: *t1_us, t2_us, t3_us }))
             }
             Message::ClockAdjust { sync_t1_us, offset_us } => {

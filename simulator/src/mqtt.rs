@@ -129,7 +129,11 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
         options.set_clean_session(true);
         options.set_max_packet_size(4096, 4096);
         options.set_last_will(LastWill::new(config.topic(&zone, &id, "death"), will, QoS::AtLeastOnce, false));
-        let (client, event_loop) = AsyncClient::new(options, 16);
+        let (client, mut event_loop) = AsyncClient::new(options, 16);
+        // Replies leave at once (no Nagle): their t3 is stamped just before they are sent.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        event_loop.set_network_options(network);
         // `EventLoop::poll` must never be cancelled part-way (a connect dropped half-done makes
         // the broker publish the will), so one task owns it and hands events over a channel.
         let (events_tx, mut events) = mpsc::channel(16);

@@ -72,7 +72,7 @@ impl TestBroker {
             std::fs::write(
                 &conf,
                 format!(
-                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\n{extra}",
+                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\nset_tcp_nodelay true\n{extra}",
                     addr.port()
                 ),
             )?;

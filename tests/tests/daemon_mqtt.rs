@@ -486,3 +486,40 @@ async fn a_birth_is_followed_by_a_status_request_and_the_announced_heartbeat_per
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+/// How long the first time-sync requests after the births take from their `t1` to the devices,
+/// on the embedded broker and (when installed) Mosquitto. A measurement for BENCHMARKS.md,
+/// not a check: `cargo test -p sirennet-e2e --test daemon_mqtt time_sync_request_delay --
+/// --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn time_sync_request_delay() {
+    let mosquitto = TestBroker::mosquitto().unwrap();
+    for broker in [None, mosquitto.as_ref().map(TestBroker::url)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, sim, url) = setup(dir.path(), 20, broker.as_deref(), 30);
+        let daemon = Daemon::start(&loaded).await.unwrap();
+        let mqtt = devices(&sim, &url, 30);
+        let synced = || {
+            sim.controllers().all(|(_, c)| {
+                let c = siren_sim::fleet::lock(c);
+                c.received().iter().any(|r| matches!(r.message, siren_proto::Message::ClockAdjust { .. }))
+            })
+        };
+        wait_for("every clock corrected", synced).await;
+        let mut delays_ms: Vec<i64> = sim
+            .controllers()
+            .filter_map(|(_, c)| {
+                let c = siren_sim::fleet::lock(c);
+                c.received().iter().find_map(|r| match r.message {
+                    siren_proto::Message::TimeSyncRequest { t1_us } => Some((r.at - t1_us) / 1000),
+                    _ => None,
+                })
+            })
+            .collect();
+        delays_ms.sort_unstable();
+        println!("broker {}: t1 to device, ms: {delays_ms:?}", broker.as_deref().unwrap_or("embedded"));
+        mqtt.shutdown().await;
+        daemon.stop().await;
+    }
+}

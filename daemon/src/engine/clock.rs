@@ -61,12 +61,51 @@ impl ClockSync {
 /// is started.
 pub const QUEUE_ROOM: usize = 64;
 
-/// The `CLOCK_ADJUST` that a `TIME_SYNC_REPLY` arriving at `t4_us` calls for, with the sample
-/// it was computed from; `None` for any other message.
-pub fn correction(reply: &Message, t4_us: i64) -> Option<(Message, TimeSample)> {
-    let Message::TimeSyncReply { t1_us, t2_us, t3_us } = *reply else { return None };
-    let sample = TimeSample::compute(t1_us, t2_us, t3_us, t4_us);
-    Some((Message::ClockAdjust { sync_t1_us: t1_us, offset_us: sample.offset_us }, sample))
+/// Exchanges a synchronisation takes at most: the one with the shortest round trip sets the
+/// clock, as NTP's clock filter does. A sample whose request waited in a queue one way (a
+/// broker's, a busy link's) has a long round trip and an offset off by up to half of it.
+pub const SAMPLES: u8 = 4;
+/// A round trip this short bounds the offset's error to half of it: no more samples needed.
+pub const GOOD_ROUND_TRIP_US: i64 = 5_000;
+
+/// The samples of one synchronisation, and the best so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleFilter {
+    /// The best sample's `t1` and measurement.
+    best: Option<(i64, TimeSample)>,
+    taken: u8,
+}
+
+/// What a synchronisation does after a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncStep {
+    /// Take another sample.
+    Again,
+    /// Send this `CLOCK_ADJUST`, computed from the best sample (shown).
+    Adjust(Message, TimeSample),
+    /// Every sample was impossible (a negative round trip: the device stamps wrongly).
+    GiveUp,
+}
+
+impl SampleFilter {
+    /// Adds the sample of a `TIME_SYNC_REPLY` that arrived at `t4_us`; `None` for any other
+    /// message.
+    pub fn add(&mut self, reply: &Message, t4_us: i64) -> Option<SyncStep> {
+        let Message::TimeSyncReply { t1_us, t2_us, t3_us } = *reply else { return None };
+        let sample = TimeSample::compute(t1_us, t2_us, t3_us, t4_us);
+        self.taken = self.taken.saturating_add(1);
+        if sample.round_trip_us >= 0 && self.best.is_none_or(|(_, b)| sample.round_trip_us < b.round_trip_us) {
+            self.best = Some((t1_us, sample));
+        }
+        let Some((t1, best)) = self.best else {
+            // Only impossible samples (negative round trips: a device stamping wrongly).
+            return Some(if self.taken < SAMPLES { SyncStep::Again } else { SyncStep::GiveUp });
+        };
+        if best.round_trip_us > GOOD_ROUND_TRIP_US && self.taken < SAMPLES {
+            return Some(SyncStep::Again);
+        }
+        Some(SyncStep::Adjust(Message::ClockAdjust { sync_t1_us: t1, offset_us: best.offset_us }, best))
+    }
 }
 
 #[cfg(test)]
@@ -103,12 +142,40 @@ mod tests {
 
     #[test]
     fn the_correction_carries_the_measured_offset_and_the_exchange_it_answers() {
-        // Device 250 ms ahead, 20 ms each way, 1 ms turnaround: the correction is -250 ms.
-        let reply = Message::TimeSyncReply { t1_us: 1_000_000, t2_us: 1_270_000, t3_us: 1_271_000 };
-        let (adjust, sample) = correction(&reply, 1_041_000).unwrap();
+        // Device 250 ms ahead, 2 ms each way, 1 ms turnaround: the correction is -250 ms.
+        let reply = Message::TimeSyncReply { t1_us: 1_000_000, t2_us: 1_252_000, t3_us: 1_253_000 };
+        let mut filter = SampleFilter::default();
+        let Some(SyncStep::Adjust(adjust, sample)) = filter.add(&reply, 1_005_000) else { panic!() };
         assert_eq!(sample.offset_us, -250_000);
-        assert_eq!(sample.round_trip_us, 40_000);
+        assert_eq!(sample.round_trip_us, 4_000);
         assert_eq!(adjust, Message::ClockAdjust { sync_t1_us: 1_000_000, offset_us: -250_000 });
-        assert!(correction(&Message::StatusRequest, 0).is_none());
+        assert!(filter.add(&Message::StatusRequest, 0).is_none());
+    }
+
+    #[test]
+    fn an_asymmetric_sample_does_not_set_the_clock_the_shortest_round_trip_does() {
+        // The device is exactly on time. The first request waited 44 ms on its way out (a
+        // broker's Nagle): alone it would say the device is 22 ms ahead.
+        let mut filter = SampleFilter::default();
+        let lopsided = Message::TimeSyncReply { t1_us: 0, t2_us: 45_000, t3_us: 45_500 };
+        assert_eq!(filter.add(&lopsided, 46_500), Some(SyncStep::Again));
+        let slow = Message::TimeSyncReply { t1_us: 100_000, t2_us: 110_000, t3_us: 110_500 };
+        assert_eq!(filter.add(&slow, 120_500), Some(SyncStep::Again));
+        let fair = Message::TimeSyncReply { t1_us: 200_000, t2_us: 203_000, t3_us: 203_500 };
+        assert_eq!(filter.add(&fair, 206_500), Some(SyncStep::Again), "6 ms is not yet good enough");
+        let also_lopsided = Message::TimeSyncReply { t1_us: 300_000, t2_us: 330_000, t3_us: 330_500 };
+        let Some(SyncStep::Adjust(adjust, best)) = filter.add(&also_lopsided, 331_500) else { panic!() };
+        assert_eq!(best, TimeSample { offset_us: 0, round_trip_us: 6_000 });
+        assert_eq!(adjust, Message::ClockAdjust { sync_t1_us: 200_000, offset_us: 0 }, "for the exchange it came from");
+    }
+
+    #[test]
+    fn a_device_that_stamps_impossibly_is_given_up_on() {
+        let mut filter = SampleFilter::default();
+        let backwards = Message::TimeSyncReply { t1_us: 0, t2_us: 10_000, t3_us: 50_000 };
+        for _ in 1..SAMPLES {
+            assert_eq!(filter.add(&backwards, 1_000), Some(SyncStep::Again));
+        }
+        assert_eq!(filter.add(&backwards, 1_000), Some(SyncStep::GiveUp));
     }
 }

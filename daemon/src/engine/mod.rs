@@ -150,7 +150,7 @@ struct Bus {
 
 enum Pending {
     Poll { siren: usize, link: LinkId, sent: Option<Instant> },
-    TimeSync { siren: usize },
+    TimeSync { siren: usize, samples: clock::SampleFilter },
     Command,
     Sounding { campaign: u32, target: usize, command: SoundingCommand, link: Option<LinkId> },
 }
@@ -746,7 +746,9 @@ impl Engine {
                                 bus.poller.answered(siren, now);
                             }
                         }
-                        Some(Pending::TimeSync { siren }) => self.adjust_clock(siren, key_id, &message),
+                        Some(Pending::TimeSync { siren, samples }) => {
+                            self.adjust_clock(siren, key_id, samples, &message);
+                        }
                         Some(Pending::Sounding { campaign, target, command, link: bus }) => {
                             self.sounding_done(bus);
                             let arrived = self.arrival();
@@ -945,21 +947,40 @@ impl Engine {
     fn start_clock_syncs(&mut self) {
         let Some(link) = self.mqtt else { return };
         while let Some(index) = self.clock_sync.next(self.master.queued_on(link)) {
-            let key_id = self.read_fleet().siren(index).key_id;
-            // Stamped again as the frame is sealed (`Master::stamp_time_syncs`).
-            let t1_us = Timestamp::now().as_microsecond();
-            if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
-                self.pending.insert(id, Pending::TimeSync { siren: index });
-            }
+            self.time_sync_request(index, clock::SampleFilter::default());
         }
     }
 
-    /// Completes a time-sync exchange: the offset measured, the correction sent.
-    fn adjust_clock(&mut self, index: usize, key_id: KeyId, reply: &Message) {
-        let Some((adjust, sample)) = clock::correction(reply, self.arrival().as_microsecond()) else { return };
-        tracing::debug!(siren = index, offset_us = sample.offset_us, round_trip_us = sample.round_trip_us, "time sync");
-        if let Ok(id) = self.master.request(key_id, adjust, Priority::Command) {
-            self.pending.insert(id, Pending::Command);
+    /// Sends siren `index` a time-sync request, one of the samples in `samples`.
+    fn time_sync_request(&mut self, index: usize, samples: clock::SampleFilter) {
+        let key_id = self.read_fleet().siren(index).key_id;
+        // Stamped again as the frame is sealed (`Master::stamp_time_syncs`).
+        let t1_us = Timestamp::now().as_microsecond();
+        if let Ok(id) = self.master.request(key_id, Message::TimeSyncRequest { t1_us }, Priority::Command) {
+            self.pending.insert(id, Pending::TimeSync { siren: index, samples });
+        }
+    }
+
+    /// Takes a time-sync sample: another exchange, or the correction from the best one.
+    fn adjust_clock(&mut self, index: usize, key_id: KeyId, mut samples: clock::SampleFilter, reply: &Message) {
+        match samples.add(reply, self.arrival().as_microsecond()) {
+            None => {}
+            Some(clock::SyncStep::Again) => self.time_sync_request(index, samples),
+            Some(clock::SyncStep::Adjust(adjust, sample)) => {
+                tracing::debug!(
+                    siren = index,
+                    offset_us = sample.offset_us,
+                    round_trip_us = sample.round_trip_us,
+                    "time sync"
+                );
+                if let Ok(id) = self.master.request(key_id, adjust, Priority::Command) {
+                    self.pending.insert(id, Pending::Command);
+                }
+            }
+            Some(clock::SyncStep::GiveUp) => {
+                let id = self.read_fleet().siren(index).id.clone();
+                tracing::warn!(siren = %id, "time sync: every round trip was negative; the device stamps t2/t3 wrongly");
+            }
         }
     }
 

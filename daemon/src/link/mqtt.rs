@@ -64,7 +64,11 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
         options.set_keep_alive(config.keep_alive);
         options.set_clean_session(true);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
-        let (client, event_loop) = AsyncClient::new(options, 1024);
+        let (client, mut event_loop) = AsyncClient::new(options, 1024);
+        // Without TCP_NODELAY a command written while the broker's acknowledgement of the last
+        // one is outstanding waits for it (Nagle): 40-45 ms with the peer's delayed ACK, time a
+        // TIME_SYNC_REQUEST's t1 then spends in the daemon (docs/protocol.md §5.3).
+        event_loop.set_network_options(no_delay());
         // `EventLoop::poll` must not be cancelled part-way: one task owns it.
         let (events_tx, mut events) = mpsc::channel(1024);
         let pump = tokio::spawn(pump(event_loop, events_tx));
@@ -160,4 +164,11 @@ async fn pump(mut event_loop: EventLoop, events: mpsc::Sender<Result<Event, Conn
             return;
         }
     }
+}
+
+/// Network options with Nagle's algorithm off.
+fn no_delay() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
 }

@@ -93,6 +93,9 @@ const REPORT_EVERY_US: i64 = 10_000_000;
 const AFTER_SAMPLES: u8 = 4;
 const AFTER_RETRY_US: i64 = 1_000_000;
 const GOOD_ROUND_TRIP_US: i64 = 20_000;
+/// Exchanges taken at most before a clock correction when their round trips are longer than
+/// [`GOOD_ROUND_TRIP_US`]: the correction uses the shortest.
+const ADJUST_SAMPLES: u8 = 3;
 
 /// A clock measurement: the offset to add to the device clock to get true time, at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,9 +161,33 @@ pub struct Target {
     busy: bool,
     #[serde(skip)]
     retry_at_us: i64,
+    /// The best sample (and its `t1`) of the exchanges taken before a correction.
+    #[serde(skip)]
+    sync_best: Option<(i64, ClockSample)>,
+    #[serde(skip)]
+    sync_samples: u8,
 }
 
 impl Target {
+    /// NTP-style: a clock is set from the shortest round trip of a few exchanges, never from
+    /// one lopsided exchange (a request that waited in a queue on its way out reads as a
+    /// device ahead by half the wait). Returns the sample (and its `t1`) to act on, or `None`
+    /// to take another.
+    fn best_before(&mut self, t1_us: i64, sample: ClockSample, max_offset_us: i64) -> Option<(i64, ClockSample)> {
+        let best = match self.sync_best {
+            Some((t1, b)) if b.round_trip_us <= sample.round_trip_us || sample.round_trip_us < 0 => (t1, b),
+            _ => (t1_us, sample),
+        };
+        self.sync_samples = self.sync_samples.saturating_add(1);
+        let would_adjust = best.1.offset_us.abs() > max_offset_us || self.needs_adjust;
+        if would_adjust && best.1.round_trip_us > GOOD_ROUND_TRIP_US && self.sync_samples < ADJUST_SAMPLES {
+            self.sync_best = Some(best);
+            return None;
+        }
+        (self.sync_best, self.sync_samples) = (None, 0);
+        Some(best)
+    }
+
     pub fn new(siren: String, zone: String) -> Self {
         Self {
             siren,
@@ -181,6 +208,8 @@ impl Target {
             skew_us: None,
             busy: false,
             retry_at_us: 0,
+            sync_best: None,
+            sync_samples: 0,
         }
     }
 
@@ -534,7 +563,16 @@ impl Campaign {
         match (command, reply) {
             (Command::Sync, Message::TimeSyncReply { t1_us, t2_us, t3_us }) => {
                 let s = TimeSample::compute(*t1_us, *t2_us, *t3_us, now_us);
-                let sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
+                let mut sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
+                let mut t1_us = *t1_us;
+                if phase != Phase::Verifying && t.step == TargetStep::Sync && !t.clock_flagged {
+                    let Some(best) = t.best_before(t1_us, sample, max_offset_us) else {
+                        t.busy = true;
+                        return Some(Action { target, command: Command::Sync });
+                    };
+                    (t1_us, sample) = best;
+                }
+                let s = TimeSample { offset_us: sample.offset_us, round_trip_us: sample.round_trip_us };
                 if phase == Phase::Verifying {
                     if t.after.is_none_or(|a| sample.round_trip_us < a.round_trip_us) {
                         t.after = Some(sample);
@@ -574,7 +612,7 @@ impl Campaign {
                     t.clock_flagged = true;
                 }
                 t.busy = true;
-                let command = Command::Adjust { sync_t1_us: *t1_us, offset_us: s.offset_us };
+                let command = Command::Adjust { sync_t1_us: t1_us, offset_us: s.offset_us };
                 Some(Action { target, command })
             }
             (Command::Adjust { offset_us, .. }, Message::Ack { .. }) => {
