@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::{AppState, authorize};
 use crate::auth::Role;
 use crate::engine::{Input, SoundingRequest};
-use crate::sounding::campaign::{Campaign, Phase};
+use crate::sounding::campaign::{Campaign, Phase, Target};
 use crate::sounding::runner::AdHoc;
 use crate::sounding::verdict::Verdict;
 
@@ -84,28 +84,7 @@ fn report(state: &AppState, c: &Campaign) -> Value {
                 .map(|z| json!({"zone": z.zone, "area_ratio": z.area_ratio, "population_ratio": z.population_ratio}))
                 .collect::<Vec<_>>()
         });
-    let sirens: Vec<Value> = c
-        .targets
-        .iter()
-        .map(|t| {
-            json!({
-                "siren": t.siren,
-                "zone": t.zone,
-                "result": t.verdict.map(Verdict::as_str),
-                "skew_ms": t.skew_us.map(ms),
-                "armed": t.armed_start_us.is_some(),
-                "triggered": t.triggered,
-                "clock_flagged": t.clock_flagged,
-                "clock_offset_ms": t.before.map(|s| ms(s.offset_us)),
-                // The skew's uncertainty is half the longest round trip of the clock samples.
-                "clock_round_trip_ms": t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
-                "refused": t.nak,
-                "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
-                "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
-                    .map(|r| f64::from(r.sound_level_ddb) / 10.0),
-            })
-        })
-        .collect();
+    let sirens: Vec<Value> = c.targets.iter().map(target).collect();
     let mut v = summary(c);
     v["failures_by_zone"] = json!(failures);
     v["achieved_coverage"] = json!(achieved);
@@ -137,6 +116,28 @@ pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -
         "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html(&c, &report(&state, &c))).into_response(),
         other => error(StatusCode::NOT_FOUND, format!("no `{other}` form: use .csv or .html, or none for JSON")),
     }
+}
+
+/// One siren's line of a sounding report.
+fn target(t: &Target) -> Value {
+    json!({
+        "siren": t.siren,
+        "zone": t.zone,
+        "result": t.verdict.map(Verdict::as_str),
+        "skew_ms": t.skew_us.map(ms),
+        "armed": t.armed_start_us.is_some(),
+        "triggered": t.triggered,
+        "clock_flagged": t.clock_flagged,
+        // Device clock minus daemon clock, as everywhere in the API and the metrics
+        // (the sample holds the correction, its opposite).
+        "clock_offset_ms": t.before.map(|s| ms(s.offset_us.saturating_neg())),
+        // The skew's uncertainty is half the longest round trip of the clock samples.
+        "clock_round_trip_ms": t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
+        "refused": t.nak,
+        "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
+        "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
+            .map(|r| f64::from(r.sound_level_ddb) / 10.0),
+    })
 }
 
 fn csv(c: &Campaign) -> String {
@@ -307,5 +308,21 @@ pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<u32>, h
     match ask(&state, |reply| SoundingRequest::Cancel { campaign: id, by, reply }).await {
         Ok(()) => Json(json!({"id": id, "phase": "cancelled"})).into_response(),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sounding::campaign::ClockSample;
+
+    #[test]
+    fn the_clock_offset_is_the_device_clock_minus_the_daemon_clock() {
+        let mut t = Target::new("S-1".into(), "z".into());
+        // Measured: add -250 ms to the device clock, i.e. it runs 250 ms ahead.
+        t.before = Some(ClockSample { at_us: 0, offset_us: -250_000, round_trip_us: 4_000 });
+        let line = target(&t);
+        assert_eq!(line["clock_offset_ms"], 250.0, "{line}");
+        assert_eq!(line["clock_round_trip_ms"], 4.0);
     }
 }
