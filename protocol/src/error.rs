@@ -106,6 +106,10 @@ pub enum EncodeError {
     /// A list field holds more entries than the format allows.
     #[error("too many {0}")]
     TooMany(&'static str),
+    /// A field holds a value outside the range docs/protocol.md gives it: the frame would be
+    /// refused as malformed.
+    #[error("field {0} out of range")]
+    Range(&'static str),
     /// The sender's counter lease is used up: the application has not persisted a new one.
     #[error("counter lease exhausted for key id {0}")]
     CounterLeaseExhausted(u16),

@@ -275,6 +275,11 @@ pub struct StatusReport {
 impl StatusReport {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         let count = channel_count(self.channels.len())?;
+        for (field, value) in [("battery_soc", self.battery_soc), ("link_quality", self.link_quality)] {
+            if !matches!(value, 0..=100 | UNKNOWN_PERCENT) {
+                return Err(EncodeError::Range(field));
+            }
+        }
         w.u32(self.boot_seq);
         w.u32(self.uptime_s);
         w.i64(self.device_time_us);
@@ -350,20 +355,27 @@ pub struct SoundingReport {
 }
 
 impl SoundingReport {
-    fn encode(&self, w: &mut Writer<'_>) {
-        w.u32(self.campaign);
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        if self.outcome == Outcome::None {
+            return Err(EncodeError::Range("outcome"));
+        }
+        w.u32(campaign_id(self.campaign)?);
         w.u8(self.outcome as u8);
         w.u8(u8::from(self.live));
         w.i64(self.started_us);
         w.i64(self.ended_us);
         w.u16(self.sound_level_ddb);
         w.u16(self.amplifier_current_ma);
+        Ok(())
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            campaign: r.u32()?,
-            outcome: Outcome::read(r)?,
+            campaign: read_campaign(r)?,
+            outcome: match Outcome::read(r)? {
+                Outcome::None => return Err(DecodeError::Range("outcome")),
+                o => o,
+            },
             live: read_bool(r, "live")?,
             started_us: r.i64()?,
             ended_us: r.i64()?,
@@ -545,18 +557,17 @@ impl Message {
             }
             Message::TimeSet { master_time_us } => w.i64(*master_time_us),
             Message::ArmTest(arm) | Message::ArmLive(arm) => {
-                w.u32(arm.campaign);
+                w.u32(campaign_id(arm.campaign)?);
                 w.i64(arm.start_us);
                 encode_segments(&arm.segments, w)?;
             }
             Message::TriggerTest(t) | Message::TriggerLive(t) => {
-                w.u32(t.campaign);
+                w.u32(campaign_id(t.campaign)?);
                 w.i64(t.not_after_us);
                 encode_segments(&t.segments, w)?;
             }
-            Message::Cancel { campaign } | Message::Stop { campaign } | Message::ReportRequest { campaign } => {
-                w.u32(*campaign);
-            }
+            Message::Cancel { campaign } | Message::ReportRequest { campaign } => w.u32(campaign_id(*campaign)?),
+            Message::Stop { campaign } => w.u32(*campaign),
             Message::Ack { counter, message_type } => {
                 w.u32(*counter);
                 w.u8(*message_type);
@@ -572,7 +583,7 @@ impl Message {
                 w.i64(*t2_us);
                 w.i64(*t3_us);
             }
-            Message::SoundingReport(s) => s.encode(w),
+            Message::SoundingReport(s) => s.encode(w)?,
             Message::Heartbeat(h) => {
                 w.u32(h.boot_seq);
                 w.u32(h.uptime_s);
@@ -580,6 +591,9 @@ impl Message {
                 w.u32(h.faults.0);
             }
             Message::Birth(b) => {
+                if !HEARTBEAT_PERIOD_S.contains(&b.heartbeat_period_s) {
+                    return Err(EncodeError::Range("heartbeat_period_s"));
+                }
                 w.u32(b.boot_seq);
                 b.firmware.encode(w);
                 w.u16(b.capabilities);
@@ -608,9 +622,9 @@ impl Message {
             MessageType::ArmLive => Message::ArmLive(decode_arm(r)?),
             MessageType::TriggerTest => Message::TriggerTest(decode_trigger(r)?),
             MessageType::TriggerLive => Message::TriggerLive(decode_trigger(r)?),
-            MessageType::Cancel => Message::Cancel { campaign: r.u32()? },
+            MessageType::Cancel => Message::Cancel { campaign: read_campaign(r)? },
             MessageType::Stop => Message::Stop { campaign: r.u32()? },
-            MessageType::ReportRequest => Message::ReportRequest { campaign: r.u32()? },
+            MessageType::ReportRequest => Message::ReportRequest { campaign: read_campaign(r)? },
             MessageType::Ack => Message::Ack { counter: r.u32()?, message_type: r.u8()? },
             MessageType::Nak => Message::Nak { counter: r.u32()?, message_type: r.u8()?, code: NakCode::read(r)? },
             MessageType::StatusReport => Message::StatusReport(StatusReport::decode(r)?),
@@ -626,7 +640,10 @@ impl Message {
                 boot_seq: r.u32()?,
                 firmware: Firmware::decode(r)?,
                 capabilities: r.u16()?,
-                heartbeat_period_s: r.u16()?,
+                heartbeat_period_s: match r.u16()? {
+                    p if HEARTBEAT_PERIOD_S.contains(&p) => p,
+                    _ => return Err(DecodeError::Range("heartbeat_period_s")),
+                },
             }),
             MessageType::Death => Message::Death(Death { boot_seq: r.u32()?, cause: DeathCause::read(r)? }),
         };
@@ -636,11 +653,26 @@ impl Message {
 }
 
 fn decode_arm(r: &mut Reader<'_>) -> Result<Arm, DecodeError> {
-    Ok(Arm { campaign: r.u32()?, start_us: r.i64()?, segments: decode_segments(r)? })
+    Ok(Arm { campaign: read_campaign(r)?, start_us: r.i64()?, segments: decode_segments(r)? })
 }
 
 fn decode_trigger(r: &mut Reader<'_>) -> Result<Trigger, DecodeError> {
-    Ok(Trigger { campaign: r.u32()?, not_after_us: r.i64()?, segments: decode_segments(r)? })
+    Ok(Trigger { campaign: read_campaign(r)?, not_after_us: r.i64()?, segments: decode_segments(r)? })
+}
+
+/// The seconds a BIRTH may announce as its heartbeat period (docs/protocol.md §5.6).
+pub const HEARTBEAT_PERIOD_S: core::ops::RangeInclusive<u16> = 1..=3600;
+
+/// A campaign id where one is required: never 0 (docs/protocol.md §5.4).
+fn campaign_id(campaign: u32) -> Result<u32, EncodeError> {
+    if campaign == 0 { Err(EncodeError::Range("campaign")) } else { Ok(campaign) }
+}
+
+fn read_campaign(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+    match r.u32()? {
+        0 => Err(DecodeError::Range("campaign")),
+        c => Ok(c),
+    }
 }
 
 fn channel_count(n: usize) -> Result<u8, EncodeError> {

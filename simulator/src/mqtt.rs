@@ -155,9 +155,13 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
             tokio::select! {
                 event = events.recv() => match event {
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                        connected = true;
                         backoff = Duration::from_millis(200);
                         let _ = client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce);
+                    }
+                    // BIRTH only once the command topic is subscribed (docs/protocol.md §9):
+                    // the master's first command follows the birth at once.
+                    Some(Ok(Event::Incoming(Packet::SubAck(_)))) if !connected => {
+                        connected = true;
                         let _ = client.try_publish(config.topic(&zone, &id, "birth"), QoS::AtLeastOnce, false, birth.clone());
                         let mut c = lock(&device);
                         let status = Message::StatusReport(c.device.status(100));

@@ -194,3 +194,39 @@ fn arming_rules() {
     d.spec.live_enabled = false;
     assert_eq!(d.arm(&other, true), Err(NakCode::LiveDisabled));
 }
+
+#[test]
+fn the_firmware_answers_as_docs_protocol_md_section_5_4_says() {
+    use siren_proto::message::Trigger;
+    let arm = |c, start| Arm { campaign: c, start_us: start, segments: air_defence() };
+    let trigger = |c, not_after| Trigger { campaign: c, not_after_us: not_after, segments: air_defence() };
+
+    // The same campaign armed again with other content: BUSY. Identical: acknowledged.
+    let mut d = device(100.0);
+    d.arm(&arm(5, T0 + 60 * S), false).unwrap();
+    assert_eq!(d.arm(&arm(5, T0 + 61 * S), false), Err(NakCode::Busy));
+    assert_eq!(d.arm(&arm(5, T0 + 60 * S), false), Ok(()));
+    // A trigger of the armed campaign starts it now.
+    d.advance(T0 + 10 * S);
+    d.trigger(&trigger(5, T0 + 20 * S), false).unwrap();
+    assert_eq!((d.sounding_campaign(), d.armed_campaign()), (Some(5), None));
+    // Its retry after not_after passed is acknowledged, not EXPIRED: it is already sounding.
+    d.advance(T0 + 30 * S);
+    assert_eq!(d.trigger(&trigger(5, T0 + 20 * S), false), Ok(()));
+    assert_eq!(d.trigger(&trigger(6, T0 + 20 * S), false), Err(NakCode::Busy), "BUSY comes before EXPIRED");
+    // CANCEL of a campaign never heard of: UNKNOWN_CAMPAIGN; of the one sounding: changes nothing.
+    assert_eq!(d.cancel(99), Err(NakCode::UnknownCampaign));
+    assert_eq!(d.cancel(5), Ok(()));
+    assert_eq!(d.sounding_campaign(), Some(5));
+    // STOP of another campaign changes nothing; STOP when idle too.
+    d.stop(7);
+    assert_eq!(d.sounding_campaign(), Some(5));
+    d.stop(0);
+    assert_eq!(d.sounding_campaign(), None);
+    d.stop(0);
+
+    // Never synchronised: ARM is refused, TRIGGER is not.
+    let mut unsynced = Device::new(DeviceSpec::default(), T0, DeviceClock::new(T0, 0, 0.0), 1);
+    assert_eq!(unsynced.arm(&arm(8, T0 + 60 * S), false), Err(NakCode::ClockUnsynced));
+    assert_eq!(unsynced.trigger(&trigger(8, T0 + 60 * S), false), Ok(()));
+}

@@ -71,14 +71,14 @@ fn status() -> impl Strategy<Value = StatusReport> {
 /// Any valid message of any type.
 pub fn message() -> impl Strategy<Value = Message> {
     let arm = || {
-        (any::<u32>(), any::<i64>(), segments()).prop_map(|(campaign, start_us, segments)| Arm {
+        (1..=u32::MAX, any::<i64>(), segments()).prop_map(|(campaign, start_us, segments)| Arm {
             campaign,
             start_us,
             segments,
         })
     };
     let trigger = || {
-        (any::<u32>(), any::<i64>(), segments()).prop_map(|(campaign, not_after_us, segments)| Trigger {
+        (1..=u32::MAX, any::<i64>(), segments()).prop_map(|(campaign, not_after_us, segments)| Trigger {
             campaign,
             not_after_us,
             segments,
@@ -93,9 +93,9 @@ pub fn message() -> impl Strategy<Value = Message> {
         arm().prop_map(Message::ArmLive),
         trigger().prop_map(Message::TriggerTest),
         trigger().prop_map(Message::TriggerLive),
-        any::<u32>().prop_map(|campaign| Message::Cancel { campaign }),
+        (1..=u32::MAX).prop_map(|campaign| Message::Cancel { campaign }),
         any::<u32>().prop_map(|campaign| Message::Stop { campaign }),
-        any::<u32>().prop_map(|campaign| Message::ReportRequest { campaign }),
+        (1..=u32::MAX).prop_map(|campaign| Message::ReportRequest { campaign }),
         (any::<u32>(), any::<u8>()).prop_map(|(counter, message_type)| Message::Ack { counter, message_type }),
         (any::<u32>(), any::<u8>(), one_of(NakCode::ALL)).prop_map(|(counter, message_type, code)| Message::Nak {
             counter,
@@ -105,18 +105,28 @@ pub fn message() -> impl Strategy<Value = Message> {
         status().prop_map(Message::StatusReport),
         (any::<i64>(), any::<i64>(), any::<i64>())
             .prop_map(|(t1_us, t2_us, t3_us)| { Message::TimeSyncReply { t1_us, t2_us, t3_us } }),
-        (any::<u32>(), one_of(Outcome::ALL), any::<bool>(), any::<i64>(), any::<i64>(), any::<u16>(), any::<u16>())
-            .prop_map(|(campaign, outcome, live, started_us, ended_us, sound_level_ddb, amplifier_current_ma)| {
-                Message::SoundingReport(SoundingReport {
-                    campaign,
-                    outcome,
-                    live,
-                    started_us,
-                    ended_us,
-                    sound_level_ddb,
-                    amplifier_current_ma,
-                })
-            }),
+        (
+            1..=u32::MAX,
+            one_of(&Outcome::ALL[1..]),
+            any::<bool>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<u16>(),
+            any::<u16>()
+        )
+            .prop_map(
+                |(campaign, outcome, live, started_us, ended_us, sound_level_ddb, amplifier_current_ma)| {
+                    Message::SoundingReport(SoundingReport {
+                        campaign,
+                        outcome,
+                        live,
+                        started_us,
+                        ended_us,
+                        sound_level_ddb,
+                        amplifier_current_ma,
+                    })
+                }
+            ),
         (any::<u32>(), any::<u32>(), one_of(DeviceState::ALL), any::<u32>()).prop_map(
             |(boot_seq, uptime_s, state, f)| Message::Heartbeat(Heartbeat {
                 boot_seq,
@@ -125,7 +135,7 @@ pub fn message() -> impl Strategy<Value = Message> {
                 faults: FaultBits(f)
             })
         ),
-        (any::<u32>(), firmware(), any::<u16>(), any::<u16>()).prop_map(
+        (any::<u32>(), firmware(), any::<u16>(), 1u16..=3600).prop_map(
             |(boot_seq, firmware, capabilities, heartbeat_period_s)| {
                 Message::Birth(Birth { boot_seq, firmware, capabilities, heartbeat_period_s })
             }

@@ -433,14 +433,16 @@ impl Device {
         if trigger.campaign == 0 || trigger.segments.is_empty() {
             return Err(NakCode::BadPayload);
         }
-        if self.clock.read(self.now) > trigger.not_after_us {
-            return Err(NakCode::Expired);
-        }
+        // The order of docs/protocol.md §5.1: a retry of the trigger already sounding is
+        // acknowledged, then BUSY, then EXPIRED.
         if let Some(a) = &self.active {
             return if a.campaign == trigger.campaign { Ok(()) } else { Err(NakCode::Busy) };
         }
         if self.armed.as_ref().is_some_and(|a| a.campaign != trigger.campaign) {
             return Err(NakCode::Busy);
+        }
+        if self.clock.read(self.now) > trigger.not_after_us {
+            return Err(NakCode::Expired);
         }
         if self.faults().is_blocking() && !self.speaker_only_fault() {
             return Err(NakCode::CannotSound);
