@@ -1,7 +1,13 @@
-//! The published test vectors of docs/protocol.md §10: one frame of every message type under
+//! The published test vectors of docs/protocol.md §11: one frame of every message type under
 //! a test key. Implementers of compatible devices check their encoder against the hex in the
 //! specification; this crate's tests check that the specification's hex decodes to exactly
 //! these messages and re-encodes byte for byte.
+
+mod describe;
+mod reject;
+
+pub use describe::describe;
+pub use reject::{Receiver, Rejection, rejections};
 
 use crate::frame::{Address, KeyId};
 use crate::mac::Key;
