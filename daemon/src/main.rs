@@ -219,18 +219,37 @@ fn run_demo(
     runtime()?.block_on(demo::run(DemoOptions { sirens, listen, broker, ..DemoOptions::new(dir) }, shutdown_signal()))
 }
 
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM. SIGHUP and SIGUSR1, which service managers and operators send to ask for
+/// a reload, are answered with a log line: the configuration is read at start only, and
+/// their default action would kill the daemon.
 async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    let ignored = async {
+        let (Ok(mut hup), Ok(mut usr1)) = (signal(SignalKind::hangup()), signal(SignalKind::user_defined1())) else {
+            return std::future::pending::<()>().await;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                _ = usr1.recv() => "SIGUSR1",
+            };
+            tracing::warn!(
+                signal = name,
+                "ignored: the configuration is read at start only; restart sirend to apply changes"
+            );
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+        () = ignored => {}
     }
 }

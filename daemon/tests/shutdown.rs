@@ -55,6 +55,17 @@ async fn a_stopped_daemon_saves_its_counters_says_so_and_exits_cleanly() {
             assert!(Instant::now() < guard, "the sirens never became ok");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A reload request is answered with a log line; the daemon keeps running.
+        for ignored in ["-HUP", "-USR1"] {
+            assert!(Command::new("kill").arg(ignored).arg(daemon.id().to_string()).status().unwrap().success());
+        }
+        let log_says = |what: &str| std::fs::read_to_string(dir.path().join("sirend.log")).unwrap().contains(what);
+        while !(log_says("SIGHUP") && log_says("SIGUSR1")) {
+            assert!(Instant::now() < guard, "nothing logged of SIGHUP and SIGUSR1");
+            assert!(daemon.try_wait().unwrap().is_none(), "{signal}: a reload signal stopped the daemon");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(get(http, "/healthz").is_some(), "still serving after SIGHUP and SIGUSR1");
         // Frames keep arriving up to the signal: their counters are saved only at the stop.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let status = Command::new("kill").arg(signal).arg(daemon.id().to_string()).status().unwrap();

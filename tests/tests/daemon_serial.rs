@@ -122,3 +122,45 @@ async fn a_fragment_followed_by_silence_is_counted_truncated_at_the_idle_gap() {
     wait_for("the fragment counted as truncated", || truncated(&daemon)).await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_that_comes_back_is_polled_at_once_and_its_settling_line_makes_nobody_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim) = setup(dir.path(), 3);
+    let root = dir.path().canonicalize().unwrap();
+    let buses: Vec<String> = loaded.fleet.buses().keys().map(|b| (*b).to_owned()).collect();
+    let serve = || -> Vec<_> {
+        buses.iter().map(|b| sim.serve_serial(b, 9600, Some(generate::pty_link(&root, b))).unwrap()).collect()
+    };
+    let mut served = serve();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|s| s.id.clone()).collect();
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    // The bus server goes away and comes back; its line carries nothing for 7 s after the
+    // port reopens (a modem or a bus server still starting).
+    served.clear();
+    wait_for("unreachable", || ids.iter().all(|id| state(&daemon, id) == State::Unreachable)).await;
+    for id in &ids {
+        sim.inject(id, &Fault::LinkLoss).unwrap();
+    }
+    served = serve();
+    wait_for("the port reopened", || ids.iter().all(|id| state(&daemon, id) == State::Unknown)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    for id in &ids {
+        sim.inject(id, &Fault::LinkRestore).unwrap();
+    }
+    wait_for("every siren ok again", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    daemon.store.flush().unwrap();
+    for id in &ids {
+        let events = daemon
+            .store
+            .events(&sirend::store::EventQuery { siren: Some(id.clone()), limit: 100, ..Default::default() })
+            .unwrap();
+        assert!(!events.iter().any(|e| e.event.detail.contains("-> down")), "{id}: {events:?}");
+        // A line that stayed silent after its port reopened is the line's fault: unreachable.
+        assert!(events.iter().any(|e| e.event.detail == "unknown -> unreachable (links_down)"), "{id}: {events:?}");
+    }
+    drop(served);
+    daemon.stop().await;
+}

@@ -572,9 +572,32 @@ impl Engine {
             }
         }
         if let Some(bus) = self.buses.get_mut(&link) {
-            bus.poller.link_changed(now);
+            bus.poller.link_changed(up, now);
         }
         self.reroute(&members);
+    }
+
+    /// Serial `link`'s port is open but nothing on it answered since it opened (`silent`), or
+    /// something answers again: its sirens are `unreachable` meanwhile, as behind a lost port,
+    /// with one link alert rather than one per siren.
+    fn line_silent(&mut self, link: LinkId, silent: bool) {
+        let Some(name) = self.link_names.get(&link).cloned() else { return };
+        self.metrics.link_up(&name, !silent);
+        if silent {
+            tracing::warn!(link = %name, "the port is open but nothing on the line answers: its sirens are unreachable");
+        } else {
+            tracing::info!(link = %name, "the line answers again");
+        }
+        self.record(None, if silent { "link_silent" } else { "link_up" }, name.clone());
+        let members: Vec<usize> = {
+            let fleet = self.read_fleet();
+            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.has_link(&name)).collect()
+        };
+        let observation =
+            if silent { Observation::LinkDown { link: name.clone() } } else { Observation::LinkUp { link: name } };
+        for i in members {
+            self.observe(i, &observation);
+        }
     }
 
     /// Points each of `sirens`' requests at its first link (in fleet-file order) that is up: a
@@ -742,8 +765,10 @@ impl Engine {
                             if let Some(sent) = sent {
                                 self.metrics.poll_duration(&self.link_names[&poll_link], now.duration_since(sent));
                             }
-                            if let Some(bus) = self.buses.get_mut(&poll_link) {
-                                bus.poller.answered(siren, now);
+                            let line_back =
+                                self.buses.get_mut(&poll_link).is_some_and(|b| b.poller.answered(siren, now));
+                            if line_back {
+                                self.line_silent(poll_link, false);
                             }
                         }
                         Some(Pending::TimeSync { siren, samples }) => {
@@ -778,10 +803,14 @@ impl Engine {
                         }
                     } else if let Some(Pending::Poll { siren, link: poll_link, .. }) = pending {
                         self.metrics.poll_failed(&self.link_names[&poll_link]);
+                        let verdict = self.buses.get_mut(&poll_link).map(|b| b.poller.unanswered(siren, now));
                         let name = self.link_names[&poll_link].clone();
-                        self.observe(siren, &Observation::Missed { link: name });
-                        if let Some(bus) = self.buses.get_mut(&poll_link) {
-                            bus.poller.unanswered(siren, now);
+                        match verdict {
+                            Some(polls::Unanswered::Miss) | None => {
+                                self.observe(siren, &Observation::Missed { link: name });
+                            }
+                            Some(polls::Unanswered::NotCounted) => {}
+                            Some(polls::Unanswered::LineSilent) => self.line_silent(poll_link, true),
                         }
                     }
                 }

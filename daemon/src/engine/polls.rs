@@ -16,6 +16,30 @@ pub const TIME_SET_HELD_FOR: Duration = Duration::from_secs(10);
 /// Longest back-off between polls of a siren that does not answer, in poll intervals.
 const MAX_BACKOFF_INTERVALS: u32 = 8;
 
+/// What the line has shown since its port last opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    /// Nothing answered yet: each member's unanswered polls. Silence on a line that is still
+    /// settling (a reopened port, a modem or bus server starting) is not the sirens'.
+    Settling(HashMap<usize, u32>),
+    /// Every member went unanswered as often as it takes to be `down` and nothing ever
+    /// answered: the line carries nothing, which is the line's fault, not each siren's.
+    Silent,
+    /// Something answered: silence is each siren's own.
+    Working,
+}
+
+/// What an unanswered poll means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// A miss of the siren's.
+    Miss,
+    /// Not counted: the line is settling, or is silent.
+    NotCounted,
+    /// Not counted, and the line is found silent as of now: its sirens are unreachable.
+    LineSilent,
+}
+
 /// What the bus should carry next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusAction {
@@ -38,6 +62,7 @@ pub struct BusPoller {
     soundings_in_flight: usize,
     /// The last finished exchange was a campaign's: a due poll goes next.
     owes_poll: bool,
+    line: Line,
 }
 
 impl BusPoller {
@@ -59,6 +84,7 @@ impl BusPoller {
             next_time_set: now,
             soundings_in_flight: 0,
             owes_poll: false,
+            line: Line::Working,
         }
     }
 
@@ -87,16 +113,41 @@ impl BusPoller {
         poll.into_iter().chain(time_set).min()
     }
 
-    /// The siren answered its poll.
-    pub fn answered(&mut self, siren: usize, now: Instant) {
+    /// The siren answered its poll. Returns whether the line was silent until now (its sirens
+    /// are reachable again).
+    pub fn answered(&mut self, siren: usize, now: Instant) -> bool {
         self.owes_poll = false;
+        let was_silent = self.line == Line::Silent;
+        self.line = Line::Working;
         self.failures.insert(siren, 0);
         self.schedule(siren, 1, now);
+        was_silent
     }
 
-    /// The siren did not answer its poll, retries included.
-    pub fn unanswered(&mut self, siren: usize, now: Instant) {
+    /// The siren did not answer its poll, retries included. While the line settles after its
+    /// port opened nothing counts, until a siren answers or every siren on it has gone
+    /// unanswered as often as it takes to be `down`: then the line is silent, a fault of the
+    /// line (its sirens `unreachable`), polled every interval until something answers.
+    pub fn unanswered(&mut self, siren: usize, now: Instant) -> Unanswered {
         self.owes_poll = false;
+        match &mut self.line {
+            Line::Settling(misses) => {
+                let m = misses.entry(siren).or_default();
+                *m = m.saturating_add(1);
+                let silent = misses.values().all(|&m| m >= self.down_after_misses);
+                self.schedule(siren, 1, now);
+                if silent {
+                    self.line = Line::Silent;
+                    return Unanswered::LineSilent;
+                }
+                return Unanswered::NotCounted;
+            }
+            Line::Silent => {
+                self.schedule(siren, 1, now);
+                return Unanswered::NotCounted;
+            }
+            Line::Working => {}
+        }
         let failures = self.failures.entry(siren).or_default();
         *failures = failures.saturating_add(1);
         // Until it is down, a silent siren keeps its interval (detection stays within the
@@ -105,6 +156,7 @@ impl BusPoller {
         let beyond = failures.saturating_sub(self.down_after_misses.saturating_sub(1));
         let factor = 1u32 << beyond.min(MAX_BACKOFF_INTERVALS.trailing_zeros());
         self.schedule(siren, factor, now);
+        Unanswered::Miss
     }
 
     /// The poll taken could not be sent: it is due again an interval later, no miss counted.
@@ -118,9 +170,20 @@ impl BusPoller {
         self.next_time_set = now + TIME_SET_HELD_FOR;
     }
 
-    /// The bus's port opened or closed: a time set is due as soon as it is up.
-    pub fn link_changed(&mut self, now: Instant) {
+    /// The bus's port opened (`up`) or closed. A time set is due as soon as it is up, and
+    /// every siren is polled at once, its back-off forgotten (the sirens were not silent, the
+    /// port was gone), while the line settles (see [`unanswered`](Self::unanswered)).
+    pub fn link_changed(&mut self, up: bool, now: Instant) {
         self.next_time_set = now;
+        if !up {
+            return;
+        }
+        let mut members: Vec<usize> = self.due.drain().map(|Reverse((_, siren))| siren).collect();
+        members.sort_unstable();
+        members.dedup();
+        self.line = Line::Settling(members.iter().map(|&siren| (siren, 0)).collect());
+        self.due.extend(members.into_iter().map(|siren| Reverse((now, siren))));
+        self.failures.clear();
     }
 
     /// Whether a campaign's request may go on the line now. One at a time; after a
@@ -178,6 +241,55 @@ mod tests {
     }
 
     #[test]
+    fn when_the_port_comes_back_every_siren_is_polled_at_once_and_misses_wait_for_the_line() {
+        let t0 = Instant::now();
+        let mut bus = BusPoller::new(SECOND, 3, false, &[1, 2, 3], t0);
+        let mut now = t0;
+        // Siren 1 went silent long ago and is backed off; the port then closes.
+        for _ in 0..6 {
+            for siren in polls(&mut bus, now) {
+                if siren == 1 {
+                    bus.unanswered(1, now);
+                } else {
+                    bus.answered(siren, now);
+                }
+            }
+            now += 8 * SECOND;
+        }
+        bus.link_changed(false, now);
+        now += 30 * SECOND;
+        bus.link_changed(true, now);
+        assert_eq!(polls(&mut bus, now), [1, 2, 3], "all at once, none left backed off");
+        // Nothing answers yet: no misses counted, each asked again an interval later.
+        for k in 0..2 {
+            for siren in [1, 2, 3] {
+                assert_eq!(bus.unanswered(siren, now), Unanswered::NotCounted, "round {k}: the line settles");
+            }
+            now += SECOND;
+            assert_eq!(polls(&mut bus, now), [1, 2, 3]);
+        }
+        // One answer proves the line: silence is the sirens' own again.
+        assert!(!bus.answered(2, now));
+        assert_eq!(bus.unanswered(1, now), Unanswered::Miss);
+        bus.not_sent(3, now);
+
+        // A line on which nothing answers is found silent after a round of the misses, is
+        // polled every interval, and works again at the first answer.
+        bus.link_changed(true, now);
+        let mut verdicts = Vec::new();
+        for _ in 0..4 {
+            for siren in polls(&mut bus, now) {
+                verdicts.push(bus.unanswered(siren, now));
+            }
+            now += SECOND;
+        }
+        assert_eq!(verdicts.iter().filter(|v| **v == Unanswered::LineSilent).count(), 1, "{verdicts:?}");
+        assert!(!verdicts.contains(&Unanswered::Miss));
+        assert_eq!(polls(&mut bus, now), [1, 2, 3], "still polled every interval");
+        assert!(bus.answered(3, now), "the silent line answers again");
+    }
+
+    #[test]
     fn an_answered_siren_is_polled_again_one_interval_later() {
         let t0 = Instant::now();
         let mut bus = BusPoller::new(10 * SECOND, 3, false, &[1], t0);
@@ -232,7 +344,7 @@ mod tests {
         assert_eq!(bus.next(later), Some(BusAction::TimeSet));
         assert_eq!(bus.next(later), Some(BusAction::Poll(1)));
         // A port that reopens gets one at once.
-        bus.link_changed(later + SECOND);
+        bus.link_changed(true, later + SECOND);
         assert_eq!(bus.next(later + SECOND), Some(BusAction::TimeSet));
     }
 
