@@ -35,11 +35,16 @@ pub fn start(listen: SocketAddr, max_connections: usize) -> anyhow::Result<()> {
     let server = ServerSettings { name: "sirend".into(), listen, tls: None, next_connection_delay_ms: 0, connections };
     let config = Config {
         id: 0,
+        // Memory is bounded by what the router may hold (BENCHMARKS.md, "junk flood"): each
+        // subscription's log keeps 4 x 256 KiB of messages for readers that lag (a reader
+        // further behind loses the oldest), each connection 1,000 messages on their way out,
+        // and (vendored patch) each connection 64 messages on their way in. With 64 MiB x 10
+        // segments a junk flood on the sirens' topics held hundreds of MiB for good.
         router: RouterConfig {
             max_connections,
-            max_outgoing_packet_count: 10_000,
-            max_segment_size: 64 * 1024 * 1024,
-            max_segment_count: 10,
+            max_outgoing_packet_count: 1_000,
+            max_segment_size: 256 * 1024,
+            max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: rumqttd::Strategy::default(),

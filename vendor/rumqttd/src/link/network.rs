@@ -110,6 +110,11 @@ impl<P: Protocol> Network<P> {
         }
     }
 
+    /// sirennet: how many packets a connection may hold for the router.
+    pub fn max_connection_buffer_len(&self) -> usize {
+        self.max_connection_buffer_len
+    }
+
     /// Read packets in bulk. This allow replies to be in bulk. This method is used
     /// after the connection is established to read a bunch of incoming packets
     pub fn readv(&mut self, packets: &mut VecDeque<Packet>) -> Result<usize, Error> {

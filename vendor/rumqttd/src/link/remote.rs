@@ -17,6 +17,9 @@ use tokio::time::error::Elapsed;
 use tokio::{select, time};
 use tracing::{trace, Span};
 
+/// sirennet: packets a connection may hold for the router before it is read no further.
+const INCOMING_LIMIT: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("I/O")]
@@ -130,9 +133,16 @@ impl<P: Protocol> RemoteLink<P> {
 
         // Note:
         // Shouldn't result in bounded queue deadlocks because of blocking n/w send
+        // sirennet: a connection whose packets the router has not taken yet is not read
+        // further (TCP pushes back on the client) once it holds `INCOMING_LIMIT` of them:
+        // upstream read on, and a client flooding faster than the router routes grew this
+        // buffer without bound (gigabytes under a junk flood).
+        let limit = INCOMING_LIMIT.min(self.network.max_connection_buffer_len());
         loop {
+            let full = self.link_tx.buffer().len() >= limit;
             select! {
-                o = self.network.read() => {
+                _ = time::sleep(Duration::from_millis(1)), if full => {}
+                o = self.network.read(), if !full => {
                     let packet = o?;
                     let len = {
                         let mut buffer = self.link_tx.buffer();
