@@ -202,12 +202,11 @@ impl Daemon {
             refusals: Arc::default(),
             coverage: coverage.clone(),
             engine: Some(engine_tx),
+            views: Arc::default(),
         });
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+        let http_metrics = Arc::clone(&metrics);
+        let limits = crate::http::server::Limits::default();
+        tasks.spawn(crate::http::server::serve(listener, app, limits, move || http_metrics.http_connection_refused()));
         tracing::info!(%http, sirens = fleet.read().map_or(0, |f| f.sirens().len()), "sirend running");
         Ok((Self { http, mqtt_broker, fleet, store, metrics, coverage, tasks, engine: None, mqtt_link }, engine))
     }

@@ -110,9 +110,16 @@ pub struct FleetState {
     /// When each active fault was raised, by siren index and fault name. Kept beside the
     /// sirens rather than in them: most sirens have no fault, and they cost nothing here.
     fault_since: BTreeMap<(usize, &'static str), Timestamp>,
+    /// Moves at every change, so that views of the fleet can be kept until it moves.
+    version: u64,
 }
 
 impl FleetState {
+    /// A number that changes whenever anything in the fleet changes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     pub fn new<'a>(
         sirens: impl IntoIterator<Item = &'a siren_proto::fleet::Siren>,
         policy: Policy,
@@ -149,11 +156,12 @@ impl FleetState {
         let mut by_id: Vec<u32> = (0..u32::try_from(sirens.len()).unwrap_or(u32::MAX)).collect();
         by_id.sort_by(|&a, &b| sirens[a as usize].id.cmp(&sirens[b as usize].id));
         let by_key = sirens.iter().enumerate().map(|(i, s)| (s.key_id, i)).collect();
-        Self { sirens, by_id, by_key, policy, fault_since: BTreeMap::new() }
+        Self { sirens, by_id, by_key, policy, fault_since: BTreeMap::new(), version: 0 }
     }
 
     /// Attaches what the previous run last knew.
     pub fn restore(&mut self, rows: Vec<StateRow>) {
+        self.version = self.version.wrapping_add(1);
         for row in rows {
             if let Some(i) = self.index(&row.siren) {
                 self.sirens[i].liveness.flaps = row.flaps;
@@ -188,6 +196,7 @@ impl FleetState {
 
     /// Applies an observation of siren `index`.
     pub fn observe(&mut self, index: usize, observation: &Observation, now: Timestamp) -> Vec<Change> {
+        self.version = self.version.wrapping_add(1);
         let siren = &mut self.sirens[index];
         let (next, changes) = siren.liveness.step(observation, now, self.policy);
         siren.liveness = next;
@@ -226,6 +235,7 @@ impl FleetState {
         note: &str,
         now: Timestamp,
     ) -> siren_proto::message::FaultBits {
+        self.version = self.version.wrapping_add(1);
         let s = &mut self.sirens[index];
         let faults = s.liveness.faults;
         s.acknowledged = Some(Box::new(Acknowledgement { faults, by: by.to_owned(), at: now, note: note.to_owned() }));
@@ -235,6 +245,7 @@ impl FleetState {
     /// Siren `index` answered a command: any command-path fault is over; returns whether
     /// there was one.
     pub fn command_answered(&mut self, index: usize) -> bool {
+        self.version = self.version.wrapping_add(1);
         self.sirens[index].command_fault.take().is_some()
     }
 
@@ -242,6 +253,7 @@ impl FleetState {
     /// is heard (its state says it answers), that is a command-path fault; returns whether it
     /// is a new one. A siren that is not heard is liveness's business.
     pub fn command_unanswered(&mut self, index: usize, now: Timestamp) -> bool {
+        self.version = self.version.wrapping_add(1);
         let s = &mut self.sirens[index];
         if let Some(f) = &mut s.command_fault {
             f.unanswered = f.unanswered.saturating_add(1);
@@ -256,6 +268,7 @@ impl FleetState {
 
     /// Records telemetry of siren `index`.
     pub fn set_telemetry(&mut self, index: usize, telemetry: Telemetry) {
+        self.version = self.version.wrapping_add(1);
         self.sirens[index].telemetry = Some(telemetry);
     }
 

@@ -30,10 +30,20 @@ pub struct AppState {
     pub coverage: Option<crate::coverage::metrics::SharedCoverage>,
     /// Requests for the engine (soundings); `None` in tests of the read-only API.
     pub engine: Option<tokio::sync::mpsc::Sender<crate::engine::Input>>,
+    pub views: Arc<Views>,
+}
+
+/// Answers kept until the fleet changes: a thousand clients asking for the fleet between two
+/// changes cost one serialisation, not a thousand.
+#[derive(Debug, Default)]
+pub struct Views {
+    /// `/api/sirens`, with the fleet version it shows.
+    sirens: std::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
 }
 
 mod coverage;
 mod refusals;
+pub mod server;
 mod soundings;
 
 pub use refusals::RefusalLog;
@@ -92,16 +102,40 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    // Ready while the store answers reads and its last commit succeeded: a store that cannot
-    // commit loses events and stops new counter leases, so no command can be relied on.
+    // Ready while the store answers reads and its commits succeed: a store that cannot commit
+    // keeps what it must write in memory and stops new counter leases, so no command can be
+    // relied on.
     let health = state.store.health();
+    if health.stalled {
+        let body = format!(
+            "store: a commit has been running for over 2 s (disk slow or hung); {} writes waiting\n",
+            health.backlog
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
     if health.failing {
         let error = health.last_error.unwrap_or_default();
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("store: cannot commit: {error}\n")).into_response();
+        let body = format!("store: cannot commit: {error}; {} writes kept to try again\n", health.backlog);
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
-    match state.store.events(&EventQuery { limit: 1, ..EventQuery::default() }) {
+    match read_store(&state, |store| store.events(&EventQuery { limit: 1, ..EventQuery::default() })).await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+/// Runs a read of the store off the async threads and gives up after
+/// [`crate::store::ANSWER_WITHIN`]: a hung disk must not take the API (and `/healthz`) with
+/// it.
+pub(crate) async fn read_store<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    let store = Arc::clone(&state.store);
+    match tokio::time::timeout(crate::store::ANSWER_WITHIN, tokio::task::spawn_blocking(move || read(&store))).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(crate::store::StoreError::WriterGone),
+        Err(_) => Err(crate::store::StoreError::Stalled),
     }
 }
 
@@ -291,7 +325,7 @@ async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(refused) = authorize(&state, &headers, Role::Admin, "read-audit", "audit") {
         return *refused;
     }
-    match state.store.audit_log(1000) {
+    match read_store(&state, |store| store.audit_log(1000)).await {
         Ok(rows) => Json(Value::Array(
             rows.into_iter()
                 .map(|a| {
@@ -305,9 +339,22 @@ async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn sirens(State(state): State<AppState>) -> Json<Value> {
-    let fleet = fleet(&state);
-    Json(Value::Array(fleet.sirens().iter().map(siren_json).collect()))
+async fn sirens(State(state): State<AppState>) -> Response {
+    let body = {
+        let fleet = fleet(&state);
+        let version = fleet.version();
+        let mut cached = state.views.sirens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*cached {
+            Some((shown, body)) if *shown == version => body.clone(),
+            _ => {
+                let all = Value::Array(fleet.sirens().iter().map(siren_json).collect());
+                let body = axum::body::Bytes::from(all.to_string());
+                *cached = Some((version, body.clone()));
+                body
+            }
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -335,7 +382,7 @@ async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> 
         }
     };
     let query = EventQuery { after_id: p.after, since, siren: p.siren, limit: p.limit.unwrap_or(1000).min(10_000) };
-    match state.store.events(&query) {
+    match read_store(&state, move |store| store.events(&query)).await {
         Ok(rows) => Json(Value::Array(
             rows.into_iter()
                 .map(|r| json!({"id": r.id, "at": r.event.at.to_string(), "siren": r.event.siren, "kind": r.event.kind, "detail": r.event.detail}))

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
+use std::time::Duration;
+
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::sounding::campaign::Campaign;
@@ -22,6 +24,17 @@ use crate::sounding::campaign::Campaign;
 const SCHEMA_VERSION: i64 = 4;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
+/// How long a caller waits for the writer's answer (a flush, a counter lease, a new campaign's
+/// id) before it gives up: the engine must never wait on a slow, hung or frozen disk.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// A commit running longer than this is a stalled store (`/readyz`, metric, alert).
+const STALLED_AFTER: Duration = Duration::from_secs(2);
+/// How often writes whose commit failed are tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Events kept for a store that cannot commit; beyond it the newest are dropped (and counted):
+/// the older ones say how the trouble began. States, counters and campaigns are always kept
+/// (they are few and are overwritten, not appended).
+pub const MAX_BACKLOG_EVENTS: usize = 100_000;
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +53,10 @@ pub enum StoreError {
     Commit(String),
     #[error("starting the store's writer: {0}")]
     Thread(std::io::Error),
+    /// The writer did not answer in time: the disk is slow, hung or frozen. What was asked
+    /// may still be written later; it must not be relied on now.
+    #[error("the store did not answer within {} s (disk slow or hung)", ANSWER_WITHIN.as_secs())]
+    Stalled,
 }
 
 /// Something that happened, as recorded.
@@ -133,6 +150,13 @@ enum Write {
     /// Counter rows that must be durable before they are used, answered with the outcome of
     /// the very commit that carried them.
     Durable(Vec<CounterRow>, Sender<Result<(), String>>),
+    /// A new campaign row, answered with its id (`None`: that occurrence already has one).
+    NewCampaign {
+        schedule: String,
+        instant: Timestamp,
+        reply: Sender<Result<Option<u32>, String>>,
+    },
+    Audit(AuditEntry),
 }
 
 /// The store.
@@ -151,6 +175,12 @@ pub struct Health {
     failing: std::sync::atomic::AtomicBool,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// When the commit under way started (µs since the epoch), 0 when none is.
+    commit_started_us: AtomicU64,
+    /// Writes waiting for a commit that failed to be tried again.
+    backlog: AtomicU64,
+    /// Events dropped because the backlog was full.
+    dropped: AtomicU64,
 }
 
 /// A copy of [`Health`] at one moment.
@@ -162,9 +192,30 @@ pub struct HealthReport {
     pub failures: u64,
     /// The error of the last commit that failed.
     pub last_error: Option<String>,
+    /// A commit has been running for longer than it should: the disk is slow or hung.
+    pub stalled: bool,
+    /// Writes waiting to be committed again after a failure.
+    pub backlog: u64,
+    /// Events dropped since the store was opened because the backlog was full.
+    pub dropped: u64,
 }
 
 impl Health {
+    fn commit_started(&self) {
+        let now = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(1).max(1);
+        self.commit_started_us.store(now, Ordering::Relaxed);
+    }
+
+    fn commit_ended(&self) {
+        self.commit_started_us.store(0, Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        let started = self.commit_started_us.load(Ordering::Relaxed);
+        let now = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
+        started != 0 && now.saturating_sub(started) > u64::try_from(STALLED_AFTER.as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn committed(&self) {
         self.failing.store(false, Ordering::Relaxed);
     }
@@ -356,15 +407,10 @@ impl Store {
     /// Allocates the id of a new campaign for `schedule` at `instant`; `None` if that
     /// occurrence already has one.
     pub fn create_campaign(&self, schedule: &str, instant: Timestamp) -> Result<Option<u32>, StoreError> {
-        let conn = self.reader();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO campaigns (schedule, instant_us, phase, body) VALUES (?1, ?2, 'planned', '')",
-            params![schedule, micros(instant)],
-        )?;
-        if n == 0 {
-            return Ok(None);
-        }
-        Ok(u32::try_from(conn.last_insert_rowid()).ok())
+        self.not_stalled()?;
+        let (reply, rx) = mpsc::channel();
+        self.send(Write::NewCampaign { schedule: schedule.to_owned(), instant, reply })?;
+        answer(&rx)?.map_err(StoreError::Commit)
     }
 
     /// Queues a campaign's current form.
@@ -434,17 +480,25 @@ impl Store {
     /// Commits `rows` and waits for that commit: `Ok` only if they are stored (a counter lease
     /// is granted on nothing less).
     pub fn store_counters(&self, rows: Vec<CounterRow>) -> Result<(), StoreError> {
+        self.not_stalled()?;
         let (tx, rx) = mpsc::channel();
         self.send(Write::Durable(rows, tx))?;
-        rx.recv().map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Commit)
+        answer(&rx)?.map_err(StoreError::Commit)
     }
 
     /// Waits until everything queued so far is committed; an error if any commit failed since
     /// the last flush was answered (what it held is not stored).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.not_stalled()?;
         let (tx, rx) = mpsc::channel();
         self.send(Write::Flush(tx))?;
-        rx.recv().map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Commit)
+        answer(&rx)?.map_err(StoreError::Commit)
+    }
+
+    /// A stalled store answers nothing in time: callers are told so at once rather than after
+    /// [`ANSWER_WITHIN`] each.
+    fn not_stalled(&self) -> Result<(), StoreError> {
+        if self.health.stalled() { Err(StoreError::Stalled) } else { Ok(()) }
     }
 
     /// Whether commits succeed, as the writer last found.
@@ -453,6 +507,9 @@ impl Store {
             failing: self.health.failing.load(Ordering::Relaxed),
             failures: self.health.failures.load(Ordering::Relaxed),
             last_error: self.health.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            stalled: self.health.stalled(),
+            backlog: self.health.backlog.load(Ordering::Relaxed),
+            dropped: self.health.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -487,12 +544,7 @@ impl Store {
     /// Records an audit entry and waits until it is committed: an accepted write is not
     /// acknowledged to its caller before its audit record is durable.
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let conn = self.reader();
-        conn.execute(
-            "INSERT INTO audit (at_us, actor, action, target, allowed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![micros(entry.at), entry.actor, entry.action, entry.target, entry.allowed, entry.detail],
-        )?;
-        Ok(())
+        self.send(Write::Audit(entry.clone()))
     }
 
     /// The audit log, newest last.
@@ -563,28 +615,68 @@ impl Drop for Store {
     }
 }
 
+/// The writer's answer, if it comes in time.
+fn answer<T>(rx: &Receiver<T>) -> Result<T, StoreError> {
+    rx.recv_timeout(ANSWER_WITHIN).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => StoreError::Stalled,
+        mpsc::RecvTimeoutError::Disconnected => StoreError::WriterGone,
+    })
+}
+
+/// Commits what arrives, in batches. Writes whose commit failed are kept (events up to
+/// [`MAX_BACKLOG_EVENTS`]) and tried again every [`RETRY_EVERY`], so a disk that was full or
+/// read-only for a while loses nothing it had room to keep.
 fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64, health: &Health) {
     // A failure a flush has not reported yet.
     let mut unreported: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut backlog: Vec<Write> = Vec::new();
+    let mut open = true;
+    while open || !backlog.is_empty() {
+        let first = if backlog.is_empty() {
+            match rx.recv() {
+                Ok(w) => Some(w),
+                Err(_) => break,
+            }
+        } else if open {
+            match rx.recv_timeout(RETRY_EVERY) {
+                Ok(w) => Some(w),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let retrying = backlog.len();
+        let mut batch = std::mem::take(&mut backlog);
+        batch.extend(first);
+        while batch.len() < MAX_BATCH + retrying {
             match rx.try_recv() {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
         }
-        let outcome = match commit(&mut conn, &batch) {
-            Ok(n) => {
+        health.commit_started();
+        let committed = commit(&mut conn, &batch);
+        health.commit_ended();
+        let mut created = Vec::new();
+        let outcome = match committed {
+            Ok((n, ids)) => {
+                created = ids;
                 events_written.fetch_add(n, Ordering::Relaxed);
+                if retrying > 0 {
+                    tracing::info!(writes = retrying, "the store commits again: the writes kept meanwhile are stored");
+                }
                 health.committed();
                 Ok(())
             }
-            // The data stays queued nowhere else: say so loudly, tell whoever waits for it,
-            // keep serving.
             Err(e) => {
                 let error = e.to_string();
-                tracing::error!(error, writes = batch.len(), "could not commit to the store");
+                if retrying == 0 {
+                    tracing::error!(error, writes = batch.len(), "could not commit to the store; kept to try again");
+                }
                 health.failed(&error);
                 Err(error)
             }
@@ -593,27 +685,52 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
             unreported = Some(e.clone());
         }
         let mut flushed = false;
+        let mut events = 0;
+        let mut created = created.into_iter();
         for w in batch {
             match w {
                 Write::Flush(done) => {
                     let _ = done.send(unreported.clone().map_or(Ok(()), Err));
                     flushed = true;
                 }
+                // Their callers try again themselves.
                 Write::Durable(_, done) => {
                     let _ = done.send(outcome.clone());
+                }
+                // Never kept: a campaign is planned again at the scheduler's next look.
+                Write::NewCampaign { reply, .. } => {
+                    let _ = reply.send(outcome.clone().map(|()| created.next().flatten()));
+                }
+                Write::Event(_) if outcome.is_err() && events >= MAX_BACKLOG_EVENTS => {
+                    health.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                kept if outcome.is_err() => {
+                    events += usize::from(matches!(kept, Write::Event(_)));
+                    backlog.push(kept);
                 }
                 _ => {}
             }
         }
+        health.backlog.store(backlog.len() as u64, Ordering::Relaxed);
         if flushed {
             unreported = None;
+        }
+        if !open && outcome.is_err() {
+            tracing::error!(
+                writes = backlog.len(),
+                "the store could not commit before stopping: these writes are lost"
+            );
+            break;
         }
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error> {
+/// Commits `batch` in one transaction: the events written, and the ids of the campaigns it
+/// created (in order; `None` where the occurrence already had one).
+fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32>>), rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut events = 0;
+    let mut created = Vec::new();
     {
         let mut insert =
             tx.prepare_cached("INSERT INTO events (at_us, siren, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
@@ -631,6 +748,12 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
         let mut birth = tx.prepare_cached(
             "INSERT OR REPLACE INTO births (siren, at_us, boot_seq, firmware, capabilities, heartbeat_s)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut new_campaign = tx.prepare_cached(
+            "INSERT OR IGNORE INTO campaigns (schedule, instant_us, phase, body) VALUES (?1, ?2, 'planned', '')",
+        )?;
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO audit (at_us, actor, action, target, allowed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for w in batch {
             match w {
@@ -669,12 +792,19 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<u64, rusqlite::Error
                         save_counters(&mut counters, c)?;
                     }
                 }
+                Write::NewCampaign { schedule, instant, .. } => {
+                    let n = new_campaign.execute(params![schedule, micros(*instant)])?;
+                    created.push((n > 0).then(|| u32::try_from(tx.last_insert_rowid()).ok()).flatten());
+                }
+                Write::Audit(a) => {
+                    audit.execute(params![micros(a.at), a.actor, a.action, a.target, a.allowed, a.detail])?;
+                }
                 Write::Flush(_) => {}
             }
         }
     }
     tx.commit()?;
-    Ok(events)
+    Ok((events, created))
 }
 
 fn save_counters(statement: &mut rusqlite::CachedStatement<'_>, c: &CounterRow) -> Result<usize, rusqlite::Error> {

@@ -88,6 +88,7 @@ async fn api() -> Api {
         refusals: Arc::default(),
         coverage: Some(coverage),
         engine: None,
+        views: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -73,6 +73,7 @@ fn serve(store: Arc<Store>) -> (tokio::runtime::Runtime, SocketAddr) {
         refusals: Arc::default(),
         coverage: None,
         engine: None,
+        views: Arc::default(),
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -124,12 +125,20 @@ fn a_full_disk_fails_the_flush_and_the_store_recovers_when_room_returns() {
     assert!(health.failures >= 1, "the events may have gone in several commits, each failing");
     assert!(health.last_error.is_some_and(|e| e.contains("full")), "the error names the cause");
     assert_eq!(store.counters(1).unwrap().unwrap().tx_lease_end, 1_024, "the failed lease is not in the store");
+    assert!(store.health().backlog >= 2_000, "the events are kept to try again: {:?}", store.health());
     let (status, body) = readyz(api);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot commit") && body.contains("full"), "{body}");
 
-    // Room again: the same lease is stored, and the store is healthy.
+    // Room again: the events kept are written, the same lease is stored, the store is healthy.
     fs.resize("64m");
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.health().backlog > 0 {
+        assert!(std::time::Instant::now() < guard, "the backlog was never written");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let written = store.events(&sirend::store::EventQuery { limit: 5_000, ..Default::default() }).unwrap();
+    assert_eq!(written.len(), 2_000, "every event recorded while the disk was full is stored");
     store.save_counters(CounterRow { key_id: 1, tx_lease_end: 2_048, rx_highest: 0, birth: None }).unwrap();
     store.flush().unwrap();
     assert!(!store.health().failing);
@@ -252,4 +261,46 @@ fn when_a_lease_cannot_be_stored_no_counter_beyond_the_stored_one_reaches_the_wi
     assert_eq!(resumed.first(), Some(&highest.saturating_add(1)), "counting resumes where it stopped");
     assert!(!store.health().failing);
     assert!(metrics.encode().contains("sirend_replay_leases_waiting 0"));
+}
+
+#[test]
+fn a_stalled_store_answers_at_once_that_it_is_stalled_and_writes_its_backlog_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sirend.db");
+    let store = Arc::new(Store::open(&path).unwrap());
+    let (_rt, api) = serve(Arc::clone(&store));
+    store.record(event(0)).unwrap();
+    store.flush().unwrap();
+
+    // Another process holds the database's write lock: every commit waits (the disk "hangs").
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for i in 1..=50 {
+        store.record(event(i)).unwrap();
+    }
+    let asked = std::time::Instant::now();
+    let lease = store.store_counters(vec![CounterRow { key_id: 9, tx_lease_end: 2_048, rx_highest: 0, birth: None }]);
+    assert!(matches!(lease, Err(StoreError::Stalled)), "{lease:?}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(30), "the caller was held by the disk");
+    while !store.health().stalled {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Known stalled: the next caller is told at once, and /readyz says so.
+    assert!(matches!(store.flush(), Err(StoreError::Stalled)));
+    let (status, body) = readyz(api);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk slow or hung"), "{body}");
+
+    // The disk returns: what was recorded meanwhile is written.
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.events(&sirend::store::EventQuery { limit: 100, ..Default::default() }).unwrap().len() < 51 {
+        assert!(std::time::Instant::now() < guard, "the backlog was never written");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let health = store.health();
+    assert!(!health.stalled && !health.failing, "{health:?}");
+    assert_eq!(health.backlog, 0);
+    assert_eq!(readyz(api).0, 200);
 }

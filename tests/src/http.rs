@@ -18,6 +18,15 @@ impl Response {
     }
 }
 
+/// `GET path` from the loopback address `from` (load harnesses spread their clients over
+/// addresses: the daemon serves at most 64 connections from one).
+pub fn get_from(from: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((from, 0)).into())?;
+    socket.connect(&addr.into())?;
+    exchange(socket.into(), addr, "GET", path, None, "application/json", "")
+}
+
 /// Sends `method path` with an optional bearer token and a body of `content_type`.
 pub fn send(
     addr: SocketAddr,
@@ -27,7 +36,18 @@ pub fn send(
     content_type: &str,
     body: &str,
 ) -> std::io::Result<Response> {
-    let mut s = TcpStream::connect(addr)?;
+    exchange(TcpStream::connect(addr)?, addr, method, path, token, content_type, body)
+}
+
+fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<Response> {
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         s,

@@ -60,7 +60,8 @@ fn ms(us: i64) -> f64 {
 
 /// `GET /api/soundings?limit=`: campaigns, newest first.
 pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    match state.store.campaigns(false, q.limit.unwrap_or(50).clamp(1, 1000)) {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    match super::read_store(&state, move |store| store.campaigns(false, limit)).await {
         Ok(all) => Json(all.iter().map(summary).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -104,7 +105,7 @@ pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -
             format!("`{id}` is not a campaign id (a number, optionally .csv or .html)"),
         );
     };
-    let c = match state.store.campaign(number) {
+    let c = match super::read_store(&state, move |store| store.campaign(number)).await {
         Ok(Some(c)) => c,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no campaign {number}")),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

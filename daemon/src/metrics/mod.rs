@@ -70,13 +70,54 @@ pub struct Metrics {
     poll_duration: Family<LinkLabel, Histogram>,
     rejected: Family<ReasonLabel, Counter>,
     events: Counter,
-    store_failing: Gauge,
-    store_commit_failures: Counter,
+    store: StoreMetrics,
     leases_waiting: Gauge,
     api_refused: Family<RefusedLabel, Counter>,
     command_naks: Family<RefusedLabel, Counter>,
     commands_unanswered: Counter,
+    http_refused: Counter,
     soundings: SharedBoard,
+}
+
+/// A counter registered under `name`.
+fn register_counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+/// The store's health.
+#[derive(Debug, Default)]
+struct StoreMetrics {
+    failing: Gauge,
+    commit_failures: Counter,
+    backlog: Gauge,
+    dropped: Counter,
+}
+
+impl StoreMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sirend_store_failing",
+            "1 while the store's last commit failed (disk full, read-only, I/O error) or a commit is stalled (slow or hung disk)",
+            self.failing.clone(),
+        );
+        registry.register(
+            "sirend_store_commit_failures",
+            "Store commits that failed; what they held is kept and tried again (sirend_store_backlog)",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "sirend_store_backlog",
+            "Writes kept after a failed commit, waiting to be committed again",
+            self.backlog.clone(),
+        );
+        registry.register(
+            "sirend_store_events_dropped",
+            "Events dropped because the store could not commit and its backlog was full",
+            self.dropped.clone(),
+        );
+    }
 }
 
 fn poll_buckets() -> Histogram {
@@ -97,12 +138,15 @@ impl Metrics {
         let poll_duration = Family::<LinkLabel, Histogram>::new_with_constructor(poll_buckets as fn() -> Histogram);
         let rejected = Family::<ReasonLabel, Counter>::default();
         let events = Counter::default();
-        let store_failing = Gauge::default();
-        let store_commit_failures = Counter::default();
         let leases_waiting = Gauge::default();
         let api_refused = Family::<RefusedLabel, Counter>::default();
         let command_naks = Family::<RefusedLabel, Counter>::default();
         let commands_unanswered = Counter::default();
+        let http_refused = register_counter(
+            &mut registry,
+            "sirend_http_connections_refused",
+            "HTTP connections closed at once: too many open in all, or from one address",
+        );
         per_siren.register_collector(Box::new(fleet::FleetCollector(fleet)));
         if let Some(coverage) = coverage {
             registry.register_collector(Box::new(CoverageCollector(Arc::clone(&coverage))));
@@ -127,16 +171,8 @@ impl Metrics {
         );
         registry.register("siren_frames_rejected", "Frames refused, by reason (docs/protocol.md §7)", rejected.clone());
         registry.register("siren_events_written", "Events committed to the store", events.clone());
-        registry.register(
-            "sirend_store_failing",
-            "1 while the store's last commit failed (disk full, read-only, I/O error)",
-            store_failing.clone(),
-        );
-        registry.register(
-            "sirend_store_commit_failures",
-            "Store commits that failed; what they held is not stored",
-            store_commit_failures.clone(),
-        );
+        let store = StoreMetrics::default();
+        store.register(&mut registry);
         registry.register(
             "sirend_replay_leases_waiting",
             "Keys whose next counter lease could not be stored: nothing is sent under them",
@@ -173,12 +209,12 @@ impl Metrics {
             poll_duration,
             rejected,
             events,
-            store_failing,
-            store_commit_failures,
+            store,
             leases_waiting,
             api_refused,
             command_naks,
             commands_unanswered,
+            http_refused,
             soundings,
         }
     }
@@ -249,10 +285,16 @@ impl Metrics {
 
     /// Shows the store's health.
     pub fn store_health(&self, health: &crate::store::HealthReport) {
-        self.store_failing.set(i64::from(health.failing));
-        let now = self.store_commit_failures.get();
+        let m = &self.store;
+        m.failing.set(i64::from(health.failing || health.stalled));
+        let now = m.commit_failures.get();
         if health.failures > now {
-            self.store_commit_failures.inc_by(health.failures - now);
+            m.commit_failures.inc_by(health.failures - now);
+        }
+        m.backlog.set(i64::try_from(health.backlog).unwrap_or(i64::MAX));
+        let dropped = m.dropped.get();
+        if health.dropped > dropped {
+            m.dropped.inc_by(health.dropped - dropped);
         }
     }
 
@@ -264,6 +306,11 @@ impl Metrics {
     /// A command went unanswered after every retry.
     pub fn command_unanswered(&self) {
         self.commands_unanswered.inc();
+    }
+
+    /// An HTTP connection was closed at once: too many open, in all or from its address.
+    pub fn http_connection_refused(&self) {
+        self.http_refused.inc();
     }
 
     /// An API call was refused (`unauthenticated` or `forbidden`).

@@ -48,11 +48,18 @@ async fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
     let load: Vec<_> = (0..clients)
-        .map(|_| {
+        .map(|i| {
             let (stop, served, http) = (Arc::clone(&stop), Arc::clone(&served), daemon.http);
+            // 32 clients per loopback address: the daemon serves at most 64 from one.
+            let from = std::net::Ipv4Addr::new(
+                127,
+                1,
+                u8::try_from(i / 32 / 250).unwrap_or(0),
+                u8::try_from(i / 32 % 250 + 1).unwrap_or(1),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if sirennet_e2e::http::get(http, "/api/sirens").status == 200 {
+                    if sirennet_e2e::http::get_from(from, http, "/api/sirens").is_ok_and(|r| r.status == 200) {
                         served.fetch_add(1, Ordering::Relaxed);
                     }
                 }
