@@ -155,7 +155,7 @@ impl Daemon {
         let (mqtt_broker, mqtt_link) = if has_mqtt {
             let (tx, rx) = mpsc::channel(8192);
             outputs.insert(MQTT_LINK, tx);
-            let (broker, link) = start_mqtt(&c.mqtt, inputs_tx.clone(), rx)?;
+            let (broker, link) = start_mqtt(loaded, inputs_tx.clone(), rx)?;
             (broker, Some(link))
         } else {
             (None, None)
@@ -235,13 +235,31 @@ impl Daemon {
 /// the embedded broker's address if it runs one.
 #[allow(clippy::type_complexity, reason = "one use, named in `Daemon::mqtt_link`")]
 fn start_mqtt(
-    c: &crate::config::Mqtt,
+    loaded: &Loaded,
     inputs: mpsc::Sender<crate::engine::Input>,
     outputs: mpsc::Receiver<crate::engine::Output>,
 ) -> anyhow::Result<(Option<SocketAddr>, (tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>))> {
+    let c = &loaded.config.mqtt;
     let mut embedded = None;
+    let client_id = format!("sirend-{}", std::process::id());
+    let mut credentials = None;
     let (host, port) = if c.embedded {
-        crate::link::broker::start(c.listen, 100_000)?;
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        let sirens = loaded
+            .own_sirens()
+            .filter(|s| s.has_mqtt())
+            .filter_map(|s| {
+                let key = loaded.keys.entries.iter().find(|e| e.key_id == s.key_id)?;
+                Some((s.id.clone(), (s.zone.to_string(), key.key.mqtt_password())))
+            })
+            .collect();
+        let access = crate::link::broker::Access {
+            topic_root: c.topic_root.clone(),
+            sirens,
+            daemon: (client_id.clone(), password.clone()),
+        };
+        crate::link::broker::start(c.listen, 100_000, Some(access))?;
+        credentials = Some((client_id.clone(), password));
         embedded = Some(c.listen);
         (c.listen.ip().to_string(), c.listen.port())
     } else {
@@ -252,7 +270,8 @@ fn start_mqtt(
         link: MQTT_LINK,
         host,
         port,
-        client_id: format!("sirend-{}", std::process::id()),
+        client_id,
+        credentials,
         topic_root: c.topic_root.clone(),
         zones: c.zones.clone(),
         keep_alive: Duration::from_secs(u64::from(c.keep_alive_s)),

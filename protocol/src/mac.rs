@@ -50,11 +50,26 @@ impl Key {
         out
     }
 
+    /// The device's password for an MQTT broker that authenticates devices by their keys
+    /// (docs/protocol.md §9): the MAC of the ASCII text [`MQTT_PASSWORD_LABEL`], in lowercase
+    /// hex (32 characters). A broker that holds the key file checks it without a second
+    /// secret per device to configure.
+    pub fn mqtt_password(&self) -> String {
+        self.sign(MQTT_PASSWORD_LABEL).iter().fold(String::with_capacity(2 * MAC_LEN), |mut s, b| {
+            use fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
     /// Whether `tag` is the MAC of `data`, compared in constant time.
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
         tag.len() == MAC_LEN && bool::from(self.sign(data).ct_eq(tag))
     }
 }
+
+/// What a device's MQTT password is the MAC of.
+pub const MQTT_PASSWORD_LABEL: &[u8] = b"sirennet mqtt password v1";
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

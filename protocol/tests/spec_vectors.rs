@@ -219,3 +219,11 @@ fn every_frame_to_refuse_in_the_spec_is_refused_for_its_reason() {
         assert_eq!(got.first().map(|g| g.as_str()), Some(reason.as_str()), "{name}: refused for {got:?}");
     }
 }
+
+#[test]
+fn the_spec_gives_the_test_keys_mqtt_password() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
+    let password = vectors::device_key().mqtt_password();
+    assert_eq!(password, "0fb1013b635adf240054ffb8d7d11f96");
+    assert!(spec.contains(&format!("the password is `{password}`")));
+}

@@ -128,6 +128,10 @@ async fn run_device(config: Arc<MqttConfig>, zone: String, device: Shared, clock
         options.set_keep_alive(config.keep_alive);
         options.set_clean_session(true);
         options.set_max_packet_size(4096, 4096);
+        // Brokers that authenticate devices by their keys (docs/protocol.md §9) take this;
+        // the others ignore it.
+        let password = lock(&device).identity.key.mqtt_password();
+        options.set_credentials(id.clone(), password);
         options.set_last_will(LastWill::new(config.topic(&zone, &id, "death"), will, QoS::AtLeastOnce, false));
         let (client, mut event_loop) = AsyncClient::new(options, 16);
         // Replies leave at once (no Nagle): their t3 is stamped just before they are sent.

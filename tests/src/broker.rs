@@ -39,7 +39,7 @@ impl TestBroker {
         let mut attempt = 0;
         loop {
             let addr = free_port()?;
-            match sirend::link::broker::start(addr, 20_000) {
+            match sirend::link::broker::start(addr, 20_000, None) {
                 Ok(()) => return Ok(Self { addr, kind: "embedded", binary: None, child: None, dir: None }),
                 Err(e) if attempt < 5 => {
                     attempt += 1;

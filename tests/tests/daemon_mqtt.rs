@@ -523,3 +523,75 @@ async fn time_sync_request_delay() {
         daemon.stop().await;
     }
 }
+
+/// Connects to `url` as `client_id` with `password`: whether the broker accepted.
+async fn accepted(url: &str, client_id: &str, password: Option<&str>) -> bool {
+    let addr = url.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut options = rumqttc::MqttOptions::new(client_id, host, port.parse().unwrap());
+    if let Some(p) = password {
+        options.set_credentials(client_id, p);
+    }
+    let (_client, mut event_loop) = rumqttc::AsyncClient::new(options, 16);
+    let event = tokio::time::timeout(Duration::from_secs(10), event_loop.poll()).await.expect("no answer at all");
+    matches!(event, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) if ack.code == rumqttc::ConnectReturnCode::Success)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_broker_a_siren_can_be_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 3, None, 30);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 30);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+
+    // Someone connects as a siren without its key: refused; the siren stays connected.
+    for password in [None, Some("guess")] {
+        assert!(!accepted(&url, &ids[0], password).await, "a takeover with {password:?} was accepted");
+    }
+    // A client that is nobody: refused.
+    assert!(!accepted(&url, "someone", Some("x")).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(state(&daemon, &ids[0]), State::Ok, "the real siren was not knocked off");
+
+    // A siren's own key lets it use only its own topics: with siren 1's credentials, another
+    // client publishing on siren 2's topic reaches nobody, and cannot read siren 2's commands.
+    let key = loaded.keys.entries.iter().find(|e| e.key_id == loaded.fleet.sirens[1].key_id).unwrap();
+    let s2 = &loaded.fleet.sirens[2];
+    let addr = url.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut options = rumqttc::MqttOptions::new(ids[1].clone(), host, port.parse().unwrap());
+    options.set_credentials(ids[1].clone(), key.key.mqtt_password());
+    // The real siren 1 is paused so that this connection does not knock it off either way.
+    sim.inject(&ids[1], &Fault::LinkLoss).unwrap();
+    let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 16);
+    let rejected_before = daemon.metrics.encode();
+    client.subscribe(format!("sirennet/v1/{}/{}/cmd", s2.zone, s2.id), rumqttc::QoS::AtLeastOnce).await.unwrap();
+    client
+        .publish(format!("sirennet/v1/{}/{}/status", s2.zone, s2.id), rumqttc::QoS::AtLeastOnce, false, vec![1u8; 40])
+        .await
+        .unwrap();
+    let mut suback = None;
+    let guard = std::time::Instant::now() + Duration::from_secs(10);
+    while suback.is_none() && std::time::Instant::now() < guard {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)))) =
+            tokio::time::timeout(Duration::from_secs(1), event_loop.poll()).await
+        {
+            suback = Some(ack);
+        }
+    }
+    let suback = suback.expect("no SUBACK");
+    assert_eq!(suback.return_codes, [rumqttc::SubscribeReasonCode::Failure], "another siren's commands");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rejected = |text: &str| {
+        text.lines().filter(|l| l.starts_with("siren_frames_rejected_total")).map(ToOwned::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rejected(&daemon.metrics.encode()),
+        rejected(&rejected_before),
+        "the forged publication reached the daemon"
+    );
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}

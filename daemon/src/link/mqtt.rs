@@ -28,6 +28,8 @@ pub struct MqttLink {
     pub host: String,
     pub port: u16,
     pub client_id: String,
+    /// User name and password, for a broker that asks (the embedded one does).
+    pub credentials: Option<(String, String)>,
     pub topic_root: String,
     /// Zone prefixes to subscribe to; empty: the whole tree.
     pub zones: Vec<String>,
@@ -62,6 +64,9 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
     loop {
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_keep_alive(config.keep_alive);
+        if let Some((user, password)) = &config.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
         options.set_clean_session(true);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         let (client, mut event_loop) = AsyncClient::new(options, 1024);

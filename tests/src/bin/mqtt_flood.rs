@@ -1,8 +1,10 @@
 //! Load harness: the daemon's resident memory during and after a junk flood on its embedded
 //! broker. `sirend run` (the release binary, built first) watches 300 simulated MQTT sirens;
-//! once all are `ok`, four clients publish 100,000 junk messages at full rate, half to the
-//! sirens' own topics (random bytes of 16 B to 4 KiB, which the engine must reject), half to
-//! random topics. RSS is sampled every 100 ms from `/proc`.
+//! once the simulated ones are `ok`, four clients publish 100,000 junk messages at full rate,
+//! half to sirens' topics (random bytes of 16 B to 4 KiB, which the engine must reject), half
+//! to random topics. The embedded broker admits only the fleet's sirens, so the flooders are
+//! four sirens whose keys were stolen (the simulator does not run them); the broker lets each
+//! publish only on its own topics and drops the rest. RSS is sampled every 100 ms from `/proc`.
 //!
 //! `cargo build --release -p sirend && cargo run --release -p sirennet-e2e --bin mqtt_flood`
 
@@ -59,12 +61,14 @@ async fn main() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     let pid = daemon.id();
-    let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
+    let mut simulated = g.fleet.clone();
+    let stolen: Vec<siren_proto::fleet::Siren> = simulated.sirens.drain(..CLIENTS).collect();
+    let sim = Arc::new(SimFleet::build(simulated, &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let devices = sim.serve_mqtt(&MqttConfig::from_url(&format!("mqtt://{broker}"))?);
     let started = Instant::now();
 
-    while sirennet_e2e::http::get(http, "/api/sirens").body.matches("\"state\":\"ok\"").count() < sirens {
+    while sirennet_e2e::http::get(http, "/api/sirens").body.matches("\"state\":\"ok\"").count() < sirens - CLIENTS {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the fleet never became ok");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -79,10 +83,14 @@ async fn main() -> anyhow::Result<()> {
     let junk_only = std::env::var("FLOOD").is_ok_and(|v| v == "junk");
     let flood_started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
+    for (c, thief) in stolen.iter().enumerate() {
         let topics = Arc::clone(&topics);
+        let key = g.keys.entries.iter().find(|e| e.key_id == thief.key_id).map(|e| e.key.mqtt_password());
+        let id = thief.id.clone();
+        let own = format!("sirennet/v1/{}/{}/status", thief.zone, thief.id);
         tasks.push(tokio::spawn(async move {
-            let mut options = MqttOptions::new(format!("flood-{c}"), "127.0.0.1", broker.port());
+            let mut options = MqttOptions::new(id.clone(), "127.0.0.1", broker.port());
+            options.set_credentials(id, key.unwrap_or_default());
             options.set_max_packet_size(8 * 1024, 8 * 1024);
             let (client, mut event_loop) = AsyncClient::new(options, 1024);
             let pump = tokio::spawn(async move { while event_loop.poll().await.is_ok() {} });
@@ -90,7 +98,9 @@ async fn main() -> anyhow::Result<()> {
             for i in 0..MESSAGES / CLIENTS {
                 let len = rng.random_range(16..4000);
                 let payload: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                let topic = if i % 2 == 0 && !junk_only {
+                let topic = if i % 4 == 0 && !junk_only {
+                    own.clone()
+                } else if i % 2 == 0 && !junk_only {
                     topics[rng.random_range(0..topics.len())].clone()
                 } else {
                     format!("junk/{}/{}", rng.random::<u32>(), rng.random::<u16>())

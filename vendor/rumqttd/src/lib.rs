@@ -193,6 +193,19 @@ pub struct ClusterSettings {
     pub seniors: Vec<(ConnectionId, String)>,
 }
 
+/// sirennet: which topics a client may use. Called with the client id, the topic (or
+/// subscription filter, or will topic) and whether it is a publication (`true`) or a
+/// subscription (`false`); a denied publication is acknowledged and dropped, a denied
+/// subscription answered with a failure, a denied will never published.
+#[derive(Clone)]
+pub struct Acl(pub Arc<dyn Fn(&str, &str, bool) -> bool + Send + Sync>);
+
+impl fmt::Debug for Acl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acl")
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct RouterConfig {
     pub max_connections: usize,
@@ -204,6 +217,9 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// sirennet: topic access per client; `None` allows everything.
+    #[serde(skip)]
+    pub acl: Option<Acl>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

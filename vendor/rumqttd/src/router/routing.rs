@@ -607,6 +607,18 @@ impl Router {
 
                     self.router_meters.total_publishes += 1;
 
+                    // sirennet: a publication the client may not make is acknowledged above and
+                    // dropped here.
+                    if let Some(acl) = &self.config.acl {
+                        let client_id = &self.connections[id].client_id;
+                        let topic = std::str::from_utf8(&publish.topic).unwrap_or_default();
+                        if !(acl.0)(client_id, topic, true) {
+                            warn!(client_id, topic, "publication not allowed: dropped");
+                            self.router_meters.failed_publishes += 1;
+                            continue;
+                        }
+                    }
+
                     // Try to append publish to commitlog
                     match append_to_commitlog(
                         id,
@@ -657,6 +669,19 @@ impl Router {
 
                         info!("Adding subscription on topic {}", f.path);
                         let connection = self.connections.get_mut(id).unwrap();
+
+                        // sirennet: a subscription the client may not make is refused.
+                        if let Some(acl) = &self.config.acl {
+                            if !(acl.0)(&connection.client_id, &f.path, false) {
+                                warn!(
+                                    client_id = connection.client_id,
+                                    filter = f.path,
+                                    "subscription not allowed"
+                                );
+                                return_codes.push(SubscribeReasonCode::Failure);
+                                continue;
+                            }
+                        }
 
                         if let Err(e) = validate_subscription(connection, f) {
                             warn!(reason = ?e,"Subscription cannot be validated: {}", e);
@@ -1103,6 +1128,14 @@ impl Router {
         let Some((will, will_props)) = self.last_wills.remove(&client_id) else {
             return;
         };
+        // sirennet: a will is a publication of its client's.
+        if let Some(acl) = &self.config.acl {
+            let topic = std::str::from_utf8(&will.topic).unwrap_or_default();
+            if !(acl.0)(&client_id, topic, true) {
+                warn!(client_id, topic, "last will not allowed: dropped");
+                return;
+            }
+        }
 
         let publish = Publish {
             dup: false,
