@@ -201,6 +201,13 @@ pub struct Mqtt {
     /// birth); 0: only after births.
     #[serde(default = "default_status_every")]
     pub status_every_s: u32,
+    /// sirend's user name on an external broker that authenticates clients.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding sirend's password on that broker (relative to this file), so that the
+    /// secret is not in the configuration.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_status_every() -> u32 {
@@ -221,6 +228,8 @@ impl Default for Mqtt {
             zones: Vec::new(),
             keep_alive_s: default_keep_alive(),
             status_every_s: default_status_every(),
+            username: None,
+            password_file: None,
         }
     }
 }
@@ -565,6 +574,29 @@ impl Loaded {
     /// A path from the configuration, resolved against the configuration file's directory.
     pub fn resolve(&self, relative: &Path) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+
+    /// sirend's user name and password on an external broker, if configured (`[mqtt]
+    /// username` and `password_file`, both or neither).
+    pub fn broker_credentials(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let m = &self.config.mqtt;
+        match (&m.username, &m.password_file) {
+            (None, None) => Ok(None),
+            (Some(user), Some(file)) => {
+                let path = self.resolve(file);
+                let password = std::fs::read_to_string(&path).map_err(|e| ConfigError::Field {
+                    file: self.path.display().to_string(),
+                    field: "mqtt.password_file".into(),
+                    problem: format!("cannot read {}: {e}", path.display()),
+                })?;
+                Ok(Some((user.clone(), password.trim().to_owned())))
+            }
+            _ => Err(ConfigError::Field {
+                file: self.path.display().to_string(),
+                field: "mqtt.username".into(),
+                problem: "give both `username` and `password_file`, or neither".into(),
+            }),
+        }
     }
 
     /// What `sirend check-config` prints: sirens per zone and per link.

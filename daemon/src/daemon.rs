@@ -242,7 +242,7 @@ fn start_mqtt(
     let c = &loaded.config.mqtt;
     let mut embedded = None;
     let client_id = format!("sirend-{}", std::process::id());
-    let mut credentials = None;
+    let credentials;
     let (host, port) = if c.embedded {
         let password = hex::encode(rand::random::<[u8; 16]>());
         let sirens = loaded
@@ -263,6 +263,7 @@ fn start_mqtt(
         embedded = Some(c.listen);
         (c.listen.ip().to_string(), c.listen.port())
     } else {
+        credentials = loaded.broker_credentials()?;
         let url = c.url.as_deref().unwrap_or_default();
         parse_url(url).with_context(|| format!("mqtt.url `{url}` is not mqtt://host:port"))?
     };

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long)]
         assume_all_ok: bool,
     },
+    /// Write Mosquitto's password and ACL files for the fleet: each MQTT siren as itself on
+    /// its own topics, sirend as `[mqtt] username` (password from `password_file`).
+    MosquittoFiles {
+        #[arg(long, default_value = "sirend.toml")]
+        config: PathBuf,
+        /// Where to write `passwd` (hash it with `mosquitto_passwd -U passwd`) and `acl`.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Test-sounding schedules.
     Schedule {
         #[command(subcommand)]
@@ -104,6 +113,7 @@ fn main() -> ExitCode {
         Command::Coverage { config, assume_all_ok } => coverage(&config, assume_all_ok),
         Command::Run { config } => run(&config),
         Command::Token { name, role } => token(&name, &role),
+        Command::MosquittoFiles { config, out } => mosquitto_files(&config, &out),
         Command::Schedule { action: ScheduleAction::Next { config, count, after } } => {
             schedule_next(&config, count, after.unwrap_or_else(jiff::Timestamp::now))
         }
@@ -189,6 +199,33 @@ fn token(name: &str, role: &str) -> anyhow::Result<()> {
     };
     let (secret, entry) = sirend::auth::new_token(name, role);
     println!("token (shown once; give it to {name}): {secret}\n\nadd to sirend.toml:\n\n{entry}");
+    Ok(())
+}
+
+fn mosquitto_files(config: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let loaded = Loaded::load(config)?;
+    let (user, password) = loaded
+        .broker_credentials()?
+        .context("set [mqtt] username and password_file: sirend's own user on the broker")?;
+    let (passwd, acl) = sirend::link::mosquitto::files(&loaded, &user, &password);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // The password file holds every siren's broker password: readable by its owner only.
+    let path = out.join("passwd");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, passwd.as_bytes())?;
+    std::fs::write(out.join("acl"), acl).with_context(|| format!("writing {}", out.join("acl").display()))?;
+    println!(
+        "wrote {0}/passwd and {0}/acl; now run `mosquitto_passwd -U {0}/passwd` and set in mosquitto.conf:\n\n\
+         allow_anonymous false\npassword_file {0}/passwd\nacl_file {0}/acl\nset_tcp_nodelay true\nmax_packet_size 4096",
+        out.display()
+    );
     Ok(())
 }
 

@@ -72,8 +72,9 @@ impl TestBroker {
             std::fs::write(
                 &conf,
                 format!(
-                    "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_keepalive 600\nset_tcp_nodelay true\n{extra}",
-                    addr.port()
+                    "listener {} 127.0.0.1\n{}persistence false\nmax_keepalive 600\nset_tcp_nodelay true\n{extra}",
+                    addr.port(),
+                    if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" }
                 ),
             )?;
             let mut child = spawn_mosquitto(&binary, &conf)?;

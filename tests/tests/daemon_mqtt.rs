@@ -595,3 +595,57 @@ async fn on_the_embedded_broker_a_siren_can_be_only_itself() {
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mosquitto_configured_with_the_generated_files_admits_each_siren_only_as_itself() {
+    let passwd_tool = ["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(passwd_tool) = passwd_tool else {
+        assert!(std::env::var_os("SIRENNET_REQUIRE_MOSQUITTO").is_none(), "mosquitto_passwd is missing");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon's configuration first (its user and password file), then the broker's files.
+    let (loaded, sim, _) = setup(dir.path(), 3, Some("mqtt://127.0.0.1:1"), 30);
+    std::fs::write(dir.path().join("broker.password"), "s3cret-for-sirend\n").unwrap();
+    let config = loaded.path.clone();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "embedded = false\n",
+        "embedded = false\nusername = \"sirend\"\npassword_file = \"broker.password\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let loaded = Loaded::load(&config).unwrap();
+    let (user, password) = loaded.broker_credentials().unwrap().unwrap();
+    let (passwd, acl) = sirend::link::mosquitto::files(&loaded, &user, &password);
+    let files = dir.path().join("mosquitto");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("passwd"), passwd).unwrap();
+    std::fs::write(files.join("acl"), acl).unwrap();
+    let hashed = std::process::Command::new(passwd_tool).arg("-U").arg(files.join("passwd")).status().unwrap();
+    assert!(hashed.success());
+    let broker = TestBroker::mosquitto_with(&format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+        files.join("passwd").display(),
+        files.join("acl").display()
+    ))
+    .unwrap()
+    .expect("mosquitto is installed: mosquitto_passwd is");
+    let text = std::fs::read_to_string(&config).unwrap().replace("mqtt://127.0.0.1:1", &broker.url());
+    std::fs::write(&config, text).unwrap();
+    let loaded = Loaded::load(&config).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &broker.url(), 30);
+    let ids = ids(&loaded);
+    wait_for("every siren ok through the authenticating Mosquitto", || {
+        ids.iter().all(|id| state(&daemon, id) == State::Ok)
+    })
+    .await;
+    for password in [None, Some("guess")] {
+        assert!(!accepted(&broker.url(), &ids[0], password).await, "a takeover with {password:?} was accepted");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(state(&daemon, &ids[0]), State::Ok, "the real siren was not knocked off");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}
