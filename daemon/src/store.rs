@@ -687,19 +687,24 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
         let mut flushed = false;
         let mut events = 0;
         let mut created = created.into_iter();
+        // Answered once the health says what this commit left behind.
+        let mut answers: Vec<Box<dyn FnOnce()>> = Vec::new();
         for w in batch {
             match w {
                 Write::Flush(done) => {
-                    let _ = done.send(unreported.clone().map_or(Ok(()), Err));
+                    let answer = unreported.clone().map_or(Ok(()), Err);
+                    answers.push(Box::new(move || drop(done.send(answer))));
                     flushed = true;
                 }
                 // Their callers try again themselves.
                 Write::Durable(_, done) => {
-                    let _ = done.send(outcome.clone());
+                    let answer = outcome.clone();
+                    answers.push(Box::new(move || drop(done.send(answer))));
                 }
                 // Never kept: a campaign is planned again at the scheduler's next look.
                 Write::NewCampaign { reply, .. } => {
-                    let _ = reply.send(outcome.clone().map(|()| created.next().flatten()));
+                    let answer = outcome.clone().map(|()| created.next().flatten());
+                    answers.push(Box::new(move || drop(reply.send(answer))));
                 }
                 Write::Event(_) if outcome.is_err() && events >= MAX_BACKLOG_EVENTS => {
                     health.dropped.fetch_add(1, Ordering::Relaxed);
@@ -712,6 +717,9 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
             }
         }
         health.backlog.store(backlog.len() as u64, Ordering::Relaxed);
+        for answer in answers {
+            answer();
+        }
         if flushed {
             unreported = None;
         }

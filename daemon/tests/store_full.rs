@@ -295,7 +295,9 @@ fn a_stalled_store_answers_at_once_that_it_is_stalled_and_writes_its_backlog_whe
     holder.execute_batch("ROLLBACK").unwrap();
     drop(holder);
     let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.events(&sirend::store::EventQuery { limit: 100, ..Default::default() }).unwrap().len() < 51 {
+    while store.events(&sirend::store::EventQuery { limit: 100, ..Default::default() }).unwrap().len() < 51
+        || store.health().backlog > 0
+    {
         assert!(std::time::Instant::now() < guard, "the backlog was never written");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
