@@ -31,7 +31,7 @@ pub struct Access {
 }
 
 /// The channels a siren publishes on (docs/protocol.md §9).
-const DEVICE_CHANNELS: [&str; 6] = ["birth", "death", "hb", "status", "report", "reply"];
+pub const DEVICE_CHANNELS: [&str; 6] = ["birth", "death", "hb", "status", "report", "reply"];
 
 impl Access {
     /// Whether `client_id` may connect with `username` and `password`.

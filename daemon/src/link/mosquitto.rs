@@ -4,10 +4,8 @@
 
 use std::fmt::Write as _;
 
+use super::broker::DEVICE_CHANNELS;
 use crate::config::Loaded;
-
-/// The channels a siren publishes on (docs/protocol.md §9).
-const DEVICE_CHANNELS: [&str; 6] = ["birth", "death", "hb", "status", "report", "reply"];
 
 /// `(passwd, acl)`: the password file in plain text (`user:password` lines, to be hashed in
 /// place with `mosquitto_passwd -U`) and the ACL file, for this daemon's MQTT sirens and for
