@@ -170,12 +170,15 @@ pub struct Store {
 }
 
 /// Whether the store's commits succeed, as its writer last found.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     failing: std::sync::atomic::AtomicBool,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// When the commit under way started (µs since the epoch), 0 when none is.
+    /// What `commit_started_us` counts from: the monotonic clock, so that a step of the wall
+    /// clock is never taken for a stalled disk.
+    epoch: std::time::Instant,
+    /// When the commit under way started (µs after `epoch`, at least 1), 0 when none is.
     commit_started_us: AtomicU64,
     /// Writes waiting for a commit that failed to be tried again.
     backlog: AtomicU64,
@@ -200,10 +203,27 @@ pub struct HealthReport {
     pub dropped: u64,
 }
 
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            failing: std::sync::atomic::AtomicBool::default(),
+            failures: AtomicU64::default(),
+            last_error: Mutex::default(),
+            epoch: std::time::Instant::now(),
+            commit_started_us: AtomicU64::default(),
+            backlog: AtomicU64::default(),
+            dropped: AtomicU64::default(),
+        }
+    }
+}
+
 impl Health {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn commit_started(&self) {
-        let now = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(1).max(1);
-        self.commit_started_us.store(now, Ordering::Relaxed);
+        self.commit_started_us.store(self.now_us().max(1), Ordering::Relaxed);
     }
 
     fn commit_ended(&self) {
@@ -212,7 +232,7 @@ impl Health {
 
     fn stalled(&self) -> bool {
         let started = self.commit_started_us.load(Ordering::Relaxed);
-        let now = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
+        let now = self.now_us();
         started != 0 && now.saturating_sub(started) > u64::try_from(STALLED_AFTER.as_micros()).unwrap_or(u64::MAX)
     }
 
@@ -407,10 +427,7 @@ impl Store {
     /// Allocates the id of a new campaign for `schedule` at `instant`; `None` if that
     /// occurrence already has one.
     pub fn create_campaign(&self, schedule: &str, instant: Timestamp) -> Result<Option<u32>, StoreError> {
-        self.not_stalled()?;
-        let (reply, rx) = mpsc::channel();
-        self.send(Write::NewCampaign { schedule: schedule.to_owned(), instant, reply })?;
-        answer(&rx)?.map_err(StoreError::Commit)
+        self.ask(|reply| Write::NewCampaign { schedule: schedule.to_owned(), instant, reply })
     }
 
     /// Queues a campaign's current form.
@@ -480,18 +497,21 @@ impl Store {
     /// Commits `rows` and waits for that commit: `Ok` only if they are stored (a counter lease
     /// is granted on nothing less).
     pub fn store_counters(&self, rows: Vec<CounterRow>) -> Result<(), StoreError> {
-        self.not_stalled()?;
-        let (tx, rx) = mpsc::channel();
-        self.send(Write::Durable(rows, tx))?;
-        answer(&rx)?.map_err(StoreError::Commit)
+        self.ask(|reply| Write::Durable(rows, reply))
     }
 
     /// Waits until everything queued so far is committed; an error if any commit failed since
     /// the last flush was answered (what it held is not stored).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.ask(Write::Flush)
+    }
+
+    /// Queues the write `make` builds around a reply channel, and waits for the writer's
+    /// answer, at most [`ANSWER_WITHIN`].
+    fn ask<T>(&self, make: impl FnOnce(Sender<Result<T, String>>) -> Write) -> Result<T, StoreError> {
         self.not_stalled()?;
-        let (tx, rx) = mpsc::channel();
-        self.send(Write::Flush(tx))?;
+        let (reply, rx) = mpsc::channel();
+        self.send(make(reply))?;
         answer(&rx)?.map_err(StoreError::Commit)
     }
 

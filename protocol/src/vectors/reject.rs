@@ -51,6 +51,14 @@ fn resign(frame: &mut [u8], key: &crate::mac::Key) {
     frame[n..].copy_from_slice(&mac);
 }
 
+/// `frame` with `edit` applied inside its MAC'd bytes, and its MAC made again.
+fn edited(frame: &[u8], key: &crate::mac::Key, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    edit(&mut out);
+    resign(&mut out, key);
+    out
+}
+
 /// Every rejection vector.
 #[allow(clippy::too_many_lines, reason = "one entry per defect reads best as one list")]
 pub fn rejections() -> Vec<Rejection> {
@@ -105,16 +113,12 @@ pub fn rejections() -> Vec<Rejection> {
         RejectReason::Malformed,
         "one byte longer than 31 + length",
     ));
-    let mut version = frame.clone();
-    version[0] = 2;
-    resign(&mut version, &key);
+    let version = edited(&frame, &key, |f| f[0] = 2);
     out.push(reject("unknown-version", Receiver::Outstation, version, RejectReason::UnknownVersion, "version 2"));
     let mut oversize = frame.clone();
     oversize[13..15].copy_from_slice(&513u16.to_be_bytes());
     out.push(reject("oversize", Receiver::Outstation, oversize, RejectReason::Oversize, "length 513 > 512"));
-    let mut flags = frame.clone();
-    flags[1] = 0x01;
-    resign(&mut flags, &key);
+    let flags = edited(&frame, &key, |f| f[1] = 0x01);
     out.push(reject(
         "flags-set",
         Receiver::Outstation,
@@ -122,9 +126,7 @@ pub fn rejections() -> Vec<Rejection> {
         RejectReason::Malformed,
         "flags 0x01 (reserved, must be 0)",
     ));
-    let mut unknown_key = frame.clone();
-    unknown_key[6..8].copy_from_slice(&0x0103u16.to_be_bytes());
-    resign(&mut unknown_key, &key);
+    let unknown_key = edited(&frame, &key, |f| f[6..8].copy_from_slice(&0x0103u16.to_be_bytes()));
     out.push(reject(
         "unknown-key-id",
         Receiver::Outstation,
@@ -154,9 +156,7 @@ pub fn rejections() -> Vec<Rejection> {
         RejectReason::Replayed,
         "counter 0, never valid (§4.3)",
     ));
-    let mut unknown_type = frame.clone();
-    unknown_type[12] = 0x7E;
-    resign(&mut unknown_type, &key);
+    let unknown_type = edited(&frame, &key, |f| f[12] = 0x7E);
     out.push(reject(
         "unknown-type",
         Receiver::Outstation,
@@ -164,9 +164,9 @@ pub fn rejections() -> Vec<Rejection> {
         RejectReason::UnknownMessageType,
         "type 0x7E, authentic but undefined",
     ));
-    let mut campaign_zero = sealed(&find("cancel"), 7, Framing::Datagram);
-    campaign_zero[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&0u32.to_be_bytes());
-    resign(&mut campaign_zero, &key);
+    let campaign_zero = edited(&sealed(&find("cancel"), 7, Framing::Datagram), &key, |f| {
+        f[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&0u32.to_be_bytes());
+    });
     out.push(reject(
         "campaign-zero",
         Receiver::Outstation,
