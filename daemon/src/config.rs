@@ -73,6 +73,13 @@ pub struct Soundings {
     /// A clock further off than this after synchronisation is flagged, ms.
     #[serde(default = "default_max_offset")]
     pub max_clock_offset_ms: u32,
+    /// Interval between measurements of an armed siren's clock until the instant, s (0: only
+    /// when a status report shows it moved, and once at the arm cut-off).
+    #[serde(default = "default_clock_watch")]
+    pub clock_watch_s: u32,
+    /// A clock drifting faster than this (measured while armed) is flagged, ppm.
+    #[serde(default = "default_max_drift")]
+    pub max_drift_ppm: u32,
     /// How long after the sequence ends reports are awaited, s.
     #[serde(default = "default_verify_grace")]
     pub verify_grace_s: u32,
@@ -92,6 +99,8 @@ impl Default for Soundings {
             arm_cutoff_s: default_arm_cutoff(),
             tolerance_ms: default_tolerance(),
             max_clock_offset_ms: default_max_offset(),
+            clock_watch_s: default_clock_watch(),
+            max_drift_ppm: default_max_drift(),
             verify_grace_s: default_verify_grace(),
             min_sound_level_db: default_min_sound(),
             include: Vec::new(),
@@ -113,6 +122,13 @@ fn default_tolerance() -> u32 {
 }
 fn default_max_offset() -> u32 {
     50
+}
+fn default_clock_watch() -> u32 {
+    60
+}
+/// Above NTP's 500 ppm slew limit and any healthy quartz oscillator over temperature.
+fn default_max_drift() -> u32 {
+    500
 }
 fn default_verify_grace() -> u32 {
     60
@@ -538,6 +554,12 @@ impl Loaded {
         }
         if s.tolerance_ms == 0 || s.tolerance_ms > 10_000 {
             return Err(self.field("soundings.tolerance_ms", "must be between 1 and 10000"));
+        }
+        if s.clock_watch_s != 0 && s.clock_watch_s < 10 {
+            return Err(self.field("soundings.clock_watch_s", "must be 0 (off) or at least 10"));
+        }
+        if s.max_drift_ppm == 0 {
+            return Err(self.field("soundings.max_drift_ppm", "must be at least 1"));
         }
         let mut schedules: Vec<Schedule> = Vec::new();
         for (file, configs) in sources {

@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 use jiff::Timestamp;
 use siren_proto::message::{ChannelState, Message, NakCode};
 use siren_sim::device::{Device, DeviceClock, DeviceSpec};
-use sirend::sounding::campaign::{Action, Campaign, Command, Phase, Settings, Target};
+use sirend::sounding::campaign::{Action, Campaign, Command, DeviceView, Notice, Phase, Settings, Target, TargetStep};
 use sirend::sounding::sequence::{Kind, Step};
 use sirend::sounding::verdict::{FailReason, Verdict};
 
@@ -25,6 +25,8 @@ fn settings() -> Settings {
         max_clock_offset_ms: 50,
         verify_grace_s: 60,
         min_sound_level_db: 80.0,
+        clock_watch_s: 60,
+        max_drift_ppm: 500,
     }
 }
 
@@ -361,8 +363,9 @@ fn each_failure_is_classified_by_its_cause() {
                 *ch = ChannelState::Fault;
             }
         }
-        // 4: its clock jumps a second after it was armed: it starts early.
-        if now == instant - 20 * S {
+        // 4: its clock jumps a second just before the instant, too late for any correction:
+        // it starts early.
+        if now == instant - S {
             w.sirens[4].device.clock.step(now, S);
         }
         // 5: the link drops after arming and stays down; the siren itself is fine.
@@ -454,4 +457,155 @@ fn a_cancelled_campaign_disarms_its_sirens() {
     assert!(c.cancel("ops", ts(now)).is_err());
     let mut late = campaign(42, Kind::Test, instant, steps(&["air-raid"], 0.0), 1);
     assert!(late.cancel("ops", ts(instant + S)).is_err(), "a sounding under way is not cancelled");
+}
+
+/// Runs `c` against `world` to the end, collecting what it noticed.
+fn run_noting(
+    world: &mut World,
+    c: &mut Campaign,
+    from: i64,
+    to: i64,
+    mut hook: impl FnMut(i64, &mut World, &mut Campaign),
+) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    world.run(c, from, to, |now, w, c| {
+        hook(now, w, c);
+        notices.extend(c.take_notices());
+    });
+    notices.extend(c.take_notices());
+    notices
+}
+
+fn started_off(world: &World, siren: usize, instant: i64) -> i64 {
+    world.sirens[siren].device.soundings().iter().find_map(|s| s.started).unwrap() - instant
+}
+
+#[test]
+fn a_clock_that_steps_after_arming_is_caught_and_the_siren_armed_again_on_time() {
+    let instant = T0 + 620 * S;
+    let mut world = World::new(vec![Siren::new(0, 0.0, 20_000), Siren::new(0, 0.0, 20_000)]);
+    world.sirens.iter_mut().for_each(|s| {
+        s.device.clock.adjust(T0, 1, 0);
+    });
+    let mut c = campaign(50, Kind::Test, instant, steps(&["chime"], 0.0), 2);
+    let notices = run_noting(&mut world, &mut c, T0, instant + 300 * S, |now, w, _| {
+        // Armed ten minutes ahead; 200 s before the instant siren 0's clock jumps 1.5 s ahead,
+        // siren 1's 1.5 s back.
+        if now == instant - 200 * S {
+            w.sirens[0].device.clock.step(now, 1_500_000);
+            w.sirens[1].device.clock.step(now, -1_500_000);
+        }
+    });
+    assert_eq!(c.phase, Phase::Done);
+    for (i, t) in c.targets.iter().enumerate() {
+        assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+        assert_eq!(t.rearms, 1, "{t:?}");
+        assert!(!t.triggered && t.armed_start_us.is_some());
+        let off = started_off(&world, i, instant);
+        assert!(off.abs() < 30_000, "siren {i} started {off} µs off");
+        assert!((t.skew_us.unwrap() - off).abs() < 5_000, "the report agrees with the truth");
+    }
+    // The start would have been 1.5 s early (clock ahead) and 1.5 s late (clock behind).
+    let moved: Vec<i64> = c.targets.iter().map(|t| t.moved_us.unwrap()).collect();
+    assert!((moved[0] + 1_500_000).abs() < 30_000 && (moved[1] - 1_500_000).abs() < 30_000, "{moved:?}");
+    let kinds: Vec<usize> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::ClockMoved { target, .. } => Some(*target),
+            Notice::ClockDrift { .. } => None,
+        })
+        .collect();
+    assert_eq!(kinds, [0, 1]);
+    // Each device's ground truth: one sounding of the campaign, after the cancelled arm.
+    for s in &world.sirens {
+        let started: Vec<_> = s.device.soundings().iter().filter(|t| t.started.is_some()).collect();
+        assert_eq!(started.len(), 1);
+    }
+}
+
+#[test]
+fn a_clock_that_steps_after_the_cut_off_is_caught_by_its_status_and_triggered_at_the_instant() {
+    let instant = T0 + 620 * S;
+    let mut world = World::new(vec![Siren::new(0, 0.0, 20_000)]);
+    world.sirens[0].device.clock.adjust(T0, 1, 0);
+    let settings = Settings { clock_watch_s: 0, ..settings() };
+    let targets = vec![Target::new("S-0000".into(), "z".into())];
+    let mut c =
+        Campaign::new(51, "test".into(), Kind::Test, ts(instant), steps(&["chime"], 0.0), settings, targets).unwrap();
+    run_noting(&mut world, &mut c, T0, instant + 300 * S, |now, w, c| {
+        if now == instant - 15 * S {
+            w.sirens[0].device.clock.step(now, 2_000_000);
+        }
+        // Status reports every five seconds (a serial bus's polls), 20 ms on the way.
+        if now % (5 * S) == 0 && now < instant {
+            let d = &w.sirens[0].device;
+            let view = DeviceView {
+                state: if d.armed_campaign().is_some() {
+                    siren_proto::message::DeviceState::Armed
+                } else {
+                    siren_proto::message::DeviceState::Idle
+                },
+                campaign: d.armed_campaign(),
+                clock: Some((d.clock.read(now - 20_000), now)),
+            };
+            c.on_status(0, &view, ts(now));
+        }
+    });
+    let t = &c.targets[0];
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    assert!(t.triggered && t.rearms == 1, "cancelled, then triggered past the cut-off: {t:?}");
+    let off = started_off(&world, 0, instant);
+    assert!(off.abs() < 30_000, "started {off} µs off");
+}
+
+#[test]
+fn a_clock_drifting_five_thousand_ppm_is_flagged_and_its_start_compensated() {
+    let instant = T0 + 620 * S;
+    // Synchronised, then 5,000 ppm fast: 3 s over the ten minutes of the lead.
+    let mut world = World::new(vec![Siren::new(0, 5_000.0, 20_000), Siren::new(0, 20.0, 20_000)]);
+    world.sirens.iter_mut().for_each(|s| {
+        s.device.clock.adjust(T0, 1, 0);
+    });
+    let mut c = campaign(52, Kind::Test, instant, steps(&["chime"], 0.0), 2);
+    let notices = run_noting(&mut world, &mut c, T0, instant + 300 * S, |_, _, _| {});
+    let t = &c.targets[0];
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    assert!(t.watch.flagged(), "{t:?}");
+    let ppm = t.watch.drift_ppm().unwrap();
+    assert!((ppm - 5_000.0).abs() < 100.0, "{ppm}");
+    let off = started_off(&world, 0, instant);
+    assert!(off.abs() < 30_000, "started {off} µs off");
+    let drifts: Vec<usize> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::ClockDrift { target, ppm } if (ppm - 5_000.0).abs() < 100.0 => Some(*target),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(drifts, [0], "flagged once, the healthy clock never: {notices:?}");
+    // A healthy clock (20 ppm) is neither flagged nor armed again.
+    let healthy = &c.targets[1];
+    assert_eq!(healthy.verdict, Some(Verdict::Pass));
+    assert!(!healthy.watch.flagged() && healthy.rearms == 0, "{healthy:?}");
+}
+
+#[test]
+fn a_siren_that_says_it_is_idle_while_armed_is_armed_again() {
+    let instant = T0 + 620 * S;
+    let mut world = World::new(vec![Siren::new(0, 0.0, 20_000)]);
+    world.sirens[0].device.clock.adjust(T0, 1, 0);
+    let mut c = campaign(53, Kind::Test, instant, steps(&["chime"], 0.0), 1);
+    run_noting(&mut world, &mut c, T0, instant + 300 * S, |now, w, c| {
+        // The controller loses its arm (a reboot that kept its clock) and says so.
+        if now == instant - 100 * S {
+            assert_eq!(c.targets[0].step, TargetStep::Armed);
+            w.sirens[0].device.cancel(53).unwrap();
+            let view = DeviceView { state: siren_proto::message::DeviceState::Idle, campaign: None, clock: None };
+            c.on_status(0, &view, ts(now));
+        }
+    });
+    let t = &c.targets[0];
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    assert!(!t.triggered && t.rearms == 0);
+    assert!(started_off(&world, 0, instant).abs() < 30_000);
 }

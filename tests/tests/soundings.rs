@@ -548,3 +548,85 @@ async fn a_bus_past_its_arm_cut_off_is_triggered_by_one_broadcast_and_starts_tog
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_that_step_or_drift_after_arming_are_caught_and_the_sirens_start_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3_600);
+    // Arming 40 s ahead, each armed clock measured every 10 s and at the cut-off.
+    let text = std::fs::read_to_string(&s.loaded.path)
+        .unwrap()
+        .replace("lead_s = 8\narm_cutoff_s = 2\n", "lead_s = 40\narm_cutoff_s = 10\nclock_watch_s = 10\n");
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    assert_eq!(loaded.config.soundings.clock_watch_s, 10);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| {
+            let st = daemon.fleet.read().unwrap().get(id).unwrap().liveness.state;
+            matches!(st, State::Ok | State::Degraded)
+        })
+    })
+    .await;
+    // One clock runs 5,000 ppm fast: corrected when arming begins, it drifts on.
+    s.sim.inject(&ids[2], &Fault::ClockDrift { ppm: 5_000.0 }).unwrap();
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(46)).to_string();
+    let body = format!(r#"{{"at":"{at}","kind":"chime","sequence":[{{"pattern":"chime"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &body);
+    assert_eq!(status, 201, "{body}");
+    let path = format!("/api/soundings/{}", json(&body)["id"].as_u64().unwrap());
+    wait_for("every siren armed", || {
+        let c = json(&request(daemon.http, "GET", &path, None, "").1);
+        c["sirens"].as_array().is_some_and(|a| a.iter().all(|t| t["armed"] == true))
+    })
+    .await;
+    // After arming, one clock jumps 1.5 s ahead and one 1.5 s back. Unwatched, they would
+    // start 1.5 s early and 1.5 s late, and the drifting one 200 ms early.
+    s.sim.inject(&ids[0], &Fault::ClockStep { ms: 1_500 }).unwrap();
+    s.sim.inject(&ids[1], &Fault::ClockStep { ms: -1_500 }).unwrap();
+    let mut report = serde_json::Value::Null;
+    wait_for("the sounding done", || {
+        report = json(&request(daemon.http, "GET", &path, None, "").1);
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!(report["passed"], 6, "{report:#}");
+    let instant = report["instant"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_microsecond();
+    for (i, t) in report["sirens"].as_array().unwrap().iter().enumerate() {
+        let sid = t["siren"].as_str().unwrap();
+        assert_eq!(sid, ids[i]);
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        let started: Vec<i64> = truth.iter().filter_map(|t| t.started).collect();
+        assert_eq!(started.len(), 1, "{sid} sounded once: {truth:?}");
+        assert!((started[0] - instant).abs() < 250_000, "{sid} started {} µs off", started[0] - instant);
+        match i {
+            0 | 1 => {
+                assert!(t["rearmed"].as_u64() >= Some(1), "{t}");
+                let moved = t["clock_moved_ms"].as_f64().unwrap();
+                let expected = if i == 0 { -1_500.0 } else { 1_500.0 };
+                assert!((moved - expected).abs() < 100.0, "{t}");
+            }
+            2 => {
+                let ppm = t["clock_drift_ppm"].as_f64().unwrap_or_else(|| panic!("drift not flagged: {t}"));
+                assert!((ppm - 5_000.0).abs() < 1_000.0, "{t}");
+            }
+            _ => assert!(t["rearmed"] == 0 && t["clock_drift_ppm"].is_null(), "a healthy clock: {t}"),
+        }
+    }
+    daemon.store.flush().unwrap();
+    let events = daemon.store.events(&sirend::store::EventQuery { limit: 10_000, ..Default::default() }).unwrap();
+    let of = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> =
+            events.iter().filter(|e| e.event.kind == kind).filter_map(|e| e.event.siren.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let moved = of("clock_moved");
+    assert!(moved.contains(&ids[0]) && moved.contains(&ids[1]), "{moved:?}");
+    assert_eq!(of("clock_drift"), [ids[2].clone()]);
+    devices.shutdown().await;
+    daemon.stop().await;
+}

@@ -49,7 +49,7 @@ use crate::coverage::metrics::SharedCoverage;
 use crate::fleet::{FleetState, Telemetry};
 use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
-use crate::sounding::campaign::Command as SoundingCommand;
+use crate::sounding::campaign::{Command as SoundingCommand, DeviceView};
 use crate::sounding::runner::{AdHoc, Outgoing, Runner};
 use crate::store::{Event, Store, StoreError};
 
@@ -920,11 +920,29 @@ impl Engine {
         }
         let faults = match message {
             Message::StatusReport(s) => {
-                let telemetry = Telemetry::from_report(s, Timestamp::now());
+                let received = Timestamp::now();
+                let telemetry = Telemetry::from_report(s, received);
                 self.write_fleet().set_telemetry(index, telemetry);
+                if let Some(runner) = self.soundings.as_mut() {
+                    let view = DeviceView {
+                        state: s.state,
+                        campaign: Some(s.active_campaign),
+                        clock: Some((s.device_time_us, received.as_microsecond())),
+                    };
+                    runner.on_status(index, &view, received);
+                }
                 Some(s.faults)
             }
-            Message::Heartbeat(h) => Some(h.faults),
+            Message::Heartbeat(h) => {
+                if let Some(runner) = self.soundings.as_mut() {
+                    runner.on_status(
+                        index,
+                        &DeviceView { state: h.state, campaign: None, clock: None },
+                        Timestamp::now(),
+                    );
+                }
+                Some(h.faults)
+            }
             Message::Birth(_) => None,
             Message::Death(d) => {
                 self.deaths.died(index, format!("boot {} cause {:?}", d.boot_seq, d.cause), now);
@@ -1002,6 +1020,13 @@ impl Engine {
                     round_trip_us = sample.round_trip_us,
                     "time sync"
                 );
+                // An armed siren starts by its clock: its campaign watches it and moves the
+                // start instead (docs/protocol.md §5.4). Its next unsynchronised status after
+                // `clock::RESYNC_AFTER` asks again.
+                if self.soundings.as_ref().is_some_and(|r| r.clocks_held().any(|i| i == index)) {
+                    tracing::debug!(siren = index, "time sync: not corrected while armed");
+                    return;
+                }
                 if let Ok(id) = self.master.request(key_id, adjust, Priority::Command) {
                     self.pending.insert(id, Pending::Command);
                 }

@@ -129,6 +129,15 @@ fn target(t: &Target) -> Value {
         "armed": t.armed_start_us.is_some(),
         "triggered": t.triggered,
         "clock_flagged": t.clock_flagged,
+        // The clock moved after arming (stepped or drifted): times armed again, and the start
+        // error the largest such move would have caused.
+        "rearmed": t.rearms,
+        "clock_moved_ms": t.moved_us.map(ms),
+        // A drift faster than any healthy clock, flagged while armed (positive: runs fast).
+        "clock_drift_ppm": drift(t).map(f64::round),
+        // The clock stepped between the last measurement before the start and the first after:
+        // the skew is the worse of the two readings.
+        "start_uncertain": t.start_uncertain,
         // Device clock minus daemon clock, as everywhere in the API and the metrics
         // (the sample holds the correction, its opposite).
         "clock_offset_ms": t.before.map(|s| ms(s.offset_us.saturating_neg())),
@@ -139,6 +148,11 @@ fn target(t: &Target) -> Value {
         "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
             .map(|r| f64::from(r.sound_level_ddb) / 10.0),
     })
+}
+
+/// A drift flagged while the siren was armed, ppm.
+fn drift(t: &Target) -> Option<f64> {
+    t.watch.flagged().then(|| t.watch.drift_ppm()).flatten()
 }
 
 fn csv(c: &Campaign) -> String {
@@ -155,6 +169,9 @@ fn csv(c: &Campaign) -> String {
         "triggered",
         "clock_flagged",
         "refused",
+        "rearmed",
+        "clock_drift_ppm",
+        "start_uncertain",
     ]);
     for t in &c.targets {
         let _ = w.write_record([
@@ -169,6 +186,9 @@ fn csv(c: &Campaign) -> String {
             t.triggered.to_string(),
             t.clock_flagged.to_string(),
             t.nak.clone().unwrap_or_default(),
+            t.rearms.to_string(),
+            drift(t).map(|p| format!("{p:.0}")).unwrap_or_default(),
+            t.start_uncertain.to_string(),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -248,6 +268,15 @@ fn html(c: &Campaign, report: &Value) -> String {
         }
         if t.clock_flagged {
             note.push("clock flagged".to_owned());
+        }
+        if let Some(moved) = t.moved_us {
+            note.push(format!("clock moved after arming ({:+.0} ms): armed again", ms(moved)));
+        }
+        if let Some(ppm) = drift(t) {
+            note.push(format!("clock drifts {ppm:+.0} ppm"));
+        }
+        if t.start_uncertain {
+            note.push("clock stepped around the start: the worse reading counts".to_owned());
         }
         if let Some(n) = &t.nak {
             note.push(format!("refused: {n}"));

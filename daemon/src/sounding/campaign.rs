@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use siren_proto::master::TimeSample;
 use siren_proto::message::{Arm, Message, NakCode, Segment, SoundingReport, Trigger};
 
+use super::clock_watch::ClockWatch;
 use super::sequence::{self, Kind, SequenceError, Step};
 use super::verdict::{Criteria, Evidence, FailReason, Verdict, judge};
 
@@ -64,6 +65,20 @@ pub struct Settings {
     pub max_clock_offset_ms: u32,
     pub verify_grace_s: u32,
     pub min_sound_level_db: f64,
+    /// Interval between measurements of an armed siren's clock until the instant, s (0: none).
+    #[serde(default = "default_clock_watch")]
+    pub clock_watch_s: u32,
+    /// A clock drifting faster than this is flagged, ppm.
+    #[serde(default = "default_max_drift")]
+    pub max_drift_ppm: u32,
+}
+
+/// Campaigns stored before the clock watch existed are watched as the defaults say.
+fn default_clock_watch() -> u32 {
+    crate::config::Soundings::default().clock_watch_s
+}
+fn default_max_drift() -> u32 {
+    crate::config::Soundings::default().max_drift_ppm
 }
 
 impl Settings {
@@ -76,6 +91,8 @@ impl Settings {
             max_clock_offset_ms: c.max_clock_offset_ms,
             verify_grace_s: c.verify_grace_s,
             min_sound_level_db: c.min_sound_level_db,
+            clock_watch_s: c.clock_watch_s,
+            max_drift_ppm: c.max_drift_ppm,
         }
     }
 }
@@ -96,6 +113,14 @@ const GOOD_ROUND_TRIP_US: i64 = 20_000;
 /// Exchanges taken at most before a clock correction when their round trips are longer than
 /// [`GOOD_ROUND_TRIP_US`]: the correction uses the shortest.
 const ADJUST_SAMPLES: u8 = 3;
+/// An armed clock is not measured in the last seconds before the instant: a correction
+/// (a cancel, then a trigger) would not arrive in time.
+const WATCH_STOP_US: i64 = 2_000_000;
+/// Least interval between two measurements of an armed clock that status reports ask for.
+const WATCH_RECHECK_US: i64 = 5_000_000;
+/// Least one-way latency allowed for a status report's clock reading (a serial report's
+/// wire time at 9600 baud, a broker's queue).
+const STATUS_LATENCY_US: i64 = 100_000;
 
 /// A clock measurement: the offset to add to the device clock to get true time, at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,8 +138,11 @@ pub enum TargetStep {
     Sync,
     /// Send the arm message.
     Arm,
-    /// Armed; nothing to do until verification.
+    /// Armed; its clock is watched until the instant.
     Armed,
+    /// Armed with a start its clock no longer keeps (it stepped or drifted): cancel, then
+    /// arm again (past the cut-off, trigger at the instant).
+    Disarm,
     /// Not armed by the cut-off: trigger at the instant.
     Trigger,
     /// Trigger acknowledged.
@@ -146,6 +174,19 @@ pub struct Target {
     pub after_samples: u8,
     /// The start instant sent, by the device's clock.
     pub armed_start_us: Option<i64>,
+    /// The measurements of its clock since its last correction, watched while armed.
+    #[serde(default)]
+    pub watch: ClockWatch,
+    /// Times it was cancelled and armed again because its clock moved after arming.
+    #[serde(default)]
+    pub rearms: u8,
+    /// The largest start error a measurement after arming found (before it was re-armed), µs.
+    #[serde(default)]
+    pub moved_us: Option<i64>,
+    /// Its clock stepped between the last measurement before the instant and the first after
+    /// the sounding: the start skew is the worse of the two readings.
+    #[serde(default)]
+    pub start_uncertain: bool,
     /// Got a trigger-now instead of arming.
     pub triggered: bool,
     /// The last refusal, if any.
@@ -166,6 +207,9 @@ pub struct Target {
     sync_best: Option<(i64, ClockSample)>,
     #[serde(skip)]
     sync_samples: u8,
+    /// When its armed clock is measured next (0 after a restart: at once).
+    #[serde(skip)]
+    watch_at_us: i64,
 }
 
 impl Target {
@@ -200,6 +244,10 @@ impl Target {
             needs_adjust: false,
             after_samples: 0,
             armed_start_us: None,
+            watch: ClockWatch::default(),
+            rearms: 0,
+            moved_us: None,
+            start_uncertain: false,
             triggered: false,
             nak: None,
             report: None,
@@ -210,7 +258,39 @@ impl Target {
             retry_at_us: 0,
             sync_best: None,
             sync_samples: 0,
+            watch_at_us: 0,
         }
+    }
+
+    /// A measurement of its armed clock at `now_us`: when the start it would make is off by
+    /// more than `max_offset_us` beyond the measurement's error, it is to be disarmed and armed
+    /// again, and the start error is returned; when only within the error, it is measured again
+    /// a second later; otherwise at `next_us`.
+    fn watched(
+        &mut self,
+        sample: &ClockSample,
+        instant_us: i64,
+        max_offset_us: i64,
+        now_us: i64,
+        next_us: i64,
+    ) -> Option<i64> {
+        let compensated = instant_us - self.armed_start_us.unwrap_or(instant_us);
+        let moved = self.expected_offset_us(instant_us) - compensated;
+        if moved.abs() - sample.round_trip_us.max(0) / 2 > max_offset_us {
+            self.moved_us = Some(self.moved_us.map_or(moved, |m| if m.abs() >= moved.abs() { m } else { moved }));
+            self.rearms = self.rearms.saturating_add(1);
+            self.step = TargetStep::Disarm;
+            self.retry_at_us = 0;
+            return Some(moved);
+        }
+        self.watch_at_us = if moved.abs() > max_offset_us { now_us + AFTER_RETRY_US } else { next_us };
+        None
+    }
+
+    /// The offset its clock is expected to have at `instant_us`: the latest measurement,
+    /// carried forward by the drift the watch found.
+    pub fn expected_offset_us(&self, instant_us: i64) -> i64 {
+        self.watch.predict(instant_us).or(self.before.map(|s| s.offset_us)).unwrap_or(0)
     }
 
     /// The device clock's offset at true instant `t_us`: interpolated between the samples
@@ -222,6 +302,20 @@ impl Target {
             a.round_trip_us <= limit
         };
         self.after.as_ref().is_some_and(good) || self.after_samples >= AFTER_SAMPLES
+    }
+
+    /// The offsets at `t_us` that the measurements before and after it give (each carried
+    /// to `t_us` by the drift found), when they disagree by more than `limit_us` and by more
+    /// than their error: the clock stepped between them, and interpolating would place the
+    /// step at an arbitrary moment.
+    pub fn offsets_apart(&self, t_us: i64, limit_us: i64) -> Option<(i64, i64)> {
+        let (b, a) = (self.before?, self.after?);
+        let from_before = self.expected_offset_us(t_us);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "µs, far below 2^52")]
+        let from_after =
+            a.offset_us + self.watch.drift_ppm().map_or(0, |ppm| (ppm * 1e-6 * (a.at_us - t_us) as f64).round() as i64);
+        let error = (b.round_trip_us.max(0) + a.round_trip_us.max(0)) / 2;
+        ((from_before - from_after).abs() > limit_us.max(error)).then_some((from_before, from_after))
     }
 
     pub fn offset_at(&self, t_us: i64) -> Option<i64> {
@@ -237,6 +331,26 @@ impl Target {
             (None, None) => None,
         }
     }
+}
+
+/// Something about a target that people should hear of (the runner records it as an event).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Notice {
+    /// Its clock moved after it was armed: it would have started `moved_us` off, so it is
+    /// cancelled and armed again (or triggered at the instant, past the cut-off).
+    ClockMoved { target: usize, moved_us: i64 },
+    /// Its clock drifts faster than any healthy clock, `ppm` (positive: runs fast).
+    ClockDrift { target: usize, ppm: f64 },
+}
+
+/// What the device said about itself in a status report or heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceView {
+    pub state: siren_proto::message::DeviceState,
+    /// The campaign armed or sounding, when the message tells (status reports).
+    pub campaign: Option<u32>,
+    /// Its clock when the report was made, and the daemon's clock when it arrived, µs.
+    pub clock: Option<(i64, i64)>,
 }
 
 /// What the campaign asks the engine to send.
@@ -285,6 +399,8 @@ pub struct Campaign {
     pub all_armed: Option<Timestamp>,
     #[serde(skip)]
     segments: Vec<Segment>,
+    #[serde(skip)]
+    notices: Vec<Notice>,
     /// Something changed since the last [`Campaign::take_dirty`].
     #[serde(skip)]
     dirty: bool,
@@ -316,6 +432,7 @@ impl Campaign {
             arming_began: None,
             all_armed: None,
             segments,
+            notices: Vec::new(),
             dirty: true,
         })
     }
@@ -348,6 +465,23 @@ impl Campaign {
         i64::from(self.settings.tolerance_ms) * 1000
     }
 
+    /// What happened since last asked that people should hear of.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// When an armed target's clock is measured next, after a measurement at `now_us` (and
+    /// its first at the cut-off, whatever the interval: a clock that moved is then still
+    /// caught in time for a trigger).
+    fn next_watch(&self, now_us: i64) -> i64 {
+        let cutoff_us = self.instant_us() - i64::from(self.settings.arm_cutoff_s) * 1_000_000;
+        let every = match self.settings.clock_watch_s {
+            0 => i64::MAX,
+            s => now_us.saturating_add(i64::from(s) * 1_000_000),
+        };
+        if now_us < cutoff_us { every.min(cutoff_us) } else { every }
+    }
+
     /// Whether it changed since last asked, so the engine persists it.
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
@@ -378,7 +512,7 @@ impl Campaign {
         self.note = Some(format!("cancelled by {by}"));
         self.set_phase(Phase::Cancelled);
         let actions = (0..self.targets.len())
-            .filter(|&i| self.targets[i].step == TargetStep::Armed || self.targets[i].busy)
+            .filter(|&i| matches!(self.targets[i].step, TargetStep::Armed | TargetStep::Disarm) || self.targets[i].busy)
             .map(|target| Action { target, command: Command::Cancel })
             .collect();
         Ok(actions)
@@ -422,6 +556,10 @@ impl Campaign {
                         TargetStep::Sync | TargetStep::Arm if now_us >= instant => continue,
                         TargetStep::Sync => Command::Sync,
                         TargetStep::Arm => Command::Arm,
+                        TargetStep::Armed if now_us >= t.watch_at_us && now_us < instant - WATCH_STOP_US => {
+                            Command::Sync
+                        }
+                        TargetStep::Disarm => Command::Cancel,
                         // The link's latency is measured first when there is time, then the
                         // trigger leaves early by the one-way latency so it lands at the instant.
                         TargetStep::Trigger => match t.before {
@@ -488,7 +626,7 @@ impl Campaign {
             Command::Trigger => {
                 // Never sound later than the tolerance allows, whatever the queue did.
                 let not_after_true = self.instant_us() + self.tolerance_us() / 2;
-                let not_after_us = not_after_true - t.before.map_or(0, |s| s.offset_us);
+                let not_after_us = not_after_true - t.expected_offset_us(not_after_true);
                 Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() })
             }
             Command::Report => Message::ReportRequest { campaign: self.id },
@@ -497,8 +635,18 @@ impl Campaign {
     }
 
     /// The targets armed with a start on their own clock.
+    /// (A target being re-armed is among them: its next arm is computed from the clock as
+    /// measured.)
     pub fn armed_targets(&self) -> impl Iterator<Item = usize> + '_ {
-        self.targets.iter().enumerate().filter(|(_, t)| t.armed_start_us.is_some()).map(|(i, _)| i)
+        self.targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.armed_start_us.is_some()
+                    || t.step == TargetStep::Disarm
+                    || (t.rearms > 0 && t.step == TargetStep::Arm)
+            })
+            .map(|(i, _)| i)
     }
 
     /// Triggers `targets` with one broadcast if every one of them waits for a trigger: marks
@@ -522,10 +670,11 @@ impl Campaign {
         Some(Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() }))
     }
 
-    /// The instant by the target's clock: true instant less its measured offset. After a
-    /// successful correction the offset is near zero; a flagged clock is compensated here.
+    /// The instant by the target's clock: true instant less the offset it is expected to
+    /// have then. After a successful correction the offset is near zero; a flagged clock, and
+    /// one that drifts, are compensated here.
     fn device_start_us(&self, t: &Target) -> i64 {
-        self.instant_us() - t.before.map_or(0, |s| s.offset_us)
+        self.instant_us() - t.expected_offset_us(self.instant_us())
     }
 
     /// Whether a trigger-now is due within two seconds: the engine then wakes every few
@@ -551,71 +700,92 @@ impl Campaign {
         t.retry_at_us = now.as_microsecond() + RETRY_US;
     }
 
+    /// A clock measurement of `target` (from the exchange started at `t1_us`). Returns a
+    /// follow-up: another measurement, or the correction.
+    fn on_clock_sample(&mut self, target: usize, t1_us: i64, sample: ClockSample, now_us: i64) -> Option<Action> {
+        let phase = self.phase;
+        let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
+        let next_watch = self.next_watch(now_us);
+        let t = self.targets.get_mut(target)?;
+        let (mut t1_us, mut sample) = (t1_us, sample);
+        if phase != Phase::Verifying && t.step == TargetStep::Sync && !t.clock_flagged {
+            let Some(best) = t.best_before(t1_us, sample, max_offset_us) else {
+                t.busy = true;
+                return Some(Action { target, command: Command::Sync });
+            };
+            (t1_us, sample) = best;
+        }
+        let s = TimeSample { offset_us: sample.offset_us, round_trip_us: sample.round_trip_us };
+        if phase == Phase::Verifying {
+            if t.after.is_none_or(|a| sample.round_trip_us < a.round_trip_us) {
+                t.after = Some(sample);
+            }
+            t.after_samples = t.after_samples.saturating_add(1);
+            t.retry_at_us = now_us + AFTER_RETRY_US;
+            return None;
+        }
+        t.before = Some(sample);
+        let seen = t.watch.add(sample, f64::from(self.settings.max_drift_ppm));
+        if let Some(ppm) = seen.drift_flagged {
+            self.notices.push(Notice::ClockDrift { target, ppm });
+        }
+        if t.step == TargetStep::Armed && phase == Phase::Arming {
+            let instant_us = self.instant.as_microsecond();
+            if let Some(moved_us) = t.watched(&sample, instant_us, max_offset_us, now_us, next_watch) {
+                self.notices.push(Notice::ClockMoved { target, moved_us });
+            }
+            return None;
+        }
+        if t.step != TargetStep::Sync {
+            return None;
+        }
+        if t.clock_flagged {
+            // The measurement after the flagged clock's last correction: whether or not
+            // the device applied that one, this is what the arm compensates.
+            t.step = TargetStep::Arm;
+            return None;
+        }
+        t.sync_attempts = t.sync_attempts.saturating_add(1);
+        let close = s.offset_us.abs() <= max_offset_us;
+        if close && !t.needs_adjust {
+            // Within the limit: the arm compensates the offset measured, and one
+            // exchange per siren is saved (a third of arming a fleet's time). The
+            // daemon synchronised the device when it first heard it.
+            t.step = TargetStep::Arm;
+            return None;
+        }
+        if close {
+            // A device that refused to arm as never synchronised: the correction is
+            // what marks it synchronised; its ack leaves the residual to compensate.
+            t.step = TargetStep::Arm;
+            t.needs_adjust = false;
+        } else if t.sync_attempts >= SYNC_ATTEMPTS {
+            // Flagged, and resynced once more; it stays in Sync for one more
+            // measurement, because an offset measured before a correction the device
+            // may or may not apply cannot be compensated without counting it twice.
+            t.clock_flagged = true;
+        }
+        t.busy = true;
+        let command = Command::Adjust { sync_t1_us: t1_us, offset_us: s.offset_us };
+        Some(Action { target, command })
+    }
+
     /// A device's answer to `command`. Returns a follow-up to send at once (the clock
     /// correction after a measurement).
     pub fn on_reply(&mut self, target: usize, command: Command, reply: &Message, now: Timestamp) -> Option<Action> {
         let now_us = now.as_microsecond();
-        let phase = self.phase;
-        let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
+        let next_watch = self.next_watch(now_us);
         let t = self.targets.get_mut(target)?;
         t.busy = false;
         self.dirty = true;
         match (command, reply) {
-            (Command::Sync, Message::TimeSyncReply { t1_us, t2_us, t3_us }) => {
-                let s = TimeSample::compute(*t1_us, *t2_us, *t3_us, now_us);
-                let mut sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
-                let mut t1_us = *t1_us;
-                if phase != Phase::Verifying && t.step == TargetStep::Sync && !t.clock_flagged {
-                    let Some(best) = t.best_before(t1_us, sample, max_offset_us) else {
-                        t.busy = true;
-                        return Some(Action { target, command: Command::Sync });
-                    };
-                    (t1_us, sample) = best;
-                }
-                let s = TimeSample { offset_us: sample.offset_us, round_trip_us: sample.round_trip_us };
-                if phase == Phase::Verifying {
-                    if t.after.is_none_or(|a| sample.round_trip_us < a.round_trip_us) {
-                        t.after = Some(sample);
-                    }
-                    t.after_samples = t.after_samples.saturating_add(1);
-                    t.retry_at_us = now_us + AFTER_RETRY_US;
-                    return None;
-                }
-                t.before = Some(sample);
-                if t.step != TargetStep::Sync {
-                    return None;
-                }
-                if t.clock_flagged {
-                    // The measurement after the flagged clock's last correction: whether or not
-                    // the device applied that one, this is what the arm compensates.
-                    t.step = TargetStep::Arm;
-                    return None;
-                }
-                t.sync_attempts = t.sync_attempts.saturating_add(1);
-                let close = s.offset_us.abs() <= max_offset_us;
-                if close && !t.needs_adjust {
-                    // Within the limit: the arm compensates the offset measured, and one
-                    // exchange per siren is saved (a third of arming a fleet's time). The
-                    // daemon synchronised the device when it first heard it.
-                    t.step = TargetStep::Arm;
-                    return None;
-                }
-                if close {
-                    // A device that refused to arm as never synchronised: the correction is
-                    // what marks it synchronised; its ack leaves the residual to compensate.
-                    t.step = TargetStep::Arm;
-                    t.needs_adjust = false;
-                } else if t.sync_attempts >= SYNC_ATTEMPTS {
-                    // Flagged, and resynced once more; it stays in Sync for one more
-                    // measurement, because an offset measured before a correction the device
-                    // may or may not apply cannot be compensated without counting it twice.
-                    t.clock_flagged = true;
-                }
-                t.busy = true;
-                let command = Command::Adjust { sync_t1_us: t1_us, offset_us: s.offset_us };
-                Some(Action { target, command })
+            (Command::Sync, &Message::TimeSyncReply { t1_us, t2_us, t3_us }) => {
+                let s = TimeSample::compute(t1_us, t2_us, t3_us, now_us);
+                let sample = ClockSample { at_us: now_us, offset_us: s.offset_us, round_trip_us: s.round_trip_us };
+                self.on_clock_sample(target, t1_us, sample, now_us)
             }
             (Command::Adjust { offset_us, .. }, Message::Ack { .. }) => {
+                t.watch.corrected();
                 // The device applied it: what it reads now is off by what was left.
                 if let Some(b) = &mut t.before {
                     if t.step == TargetStep::Arm && !t.clock_flagged {
@@ -625,7 +795,9 @@ impl Campaign {
                 None
             }
             (Command::Arm, Message::Ack { .. }) => {
-                t.armed_start_us = Some(self.instant.as_microsecond() - t.before.map_or(0, |s| s.offset_us));
+                let instant_us = self.instant.as_microsecond();
+                t.armed_start_us = Some(instant_us - t.expected_offset_us(instant_us));
+                t.watch_at_us = next_watch;
                 t.step = TargetStep::Armed;
                 t.nak = None;
                 if self.all_armed.is_none() && self.targets.iter().all(|t| t.armed_start_us.is_some()) {
@@ -640,6 +812,16 @@ impl Campaign {
             }
             // Asked too early, or the device kept no report: not a refusal to sound.
             (Command::Report, Message::Nak { .. }) => None,
+            // Disarmed to be armed again (a device that no longer knows the campaign lost its
+            // arm): armed again, or triggered at the instant past the cut-off.
+            (Command::Cancel, Message::Ack { .. } | Message::Nak { code: NakCode::UnknownCampaign, .. })
+                if t.step == TargetStep::Disarm =>
+            {
+                t.armed_start_us = None;
+                t.step = TargetStep::Arm;
+                t.retry_at_us = 0;
+                None
+            }
             (_, Message::Nak { code, .. }) => {
                 t.nak = Some(format!("{code:?}"));
                 match (command, code) {
@@ -668,11 +850,51 @@ impl Campaign {
         }
     }
 
+    /// What target `target` said about itself (a status report, a heartbeat) at `now`. While
+    /// it is armed: a device that says it is idle lost its arm (a reboot) and is armed again
+    /// (a retry of the same arm is only acknowledged again if it did not); a clock reading
+    /// further from the expected offset than the report's latency explains is measured at once.
+    pub fn on_status(&mut self, target: usize, view: &DeviceView, now: Timestamp) {
+        let now_us = now.as_microsecond();
+        let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
+        if self.phase != Phase::Arming || now_us >= self.instant_us() - WATCH_STOP_US {
+            return;
+        }
+        let Some(t) = self.targets.get_mut(target) else { return };
+        if t.step != TargetStep::Armed {
+            return;
+        }
+        if view.state == siren_proto::message::DeviceState::Idle {
+            t.step = TargetStep::Arm;
+            t.retry_at_us = 0;
+            self.dirty = true;
+            return;
+        }
+        let Some((device_time_us, received_us)) = view.clock else { return };
+        if view.campaign.is_some_and(|c| c != self.id) {
+            return;
+        }
+        // What the reading says is an upper bound of the offset: true time at the reading is
+        // the arrival less the report's latency.
+        let read = received_us - device_time_us;
+        let latency = t.before.map_or(0, |s| s.round_trip_us).max(STATUS_LATENCY_US);
+        let deviation = read - t.expected_offset_us(now_us);
+        let measured_recently = t.before.is_some_and(|s| now_us - s.at_us < WATCH_RECHECK_US);
+        if (deviation > max_offset_us + latency || deviation < -max_offset_us) && !measured_recently {
+            t.watch_at_us = now_us;
+        }
+    }
+
     /// A sounding report the device sent by itself (MQTT publishes one when a sounding ends).
     /// Returns whether it is the first report of the target in this campaign (the device
     /// repeats it until it is acknowledged, and answers report requests with it too).
     pub fn on_report(&mut self, target: usize, report: &SoundingReport) -> bool {
         if report.campaign != self.id {
+            return false;
+        }
+        // The report of an arm this campaign cancelled to arm again (devices publish one for
+        // a cancelled arm too): the sounding's own report is the one that counts.
+        if self.phase == Phase::Arming && report.outcome == siren_proto::message::Outcome::Cancelled {
             return false;
         }
         let Some(t) = self.targets.get_mut(target) else { return false };
@@ -694,9 +916,19 @@ impl Campaign {
             let unreachable = !reachable(i);
             let t = &mut self.targets[i];
             t.unreachable = t.report.is_none() && unreachable;
-            t.skew_us = t.report.as_ref().filter(|r| r.started_us != 0).map(|r| {
-                let offset = t.offset_at(instant).unwrap_or(0);
-                r.started_us + offset - instant
+            let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
+            let started = t.report.as_ref().filter(|r| r.started_us != 0).map(|r| r.started_us);
+            t.skew_us = started.map(|started_us| {
+                let skew = |offset: i64| started_us + offset - instant;
+                match t.offsets_apart(instant, max_offset_us) {
+                    // The clock stepped between the measurements around the start, when is
+                    // not known: the start is judged by the worse of the two.
+                    Some((before, after)) => {
+                        t.start_uncertain = true;
+                        if skew(before).abs() >= skew(after).abs() { skew(before) } else { skew(after) }
+                    }
+                    None => skew(t.offset_at(instant).unwrap_or(0)),
+                }
             });
             let evidence = Evidence {
                 commanded: t.armed_start_us.is_some() || t.triggered,

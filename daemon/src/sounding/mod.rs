@@ -2,9 +2,12 @@
 //!
 //! - [`sequence`]: a schedule's signal sequence as protocol segments.
 //! - [`schedule`]: recurrence rules in a time zone, and their occurrences.
+//! - [`campaign`]: one sounding as a state machine; [`clock_watch`]: an armed siren's clock
+//!   until the instant (steps, drift).
 
 pub mod board;
 pub mod campaign;
+pub mod clock_watch;
 pub mod runner;
 pub mod schedule;
 pub mod sequence;

@@ -11,7 +11,7 @@ use siren_proto::frame::KeyId;
 use siren_proto::message::{Message, SoundingReport};
 
 use super::board::SharedBoard;
-use super::campaign::{Action, Campaign, Command, Phase, Settings, Target};
+use super::campaign::{Action, Campaign, Command, DeviceView, Notice, Phase, Settings, Target};
 use super::schedule::Schedule;
 use super::sequence::{Kind, Step};
 use crate::config::Soundings;
@@ -211,6 +211,9 @@ impl Runner {
                     out.push(o);
                 }
             }
+            for notice in live.campaign.take_notices() {
+                record_notice(&live.campaign, notice, store);
+            }
         }
         self.persist(store, false);
         out
@@ -299,6 +302,18 @@ impl Runner {
         let live = self.live(campaign)?;
         let follow = live.campaign.on_reply(target, command, reply, now)?;
         outgoing(&live.campaign, &live.fleet_index, fleet, follow, now)
+    }
+
+    /// What siren `fleet_index` said about itself, for the campaigns that have it armed.
+    pub fn on_status(&mut self, fleet_index: usize, view: &DeviceView, now: Timestamp) {
+        for live in &mut self.open {
+            if live.campaign.phase != Phase::Arming {
+                continue;
+            }
+            if let Some(t) = live.fleet_index.iter().position(|&f| f == Some(fleet_index)) {
+                live.campaign.on_status(t, view, now);
+            }
+        }
     }
 
     /// Whether some campaign needs the engine awake within milliseconds.
@@ -430,6 +445,40 @@ pub struct AdHoc {
 
 fn test_kind() -> Kind {
     Kind::Test
+}
+
+/// Logs and records what a campaign noticed about a siren.
+fn record_notice(c: &Campaign, notice: Notice, store: &Store) {
+    let (target, kind, detail) = match notice {
+        Notice::ClockMoved { target, moved_us } => {
+            #[allow(clippy::cast_precision_loss, reason = "a display value")]
+            let ms = moved_us as f64 / 1000.0;
+            let siren = c.targets.get(target).map_or("", |t| t.siren.as_str());
+            tracing::warn!(campaign = c.id, siren, moved_ms = ms, "a clock moved after arming: armed again");
+            (
+                target,
+                "clock_moved",
+                format!(
+                    "campaign {}: the clock moved after arming, the start would be {ms:+.1} ms off: armed again",
+                    c.id
+                ),
+            )
+        }
+        Notice::ClockDrift { target, ppm } => {
+            let siren = c.targets.get(target).map_or("", |t| t.siren.as_str());
+            tracing::warn!(campaign = c.id, siren, ppm, "a clock drifts faster than a healthy clock");
+            (
+                target,
+                "clock_drift",
+                format!(
+                    "campaign {}: the clock drifts {ppm:+.0} ppm (positive: runs fast); its start is compensated",
+                    c.id
+                ),
+            )
+        }
+    };
+    let Some(t) = c.targets.get(target) else { return };
+    let _ = store.record(Event { at: Timestamp::now(), siren: Some(t.siren.clone()), kind: kind.to_owned(), detail });
 }
 
 fn outgoing(
