@@ -609,3 +609,27 @@ fn a_siren_that_says_it_is_idle_while_armed_is_armed_again() {
     assert!(!t.triggered && t.rearms == 0);
     assert!(started_off(&world, 0, instant).abs() < 30_000);
 }
+
+#[test]
+fn a_clock_the_daemon_sets_before_a_trigger_is_measured_again_and_judged_by_the_reading_that_holds() {
+    let instant = T0 + 620 * S;
+    // 400 ms ahead, reachable only after the cut-off: measured for the trigger's latency, then
+    // its bus gets a TIME_SET that steps it to true time before the instant.
+    let mut siren = Siren::new(400_000, 0.0, 20_000);
+    siren.device.clock.adjust(T0, 1, 0);
+    siren.down.push((T0, instant - 20 * S));
+    let mut world = World::new(vec![siren]);
+    let mut c = campaign(54, Kind::Chime, instant, steps(&["chime"], 0.0), 1);
+    run_noting(&mut world, &mut c, T0, instant + 300 * S, |now, w, c| {
+        if now == instant - 10 * S {
+            assert!(c.targets[0].before.is_some(), "measured for the trigger");
+            w.sirens[0].device.clock.set(now, now);
+            c.clock_set(0, ts(now));
+        }
+    });
+    let t = &c.targets[0];
+    assert!(t.triggered && !t.start_uncertain, "{t:?}");
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    let off = started_off(&world, 0, instant);
+    assert!((t.skew_us.unwrap() - off).abs() < 5_000, "daemon {:?} µs, truth {off} µs", t.skew_us);
+}

@@ -687,7 +687,9 @@ impl Engine {
                     } else if let Some(group) = group {
                         // Stamped as it is sealed for the wire (`Master::stamp_time_syncs`).
                         let master_time_us = Timestamp::now().as_microsecond();
-                        let _ = self.master.broadcast(group, Message::TimeSet { master_time_us });
+                        if self.master.broadcast(group, Message::TimeSet { master_time_us }).is_ok() {
+                            self.clocks_set_on(link);
+                        }
                     }
                 }
                 Some(BusAction::Poll(siren)) => {
@@ -729,6 +731,18 @@ impl Engine {
                     self.pending.insert(id, Pending::Command);
                 }
             }
+        }
+    }
+
+    /// Tells the campaigns that the clocks of the sirens on serial `link` were set.
+    fn clocks_set_on(&mut self, link: LinkId) {
+        let Some(name) = self.link_names.get(&link).cloned() else { return };
+        let sirens: Vec<usize> = {
+            let fleet = self.read_fleet();
+            (0..fleet.sirens().len()).filter(|&i| fleet.siren(i).liveness.has_link(&name)).collect()
+        };
+        if let Some(runner) = self.soundings.as_mut() {
+            runner.clocks_set(&sirens, Timestamp::now());
         }
     }
 

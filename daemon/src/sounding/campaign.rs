@@ -187,6 +187,10 @@ pub struct Target {
     /// the sounding: the start skew is the worse of the two readings.
     #[serde(default)]
     pub start_uncertain: bool,
+    /// When the daemon last set its clock (a serial bus's `TIME_SET`), µs: a measurement
+    /// before that describes another reading.
+    #[serde(default)]
+    pub clock_set_us: Option<i64>,
     /// Got a trigger-now instead of arming.
     pub triggered: bool,
     /// The last refusal, if any.
@@ -210,6 +214,10 @@ pub struct Target {
     /// When its armed clock is measured next (0 after a restart: at once).
     #[serde(skip)]
     watch_at_us: i64,
+    /// A measurement was under way when the daemon set its clock: its answer may describe
+    /// the clock before the set, and is not used.
+    #[serde(skip)]
+    stale_sample: bool,
 }
 
 impl Target {
@@ -248,6 +256,7 @@ impl Target {
             rearms: 0,
             moved_us: None,
             start_uncertain: false,
+            clock_set_us: None,
             triggered: false,
             nak: None,
             report: None,
@@ -259,6 +268,7 @@ impl Target {
             sync_best: None,
             sync_samples: 0,
             watch_at_us: 0,
+            stale_sample: false,
         }
     }
 
@@ -310,6 +320,10 @@ impl Target {
     /// step at an arbitrary moment.
     pub fn offsets_apart(&self, t_us: i64, limit_us: i64) -> Option<(i64, i64)> {
         let (b, a) = (self.before?, self.after?);
+        // A clock the daemon set between them: it is known which one holds at `t_us`.
+        if self.clock_set_us.is_some_and(|set| set > b.at_us && set < a.at_us) {
+            return None;
+        }
         let from_before = self.expected_offset_us(t_us);
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "µs, far below 2^52")]
         let from_after =
@@ -319,6 +333,11 @@ impl Target {
     }
 
     pub fn offset_at(&self, t_us: i64) -> Option<i64> {
+        if let (Some(b), Some(a), Some(set)) = (self.before, self.after, self.clock_set_us) {
+            if set > b.at_us && set < a.at_us {
+                return Some(if set <= t_us { a.offset_us } else { self.expected_offset_us(t_us) });
+            }
+        }
         match (self.before, self.after) {
             (Some(b), Some(a)) if a.at_us > b.at_us => {
                 let span = i128::from(a.at_us - b.at_us);
@@ -689,6 +708,7 @@ impl Campaign {
     pub fn defer(&mut self, target: usize) {
         if let Some(t) = self.targets.get_mut(target) {
             t.busy = false;
+            t.stale_sample = false;
             t.retry_at_us = 0;
         }
     }
@@ -697,6 +717,7 @@ impl Campaign {
     pub fn on_failed(&mut self, target: usize, now: Timestamp) {
         let Some(t) = self.targets.get_mut(target) else { return };
         t.busy = false;
+        t.stale_sample = false;
         t.retry_at_us = now.as_microsecond() + RETRY_US;
     }
 
@@ -707,6 +728,10 @@ impl Campaign {
         let max_offset_us = i64::from(self.settings.max_clock_offset_ms) * 1000;
         let next_watch = self.next_watch(now_us);
         let t = self.targets.get_mut(target)?;
+        if std::mem::take(&mut t.stale_sample) {
+            // Measured again when the campaign next asks.
+            return None;
+        }
         let (mut t1_us, mut sample) = (t1_us, sample);
         if phase != Phase::Verifying && t.step == TargetStep::Sync && !t.clock_flagged {
             let Some(best) = t.best_before(t1_us, sample, max_offset_us) else {
@@ -883,6 +908,20 @@ impl Campaign {
         if (deviation > max_offset_us + latency || deviation < -max_offset_us) && !measured_recently {
             t.watch_at_us = now_us;
         }
+    }
+
+    /// The daemon set target `target`'s clock at `now` (a `TIME_SET` broadcast to its bus,
+    /// which is never sent while it is armed). A measurement taken before no longer holds: one
+    /// waiting for a trigger is measured again.
+    pub fn clock_set(&mut self, target: usize, now: Timestamp) {
+        let Some(t) = self.targets.get_mut(target) else { return };
+        t.clock_set_us = Some(now.as_microsecond());
+        t.stale_sample = t.busy;
+        if self.phase == Phase::Arming && t.armed_start_us.is_none() && t.step != TargetStep::Disarm {
+            t.before = None;
+            t.watch.corrected();
+        }
+        self.dirty = true;
     }
 
     /// A sounding report the device sent by itself (MQTT publishes one when a sounding ends).

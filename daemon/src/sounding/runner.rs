@@ -316,6 +316,17 @@ impl Runner {
         }
     }
 
+    /// The daemon set the clocks of `sirens` (fleet indices) at `now`.
+    pub fn clocks_set(&mut self, sirens: &[usize], now: Timestamp) {
+        for live in &mut self.open {
+            for &f in sirens {
+                if let Some(t) = live.fleet_index.iter().position(|&i| i == Some(f)) {
+                    live.campaign.clock_set(t, now);
+                }
+            }
+        }
+    }
+
     /// Whether some campaign needs the engine awake within milliseconds.
     pub fn urgent(&self, now: Timestamp) -> bool {
         self.open.iter().any(|l| l.campaign.urgent(now))
