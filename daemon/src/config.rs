@@ -347,6 +347,10 @@ pub struct Coverage {
     pub threshold_db: Option<f64>,
     pub loss_per_doubling_db: Option<f64>,
     pub target_ratio: Option<f64>,
+    /// People lost to failures (covered by design, not now) above which a zone alerts.
+    pub lost_alert_people: Option<f64>,
+    /// Area lost to failures above which a zone alerts when no population is configured, km².
+    pub lost_alert_km2: Option<f64>,
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneAcoustics>,
 }
@@ -362,6 +366,8 @@ impl Default for Coverage {
             threshold_db: None,
             loss_per_doubling_db: None,
             target_ratio: None,
+            lost_alert_people: None,
+            lost_alert_km2: None,
             zones: BTreeMap::new(),
         }
     }
@@ -375,6 +381,8 @@ impl Coverage {
             threshold_db: self.threshold_db,
             loss_per_doubling_db: self.loss_per_doubling_db,
             target_ratio: self.target_ratio,
+            lost_alert_people: self.lost_alert_people,
+            lost_alert_km2: self.lost_alert_km2,
         }
     }
 }
@@ -393,8 +401,14 @@ pub struct ZoneAcoustics {
     pub threshold_db: Option<f64>,
     /// Loss per doubling of distance, dB: 10 by default, 6 for pure spherical spreading.
     pub loss_per_doubling_db: Option<f64>,
-    /// The covered share (by population when known, else by area) below which the zone alerts.
+    /// The covered share (by population when known, else by area) below which the zone's
+    /// design is short (a planning matter, docs/operations.md "Coverage").
     pub target_ratio: Option<f64>,
+    /// People lost to failures above which the zone alerts (leaf zones by default; a parent
+    /// zone only when set for it here).
+    pub lost_alert_people: Option<f64>,
+    /// The same by area when no population is configured, km².
+    pub lost_alert_km2: Option<f64>,
 }
 
 /// How built-up a zone is, which sets the default coverage threshold.
@@ -527,6 +541,12 @@ impl Loaded {
             }
             if a.target_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
                 return Err(self.field(format!("{at}target_ratio"), "must be between 0 and 1"));
+            }
+            if a.lost_alert_people.is_some_and(|n| !(n.is_finite() && n >= 0.0)) {
+                return Err(self.field(format!("{at}lost_alert_people"), "must be a number of people, 0 or more"));
+            }
+            if a.lost_alert_km2.is_some_and(|n| !(n.is_finite() && n >= 0.0)) {
+                return Err(self.field(format!("{at}lost_alert_km2"), "must be an area in km², 0 or more"));
             }
         }
         Ok(())

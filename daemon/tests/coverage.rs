@@ -6,7 +6,7 @@ use sirend::coverage::boundaries::Boundary;
 use sirend::coverage::layout::{self, Built, SirenSpot};
 use sirend::coverage::map::{CoverageMap, naive_levels};
 use sirend::coverage::model::{Acoustics, Overlap};
-use sirend::coverage::{export, population};
+use sirend::coverage::{export, population, render};
 
 const LAT: f64 = 30.0;
 const LON: f64 = 120.0;
@@ -172,9 +172,10 @@ fn uncovered_ground_is_merged_into_polygons_with_holes() {
     let settings = config::Coverage::default();
     let built = build(&settings, &[spot("z", 0.0, 0.0, 120.0)], &plane());
     let projection = built.projection;
-    let map = all_able(built);
-    let fc = export::uncovered_geojson(&map, &projection);
-    assert_eq!(fc.features.len(), 1);
+    let mut map = all_able(built);
+    map.fix_design();
+    let fc = export::uncovered_geojson(&map, &projection, None);
+    assert_eq!(fc.features.len(), 1, "all able: no lost ground, only the design gap");
     let Some(geojson::Geometry { value: geojson::GeometryValue::MultiPolygon { coordinates }, .. }) =
         &fc.features[0].geometry
     else {
@@ -184,24 +185,128 @@ fn uncovered_ground_is_merged_into_polygons_with_holes() {
     assert_eq!(coordinates.len(), 1);
     assert_eq!(coordinates[0].len(), 2, "an exterior and one hole");
     let props = fc.features[0].properties.as_ref().unwrap();
-    let km2 = props["uncovered_area_km2"].as_f64().unwrap();
+    assert_eq!(props["kind"], "design_gap");
+    assert_eq!(props["zone"], "z");
+    let km2 = props["area_km2"].as_f64().unwrap();
     let z = &map.report()[0];
     within(km2 * 1e6, z.area_m2 - z.covered_area_m2, 1e-6);
     let exterior = &coordinates[0][0];
     assert_eq!(exterior.len(), 5, "a square's four corners, closed");
     assert_eq!(exterior.first(), exterior.last());
+    // The siren fails: its disc is lost ground, apart from the gap, which stays as it was.
+    map.set_able(0, false);
+    let fc = export::uncovered_geojson(&map, &projection, None);
+    let kinds: Vec<&str> =
+        fc.features.iter().map(|f| f.properties.as_ref().unwrap()["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["lost", "design_gap"]);
+    let lost = fc.features[0].properties.as_ref().unwrap()["area_km2"].as_f64().unwrap();
+    within(lost * 1e6, z.covered_area_m2, 1e-6);
+    within(fc.features[1].properties.as_ref().unwrap()["area_km2"].as_f64().unwrap(), km2, 1e-12);
+    // Limited to a zone that is not there: nothing.
+    assert!(export::uncovered_geojson(&map, &projection, Some("elsewhere")).features.is_empty());
+}
+
+/// Two districts of 25 km² each, people spread evenly, one siren in each and a third in the
+/// east; the one in the west is the west's only siren.
+fn two_districts() -> sirend::coverage::Coverage {
+    let settings = config::Coverage::default();
+    let half = 5_000.0 * DEG_PER_M;
+    let half_lon = half / LAT.to_radians().cos();
+    let boundaries = vec![
+        square("z/west", LON - half_lon, LAT - half / 2.0, LON, LAT + half / 2.0),
+        square("z/east", LON, LAT - half / 2.0, LON + half_lon, LAT + half / 2.0),
+    ];
+    let sirens =
+        [spot("z/west", -2500.0, 0.0, 120.0), spot("z/east", 2500.0, 0.0, 120.0), spot("z/east", 2500.0, 300.0, 110.0)];
+    let read = |g: &sirend::coverage::grid::Grid, _: &_| Ok(vec![1000; g.cells()]);
+    let built = layout::build(&settings, &sirens, Some(&boundaries), Some(&read)).expect("layout");
+    sirend::coverage::Coverage::new(built, vec!["W".into(), "E1".into(), "E2".into()])
 }
 
 #[test]
-fn the_rendered_map_is_a_png_of_the_grid() {
+fn lost_coverage_is_what_the_design_covers_and_the_failures_took() {
+    let mut c = two_districts();
+    for i in 0..3 {
+        c.set_able(i, true);
+    }
+    let f = c.figures();
+    let by = |f: &[sirend::coverage::ZoneFigures], z: &str| f.iter().find(|x| x.zone == z).unwrap().clone();
+    let west = by(&f, "z/west");
+    assert_eq!((west.lost.area_m2, west.lost.population), (0.0, Some(0.0)), "nothing failed");
+    assert_eq!(west.now, west.design);
+    let design_west = west.design.covered_area_m2;
+    // The west's only siren fails: everything it covered is lost, and the west is below its
+    // target although the design gap did not change.
+    c.set_able(0, false);
+    let f = c.figures();
+    let west = by(&f, "z/west");
+    within(west.lost.area_m2, design_west, 1e-12);
+    within(west.lost.population.unwrap(), design_west / 1e4, 1e-9);
+    assert_eq!((west.now.sirens, west.now.sirens_able), (1, 0));
+    assert!(west.below_target);
+    assert_eq!(west.design.uncovered_population, by(&c.figures(), "z/west").design.uncovered_population);
+    // The parent sums its districts; the lost people per failed siren is the siren's own.
+    let z = by(&f, "z");
+    within(z.lost.area_m2, west.lost.area_m2 + by(&f, "z/east").lost.area_m2, 1e-12);
+    let failed = c.lost_by_siren();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].siren.as_str(), failed[0].zone.as_str()), ("W", "z/west"));
+    within(failed[0].population.unwrap(), west.lost.population.unwrap(), 1e-9);
+    // E2 sits inside E1's reach: its failure alone costs nothing, and is listed with nothing.
+    c.set_able(2, false);
+    let failed = c.lost_by_siren();
+    assert_eq!(failed.iter().map(|s| s.siren.as_str()).collect::<Vec<_>>(), ["W", "E2"]);
+    assert_eq!(failed[1].population, Some(0.0));
+    // Only leaf zones alert on loss by default; the parent does when set for it.
+    assert!(by(&f, "z/west").lost_alert.is_some() && by(&f, "z").lost_alert.is_none());
+}
+
+#[test]
+fn a_zone_without_people_has_no_population_ratio() {
     let settings = config::Coverage::default();
-    let map = all_able(build(&settings, &[spot("z", 0.0, 0.0, 120.0)], &plane()));
-    let bytes = export::render_png(&map, &[sirend::liveness::State::Ok]);
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let reader = decoder.read_info().expect("a PNG");
-    let info = reader.info();
-    let g = &map.layout().grid;
-    assert_eq!((info.width as usize, info.height as usize), (g.width, g.height));
+    let read = |g: &sirend::coverage::grid::Grid, _: &_| Ok(vec![0; g.cells()]);
+    let built = layout::build(&settings, &[spot("z", 0.0, 0.0, 120.0)], Some(&plane()), Some(&read)).expect("layout");
+    let c = sirend::coverage::Coverage::new(built, vec!["S".into()]);
+    let z = &c.design()[0];
+    assert_eq!((z.population, z.population_ratio), (Some(0.0), None));
+    assert!(z.area_ratio < 1.0, "judged by area instead");
+}
+
+#[test]
+fn the_rendered_map_shows_its_legend_and_is_cropped_to_a_zone() {
+    let mut c = two_districts();
+    for i in 0..3 {
+        c.set_able(i, true);
+    }
+    c.set_able(0, false);
+    let states = [sirend::liveness::State::Faulty, sirend::liveness::State::Ok, sirend::liveness::State::Ok];
+    let ids = c.siren_ids().to_vec();
+    let decode = |bytes: Vec<u8>| {
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        (info.width, info.height, buf)
+    };
+    let view = |zone, width| render::View {
+        zone,
+        width,
+        at: jiff::Timestamp::UNIX_EPOCH,
+        ids: &ids,
+        figures: vec!["figures".into()],
+    };
+    let (w, _, all) = decode(render::render_png(c.map(), &states, &view(None, None)));
+    assert_eq!(w, render::DEFAULT_WIDTH);
+    let count = |buf: &[u8], rgb: [u8; 3]| buf.chunks_exact(3).filter(|p| *p == rgb).count();
+    let lost_red = [215, 25, 28];
+    let faulty = render::state_colour(sirend::liveness::State::Faulty);
+    assert!(count(&all, lost_red) > 1000, "the failed siren's ground is drawn as lost");
+    // The east alone: cropped to it, so the west's lost ground and failed siren are not in
+    // the picture (the legend's sample marker is in both).
+    let (w, _, east) = decode(render::render_png(c.map(), &states, &view(Some("z/east"), Some(800))));
+    assert_eq!(w, 800);
+    assert_eq!(count(&east, lost_red), count(&east, lost_red).min(22 * 16), "only the legend's swatch");
+    assert!(count(&all, faulty) >= count(&east, faulty) + 100, "the failed siren is drawn large, in the west");
 }
 
 fn random_layout(overlap: Overlap, sites: &[(f64, f64, f64, bool)]) -> Built {

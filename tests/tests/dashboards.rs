@@ -190,10 +190,11 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
         (&["alertname=SirendNotScraped", "zone=all", "severity=critical"][..], "duty-officer"),
         // The MQTT broker serves the whole city: its link alert goes to the duty officer.
         (&["alertname=SirenLinkDown", "zone=hangzhou", "severity=critical"][..], "duty-officer"),
-        (
-            &["alertname=CoverageBelowTarget", "zone=hangzhou/e", "severity=critical"][..],
-            "duty-officer,crew-south-pager",
-        ),
+        // People unwarned because sirens failed: the duty officer and the zone's crew.
+        (&["alertname=CoverageLost", "zone=hangzhou/e/t2", "severity=critical"][..], "duty-officer,crew-south-pager"),
+        (&["alertname=CoverageLost", "zone=hangzhou/n/t1", "severity=warning"][..], "duty-officer,crew-north"),
+        // A design short of its target is planning: never a crew, never a pager.
+        (&["alertname=CoverageDesignBelowTarget", "zone=hangzhou/e/t2", "severity=info"][..], "planning"),
         // A zone name that merely starts like a district's is not that district's.
         (&["alertname=SirenDown", "zone=hangzhou/cx", "severity=critical"][..], "duty-officer"),
     ] {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::CoverageError;
 use super::boundaries::Boundary;
 use super::grid::{self, Grid, Point, Polygon};
-use super::map::{Layout, NO_ZONE, Site, Zone};
+use super::map::{Layout, LostAlert, NO_ZONE, Site, Zone};
 use super::model::Acoustics;
 use super::projection::LocalProjection;
 use crate::config::{self, Density, ZoneAcoustics};
@@ -19,6 +19,8 @@ const DENSE_THRESHOLD_DB: f64 = 70.0;
 const SPARSE_THRESHOLD_DB: f64 = 60.0;
 const DEFAULT_LOSS_DB: f64 = 10.0;
 const DEFAULT_TARGET: f64 = 0.95;
+const DEFAULT_LOST_ALERT_PEOPLE: f64 = 500.0;
+const DEFAULT_LOST_ALERT_KM2: f64 = 0.5;
 
 /// A siren as the coverage engine needs it.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +62,7 @@ pub fn build(
     if paths.len() >= usize::from(NO_ZONE) {
         return Err(CoverageError::TooManyZones(paths.len()));
     }
+    let parents: BTreeSet<&str> = paths.iter().filter_map(|p| p.rsplit_once('/').map(|(parent, _)| parent)).collect();
     let mut classes: Vec<Acoustics> = Vec::new();
     let zones: Vec<Zone> = paths
         .iter()
@@ -70,14 +73,15 @@ pub fn build(
                 classes.len() - 1
             });
             let parent = path.rsplit_once('/').and_then(|(p, _)| index.get(p).copied());
-            Zone { path: path.clone(), parent, class, target_ratio: a.1 }
+            let leaf = !parents.contains(path.as_str());
+            Zone { path: path.clone(), parent, class, target_ratio: a.1, lost_alert: lost_alert(settings, path, leaf) }
         })
         .collect();
     let sites: Vec<Site> = sirens
         .iter()
         .map(|s| {
             let (x, y) = projection.project(s.latitude, s.longitude);
-            Site { x, y, rating_db: s.rating_db }
+            Site { x, y, rating_db: s.rating_db, zone: index[s.zone] }
         })
         .collect();
 
@@ -193,4 +197,28 @@ fn resolve(settings: &config::Coverage, path: &str) -> (Acoustics, f64) {
         loss_per_doubling_db: first(|z| z.loss_per_doubling_db).unwrap_or(DEFAULT_LOSS_DB),
     };
     (acoustics, first(|z| z.target_ratio).unwrap_or(DEFAULT_TARGET))
+}
+
+/// When zone `path` alerts on coverage lost to failures: a leaf zone (the crews' unit) by the
+/// nearest setting on the way up; a zone with zones inside it only when set for it itself,
+/// so that one failure does not page once per tier.
+fn lost_alert(settings: &config::Coverage, path: &str, leaf: bool) -> Option<LostAlert> {
+    let own = settings.zones.get(path);
+    let explicit = own.is_some_and(|z| z.lost_alert_people.is_some() || z.lost_alert_km2.is_some());
+    if !leaf && !explicit {
+        return None;
+    }
+    let defaults = settings.defaults();
+    let mut chain: Vec<&ZoneAcoustics> = Vec::new();
+    let mut at = Some(path);
+    while let Some(p) = at {
+        if let Some(z) = settings.zones.get(p) {
+            chain.push(z);
+        }
+        at = p.rsplit_once('/').map(|(parent, _)| parent);
+    }
+    chain.push(&defaults);
+    let people = chain.iter().find_map(|z| z.lost_alert_people).unwrap_or(DEFAULT_LOST_ALERT_PEOPLE);
+    let km2 = chain.iter().find_map(|z| z.lost_alert_km2).unwrap_or(DEFAULT_LOST_ALERT_KM2);
+    Some(LostAlert { people, area_m2: km2 * 1e6 })
 }

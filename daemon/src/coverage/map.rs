@@ -18,8 +18,17 @@ pub struct Zone {
     pub parent: Option<usize>,
     /// Index into [`Layout::classes`]: the acoustics of the zone's terrain.
     pub class: usize,
-    /// The covered share below which the zone is alerted.
+    /// The covered share below which the zone's design is short.
     pub target_ratio: f64,
+    /// People (and square metres) lost to failures above which the zone alerts, if it does.
+    pub lost_alert: Option<LostAlert>,
+}
+
+/// When a zone's coverage lost to failures alerts.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LostAlert {
+    pub people: f64,
+    pub area_m2: f64,
 }
 
 /// Where a siren stands and how loud it is.
@@ -28,6 +37,8 @@ pub struct Site {
     pub x: f64,
     pub y: f64,
     pub rating_db: f64,
+    /// The zone it belongs to (index into [`Layout::zones`]).
+    pub zone: usize,
 }
 
 /// What does not change while the daemon runs: the grid, which zone owns each cell, the
@@ -69,9 +80,13 @@ pub struct ZoneCoverage {
     /// People living in the zone, when a population file is configured.
     pub population: Option<f64>,
     pub covered_population: Option<f64>,
+    /// Covered share of the people; absent for a zone where nobody lives.
     pub population_ratio: Option<f64>,
     pub uncovered_population: Option<f64>,
     pub target_ratio: f64,
+    /// The sirens in the zone (and the zones inside it), and those of them able to sound.
+    pub sirens: usize,
+    pub sirens_able: usize,
 }
 
 impl ZoneCoverage {
@@ -80,8 +95,10 @@ impl ZoneCoverage {
         self.population_ratio.unwrap_or(self.area_ratio)
     }
 
+    /// Below its target, or with sirens none of which can sound (whatever the ratio says:
+    /// a zone whose ground other zones' sirens reach still has its own sirens silent).
     pub fn below_target(&self) -> bool {
-        self.ratio() < self.target_ratio
+        self.ratio() < self.target_ratio || (self.sirens > 0 && self.sirens_able == 0)
     }
 }
 
@@ -112,6 +129,8 @@ pub struct CoverageMap {
     total: Vec<Tally>,
     covered: Vec<Tally>,
     sole: Option<Vec<SoleCoverage>>,
+    /// The cells covered with every siren able, one bit each (empty until [`Self::fix_design`]).
+    design: Vec<u64>,
 }
 
 impl CoverageMap {
@@ -147,7 +166,34 @@ impl CoverageMap {
             sites,
             layout,
             sole: None,
+            design: Vec::new(),
         }
+    }
+
+    /// Records the cells covered now as the design coverage (call with every siren able).
+    pub fn fix_design(&mut self) {
+        let mut design = vec![0u64; self.level.len().div_ceil(64)];
+        for cell in 0..self.level.len() {
+            if self.is_covered(cell) {
+                design[cell / 64] |= 1 << (cell % 64);
+            }
+        }
+        self.design = design;
+    }
+
+    /// Whether cell `cell` is covered by design (every siren able).
+    pub fn is_design_covered(&self, cell: usize) -> bool {
+        self.design.get(cell / 64).is_some_and(|w| w & (1 << (cell % 64)) != 0)
+    }
+
+    /// Whether cell `cell` is covered by design but not now: coverage lost to failures.
+    pub fn is_lost(&self, cell: usize) -> bool {
+        self.is_uncovered(cell) && self.is_design_covered(cell)
+    }
+
+    /// Whether cell `cell` belongs to a zone that no siren covers even with all able.
+    pub fn is_design_gap(&self, cell: usize) -> bool {
+        self.layout.owner[cell] != NO_ZONE && !self.is_design_covered(cell)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -249,12 +295,19 @@ impl CoverageMap {
         let zones = &self.layout.zones;
         let mut total = self.total.clone();
         let mut covered = self.covered.clone();
+        let mut sirens = vec![(0usize, 0usize); zones.len()];
+        for (site, able) in self.sites.iter().zip(&self.able) {
+            let n = &mut sirens[site.zone];
+            n.0 += 1;
+            n.1 += usize::from(*able);
+        }
         // Children sort after their parents (paths in order), so one backward pass aggregates.
         for z in (0..zones.len()).rev() {
             if let Some(p) = zones[z].parent {
-                let (t, c) = (total[z], covered[z]);
+                let (t, c, n) = (total[z], covered[z], sirens[z]);
                 total[p].add(t);
                 covered[p].add(c);
+                sirens[p] = (sirens[p].0 + n.0, sirens[p].1 + n.1);
             }
         }
         let cell_area = self.layout.grid.cell_area_m2();
@@ -276,9 +329,12 @@ impl CoverageMap {
                     area_ratio: ratio(c.cells, t.cells),
                     population: has_population.then(|| people(t.population_milli)),
                     covered_population: has_population.then(|| people(c.population_milli)),
-                    population_ratio: has_population.then(|| ratio(c.population_milli, t.population_milli)),
+                    population_ratio: (has_population && t.population_milli > 0)
+                        .then(|| ratio(c.population_milli, t.population_milli)),
                     uncovered_population: has_population.then(|| people(t.population_milli - c.population_milli)),
                     target_ratio: zone.target_ratio,
+                    sirens: sirens[z].0,
+                    sirens_able: sirens[z].1,
                 }
             })
             .collect()

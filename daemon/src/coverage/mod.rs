@@ -5,7 +5,7 @@
 //! - [`boundaries`], [`population`]: the optional zone and population files.
 //! - [`layout`]: zones, acoustics and cell ownership from the configuration.
 //! - [`map`]: per-cell coverage kept up to date one siren at a time.
-//! - [`outline`], [`export`]: uncovered areas as polygons (GeoJSON) and a rendered map (PNG).
+//! - [`outline`], [`export`]: uncovered ground as polygons (GeoJSON); [`render`]: the map (PNG).
 
 pub mod boundaries;
 pub mod export;
@@ -17,11 +17,53 @@ pub mod model;
 pub mod outline;
 pub mod population;
 pub mod projection;
+pub mod render;
 pub mod table;
 
 use crate::config::Loaded;
 use layout::SirenSpot;
-use map::{CoverageMap, ZoneCoverage};
+use map::{CoverageMap, LostAlert, ZoneCoverage};
+
+/// One zone's coverage in the three figures people act on (docs/operations.md, "Coverage").
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ZoneFigures {
+    pub zone: String,
+    /// With every siren able to sound.
+    pub design: ZoneCoverage,
+    pub now: ZoneCoverage,
+    /// Covered by design but not now: what failures cost.
+    pub lost: Lost,
+    /// Now below the target, or with sirens none of which can sound.
+    pub below_target: bool,
+    /// Below the target even with every siren able: a planning matter, not a failure.
+    pub design_below_target: bool,
+    /// When the zone alerts on coverage lost, if it does.
+    pub lost_alert: Option<LostAlert>,
+}
+
+/// Coverage lost to failures.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Lost {
+    pub area_m2: f64,
+    /// With a population file.
+    pub population: Option<f64>,
+}
+
+/// A siren that cannot sound and what that costs: the ground and people only it would cover.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SirenLoss {
+    #[serde(skip)]
+    pub index: usize,
+    pub siren: String,
+    pub zone: String,
+    pub area_m2: f64,
+    pub population: Option<f64>,
+}
+
+/// Whether zone `path` is `zone` or inside it.
+pub fn within(path: &str, zone: &str) -> bool {
+    path == zone || path.strip_prefix(zone).is_some_and(|rest| rest.starts_with('/'))
+}
 
 /// Coverage could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +124,7 @@ impl Coverage {
     pub fn new(built: layout::Built, sirens: Vec<String>) -> Self {
         let mut map = CoverageMap::new(built.layout, built.sites);
         map.recompute(&vec![true; sirens.len()]);
+        map.fix_design();
         let design = map.report();
         map.recompute(&vec![false; sirens.len()]);
         Self { map, design, projection: built.projection, sirens }
@@ -114,6 +157,70 @@ impl Coverage {
     /// Coverage with every siren able to sound.
     pub fn design(&self) -> &[ZoneCoverage] {
         &self.design
+    }
+
+    /// Per zone: design, now and lost.
+    pub fn figures(&self) -> Vec<ZoneFigures> {
+        let zones = &self.map.layout().zones;
+        self.current()
+            .into_iter()
+            .zip(&self.design)
+            .zip(zones)
+            .map(|((now, design), zone)| {
+                // Design covers everything covered now (sirens only add), so the difference is
+                // exactly the cells and people covered by design and not now.
+                let lost = Lost {
+                    area_m2: (design.covered_area_m2 - now.covered_area_m2).max(0.0),
+                    population: design.covered_population.zip(now.covered_population).map(|(d, n)| (d - n).max(0.0)),
+                };
+                ZoneFigures {
+                    zone: now.zone.clone(),
+                    below_target: now.below_target(),
+                    design_below_target: design.below_target(),
+                    lost,
+                    lost_alert: zone.lost_alert,
+                    design: design.clone(),
+                    now,
+                }
+            })
+            .collect()
+    }
+
+    /// The sirens that cannot sound now, each with the ground and people only it would cover:
+    /// most people first (then area, then id).
+    pub fn lost_by_siren(&mut self) -> Vec<SirenLoss> {
+        let population = self.has_population();
+        let cell_m2 = self.map.layout().grid.cell_area_m2();
+        let sole = self.map.sole_coverage().to_vec();
+        let layout = self.map.layout();
+        let mut out: Vec<SirenLoss> = sole
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| !self.map.is_able(i))
+            .map(|(i, s)| {
+                #[allow(clippy::cast_precision_loss, reason = "cell counts and people fit f64")]
+                SirenLoss {
+                    index: i,
+                    siren: self.sirens[i].clone(),
+                    zone: layout.zones[self.map.sites()[i].zone].path.clone(),
+                    area_m2: s.cells as f64 * cell_m2,
+                    population: population.then_some(s.population_milli as f64 / 1000.0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.population
+                .unwrap_or(0.0)
+                .total_cmp(&a.population.unwrap_or(0.0))
+                .then(b.area_m2.total_cmp(&a.area_m2))
+                .then_with(|| a.siren.cmp(&b.siren))
+        });
+        out
+    }
+
+    /// Whether `zone` is one of the coverage's zones.
+    pub fn has_zone(&self, zone: &str) -> bool {
+        self.map.layout().zones.iter().any(|z| z.path == zone)
     }
 
     pub fn has_population(&self) -> bool {
