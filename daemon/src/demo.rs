@@ -31,6 +31,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// When the demo's repeating test chime first sounds, from the start.
     pub first_sounding_in: Duration,
+    /// Whether the scenario of faults plays (without it the fleet stays healthy).
+    pub faults: bool,
 }
 
 impl DemoOptions {
@@ -42,6 +44,7 @@ impl DemoOptions {
             broker: SocketAddr::from(([127, 0, 0, 1], 1884)),
             dir,
             first_sounding_in: Duration::from_secs(45),
+            faults: true,
         }
     }
 }
@@ -64,35 +67,90 @@ const HEARTBEAT_S: u64 = 5;
 /// Name of the demo's repeating sounding schedule.
 pub const DEMO_SCHEDULE: &str = "demo-chime";
 
-/// Writes the demo fleet, a synthetic population, an operator token and a chime schedule
-/// into `dir`.
+/// Rating of the sirens the demo adds where its generated fleet leaves a zone short.
+const PLANNED_RATING_DB: f64 = 125.0;
+/// Name of the zone boundaries file the demo writes.
+const ZONES_FILE: &str = "zones.geojson";
+
+/// Writes the demo fleet, its zones, a synthetic population, an operator token and a chime
+/// schedule into `dir`.
+///
+/// The generated fleet leaves every zone short of its coverage target (the hull of a town's
+/// sirens has gaps between them). Like an office that reaches "coverage 100 %" by adding
+/// sirens, the demo fixes each town's area (the hull of its generated sirens, written as the
+/// zone boundaries) and adds the sirens `sirend plan` proposes until every zone meets its
+/// target by design: a healthy demo fleet fires no alert.
 pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
     let options = Options { sirens: o.sirens, seed: 12, serial_share: 0.25, ..Options::default() };
-    let g = generate::generate(&options)?;
-    let written = generate::write(&g, &o.dir)?;
+    let mut g = generate::generate(&options)?;
+    std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
     std::fs::write(o.dir.join("people.csv"), synthetic_population(&options))?;
     let (operator_token, token_entry) = new_token("demo-operator", Role::Operator);
     let first_sounding = (jiff::Timestamp::now() + o.first_sounding_in).round(jiff::Unit::Second)?;
+    let configure = |g: &generate::Generated| -> anyhow::Result<Loaded> {
+        let written = generate::write(g, &o.dir)?;
+        let text = demo_config(&std::fs::read_to_string(&written.config)?, o, &token_entry, first_sounding)?;
+        std::fs::write(&written.config, text)?;
+        Ok(Loaded::load(&written.config)?)
+    };
+    // The towns' areas, fixed before sirens are added.
+    let settings = crate::config::Coverage::default();
+    let spots: Vec<crate::coverage::layout::SirenSpot<'_>> =
+        g.fleet.sirens.iter().map(crate::coverage::layout::SirenSpot::from).collect();
+    let zones = crate::coverage::layout::zone_hulls(&settings, &spots)?;
+    std::fs::write(o.dir.join(ZONES_FILE), crate::coverage::boundaries::to_geojson(&zones))?;
+    let loaded = configure(&g)?;
+    let mut coverage = crate::coverage::Coverage::from_config(&loaded)?;
+    for i in 0..coverage.siren_ids().len() {
+        coverage.set_able(i, true);
+    }
+    let plan = crate::coverage::planner::plan(
+        coverage.map(),
+        &crate::coverage::planner::PlanOptions {
+            max_new: 1_000,
+            rating_db: PLANNED_RATING_DB,
+            target: None,
+            candidates: None,
+        },
+    );
+    let zones = &coverage.map().layout().zones;
+    let sites: Vec<generate::NewSite> = plan
+        .proposals
+        .iter()
+        .map(|p| {
+            let (latitude, longitude) = coverage.projection().unproject(p.x, p.y);
+            generate::NewSite { latitude, longitude, zone: zones[p.zone].path.clone(), rating_db: PLANNED_RATING_DB }
+        })
+        .collect();
+    generate::add_sirens(&mut g, &options.code, &sites, options.seed)?;
+    let loaded = configure(&g)?;
+    Ok(Prepared { loaded, generated: g, operator_token, first_sounding })
+}
+
+/// The generated sirend.toml made the demo's: its ports, short polls and heartbeats, the
+/// zones and population, the operator token and a chime every five minutes.
+fn demo_config(
+    generated: &str,
+    o: &DemoOptions,
+    token_entry: &str,
+    first_sounding: jiff::Timestamp,
+) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
     let start = first_sounding.to_zoned(TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S");
-    let mut text = std::fs::read_to_string(&written.config)?;
-    text = text
+    let mut text = generated
         .replace("listen = \"127.0.0.1:9750\"", &format!("listen = \"{}\"", o.listen))
         .replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{}\"", o.broker))
         .replace("baud = 9600", "baud = 9600\npoll_interval_s = 5");
-    {
-        use std::fmt::Write as _;
-        let _ = write!(text, "\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {HEARTBEAT_S}\n");
-        let _ = write!(text, "\n[coverage]\npopulation = \"people.csv\"\n\n{token_entry}");
-        // A short lead so that the first sounding comes within a minute of starting.
-        let _ = write!(
-            text,
-            "\n[soundings]\ntimezone = \"UTC\"\nlead_s = 15\narm_cutoff_s = 4\nverify_grace_s = 10\n\n\
-             [[schedule]]\nname = \"{DEMO_SCHEDULE}\"\nkind = \"chime\"\nstart = \"{start}\"\n\
-             rrule = \"FREQ=MINUTELY;INTERVAL=5\"\nsequence = [{{ pattern = \"chime\" }}]\n"
-        );
-    }
-    std::fs::write(&written.config, text)?;
-    Ok(Prepared { loaded: Loaded::load(&written.config)?, generated: g, operator_token, first_sounding })
+    write!(text, "\n[liveness]\ndown_after_misses = 3\nheartbeat_s = {HEARTBEAT_S}\n")?;
+    write!(text, "\n[coverage]\npopulation = \"people.csv\"\nboundaries = \"{ZONES_FILE}\"\n\n{token_entry}")?;
+    // A short lead so that the first sounding comes within a minute of starting.
+    write!(
+        text,
+        "\n[soundings]\ntimezone = \"UTC\"\nlead_s = 15\narm_cutoff_s = 4\nverify_grace_s = 10\n\n\
+         [[schedule]]\nname = \"{DEMO_SCHEDULE}\"\nkind = \"chime\"\nstart = \"{start}\"\n\
+         rrule = \"FREQ=MINUTELY;INTERVAL=5\"\nsequence = [{{ pattern = \"chime\" }}]\n"
+    )?;
+    Ok(text)
 }
 
 /// People on a grid of points 0.01 degrees apart over the generated area, densest at the
@@ -146,6 +204,7 @@ pub fn scenario(fleet: &siren_proto::fleet::Fleet) -> Scenario {
 pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
     let Prepared { loaded, generated: g, operator_token, first_sounding } = prepare(&o)?;
+    let sirens = g.fleet.sirens.len();
     let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     let dir = o.dir.canonicalize()?;
     let mut buses = Vec::new();
@@ -157,8 +216,10 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     mqtt.heartbeat = Duration::from_secs(HEARTBEAT_S);
     mqtt.keep_alive = Duration::from_secs(10);
     let devices = sim.serve_mqtt(&mqtt);
-    sim.play(scenario(&g.fleet));
-    print_banner(&daemon, &o, &dir, (buses.len(), devices.len()), &operator_token, first_sounding);
+    if o.faults {
+        sim.play(scenario(&g.fleet));
+    }
+    print_banner(&daemon, &o, &dir, (sirens, buses.len(), devices.len()), &operator_token, first_sounding);
     shutdown.await;
     devices.shutdown().await;
     daemon.stop().await;
@@ -170,13 +231,13 @@ fn print_banner(
     daemon: &Daemon,
     o: &DemoOptions,
     dir: &Path,
-    (buses, mqtt): (usize, usize),
+    (sirens, buses, mqtt): (usize, usize, usize),
     operator_token: &str,
     first_sounding: jiff::Timestamp,
 ) {
     let http = daemon.http;
     println!();
-    println!("sirend demo: {} simulated sirens ({buses} serial buses on PTYs, {mqtt} on MQTT)", o.sirens);
+    println!("sirend demo: {sirens} simulated sirens ({buses} serial buses on PTYs, {mqtt} on MQTT)");
     println!("  landing page    http://{http}/");
     println!("  metrics         http://{http}/metrics");
     println!("  sirens (JSON)   http://{http}/api/sirens");
@@ -189,6 +250,10 @@ fn print_banner(
     println!(
         "                  (curl -H 'Authorization: Bearer <token>' for POST /api/soundings, cancels, fault acks)"
     );
-    println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
+    if o.faults {
+        println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
+    } else {
+        println!("no faults are injected (--no-faults); a test chime sounds every 5 minutes from");
+    }
     println!("{first_sounding}; Ctrl-C stops.");
 }

@@ -51,6 +51,34 @@ enum Command {
         #[arg(long)]
         assume_all_ok: bool,
     },
+    /// Where to add sirens: new sites that bring each zone's design coverage to its target
+    /// (greedy maximum coverage), as a table, and as CSV and GeoJSON with --out.
+    Plan {
+        #[arg(long, default_value = "sirend.toml")]
+        config: PathBuf,
+        /// The covered share every zone should reach [default: each zone's coverage target].
+        #[arg(long)]
+        target: Option<f64>,
+        /// Most new sites to propose.
+        #[arg(long, default_value_t = 100)]
+        max_new: usize,
+        /// Rating of the new sirens, dB(C) at 30 m.
+        #[arg(long, default_value_t = 120.0)]
+        rating: f64,
+        /// Candidate sites (CSV with `latitude,longitude`: rooftops, towers the office can use)
+        /// [default: a grid over the zones].
+        #[arg(long)]
+        candidates: Option<PathBuf>,
+        /// Count these sirens as gone (decommissioned).
+        #[arg(long, num_args = 1..)]
+        without: Vec<String>,
+        /// Sirens planned but not built (CSV with `latitude,longitude,zone,rating_db`).
+        #[arg(long)]
+        with: Option<PathBuf>,
+        /// Write proposals.csv and proposals.geojson here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write Mosquitto's password and ACL files for the fleet: each MQTT siren as itself on
     /// its own topics, sirend as `[mqtt] username` (password from `password_file`).
     MosquittoFiles {
@@ -80,6 +108,9 @@ enum Command {
         /// temporary directory].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Play no faults: the fleet stays healthy (and no alert should fire).
+        #[arg(long)]
+        no_faults: bool,
     },
 }
 
@@ -114,11 +145,14 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::Token { name, role } => token(&name, &role),
         Command::MosquittoFiles { config, out } => mosquitto_files(&config, &out),
+        Command::Plan { config, target, max_new, rating, candidates, without, with, out } => {
+            plan(&config, &PlanArgs { target, max_new, rating, candidates, without, with, out })
+        }
         Command::Schedule { action: ScheduleAction::Next { config, count, after } } => {
             schedule_next(&config, count, after.unwrap_or_else(jiff::Timestamp::now))
         }
         #[cfg(feature = "demo")]
-        Command::Demo { sirens, listen, broker, dir } => run_demo(sirens, listen, broker, dir),
+        Command::Demo { sirens, listen, broker, dir, no_faults } => run_demo(sirens, listen, broker, dir, !no_faults),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +211,57 @@ fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()>
         println!("coverage from the last known states in {}\n", path.display());
     }
     print!("{}", sirend::coverage::table::render(&mut coverage));
+    Ok(())
+}
+
+/// `sirend plan`'s options.
+#[derive(Debug)]
+struct PlanArgs {
+    target: Option<f64>,
+    max_new: usize,
+    rating: f64,
+    candidates: Option<PathBuf>,
+    without: Vec<String>,
+    with: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+fn plan(config: &std::path::Path, args: &PlanArgs) -> anyhow::Result<()> {
+    use sirend::coverage::{planner, siting};
+    anyhow::ensure!(args.target.is_none_or(|t| (0.0..=1.0).contains(&t)), "--target must be between 0 and 1");
+    anyhow::ensure!(args.rating.is_finite() && (80.0..=160.0).contains(&args.rating), "--rating must be 80 to 160 dB");
+    let loaded = Loaded::load(config)?;
+    let planned = args.with.as_deref().map(siting::read_planned).transpose()?.unwrap_or_default();
+    let mut coverage = Coverage::from_config_with(&loaded, &planned)?;
+    let ids = coverage.siren_ids().to_vec();
+    for gone in &args.without {
+        anyhow::ensure!(ids.contains(gone), "--without {gone}: no such siren in the fleet");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        coverage.set_able(i, !args.without.contains(id));
+    }
+    let candidates = match &args.candidates {
+        Some(path) => {
+            let sites = siting::read_candidates(path)?;
+            Some(sites.into_iter().map(|(lat, lon)| coverage.projection().project(lat, lon)).collect())
+        }
+        None => None,
+    };
+    let options =
+        planner::PlanOptions { max_new: args.max_new, rating_db: args.rating, target: args.target, candidates };
+    let result = planner::plan(coverage.map(), &options);
+    let population = coverage.has_population();
+    print!("{}", siting::table(&result, coverage.map(), coverage.projection(), population));
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let csv_path = out.join("proposals.csv");
+        std::fs::write(&csv_path, siting::csv(&result, coverage.map(), coverage.projection()))
+            .with_context(|| format!("writing {}", csv_path.display()))?;
+        let geo_path = out.join("proposals.geojson");
+        std::fs::write(&geo_path, siting::geojson(&result, coverage.map(), coverage.projection()).to_string())
+            .with_context(|| format!("writing {}", geo_path.display()))?;
+        println!("wrote {} and {}", csv_path.display(), geo_path.display());
+    }
     Ok(())
 }
 
@@ -245,6 +330,7 @@ fn run_demo(
     listen: std::net::SocketAddr,
     broker: std::net::SocketAddr,
     dir: Option<PathBuf>,
+    faults: bool,
 ) -> anyhow::Result<()> {
     let temp = match &dir {
         Some(_) => None,
@@ -253,7 +339,8 @@ fn run_demo(
         ),
     };
     let dir = dir.unwrap_or_else(|| temp.as_ref().map(|t| t.path().to_owned()).unwrap_or_default());
-    runtime()?.block_on(demo::run(DemoOptions { sirens, listen, broker, ..DemoOptions::new(dir) }, shutdown_signal()))
+    let options = DemoOptions { sirens, listen, broker, faults, ..DemoOptions::new(dir) };
+    runtime()?.block_on(demo::run(options, shutdown_signal()))
 }
 
 /// Ctrl-C or SIGTERM. SIGHUP and SIGUSR1, which service managers and operators send to ask for

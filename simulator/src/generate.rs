@@ -143,6 +143,49 @@ pub fn generate(o: &Options) -> anyhow::Result<Generated> {
     Ok(Generated { fleet: Fleet { sirens }, keys: KeyFile { entries } })
 }
 
+/// A siren to add to a generated fleet: where, in which zone, how loud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSite {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub zone: String,
+    pub rating_db: f64,
+}
+
+/// Adds MQTT sirens at `sites` to a generated fleet (ids `<CODE>-<DISTRICT>-P<n>`), each with
+/// its own key from the seeded generator.
+pub fn add_sirens(g: &mut Generated, code: &str, sites: &[NewSite], seed: u64) -> anyhow::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0ADD);
+    let mut next_key = g.fleet.sirens.iter().map(|s| s.key_id.0).filter(|&k| k < GROUP_KEY_BASE).max().unwrap_or(0);
+    let mut per_district: BTreeMap<String, usize> = BTreeMap::new();
+    for site in sites {
+        let zone: siren_proto::fleet::ZonePath = site.zone.parse().map_err(anyhow::Error::msg)?;
+        let district = zone.levels().nth(1).unwrap_or("x").to_uppercase();
+        let n = per_district.entry(district.clone()).or_default();
+        *n += 1;
+        next_key += 1;
+        anyhow::ensure!(next_key < GROUP_KEY_BASE, "at most {} sirens", GROUP_KEY_BASE - 1);
+        let id = format!("{code}-{district}-P{n:03}");
+        g.keys.entries.push(KeyEntry {
+            key_id: KeyId(next_key),
+            holder: KeyHolder::Siren(id.clone()),
+            key: random_key(&mut rng),
+        });
+        g.fleet.sirens.push(Siren {
+            name: format!("{} planned siren {}", site.zone, n),
+            id,
+            latitude: (site.latitude * 1e6).round() / 1e6,
+            longitude: (site.longitude * 1e6).round() / 1e6,
+            zone,
+            rating_db: site.rating_db,
+            address: Address(1),
+            key_id: KeyId(next_key),
+            links: vec![Link::Mqtt],
+        });
+    }
+    Ok(())
+}
+
 fn random_key(rng: &mut ChaCha8Rng) -> Key {
     let mut bytes = [0u8; 32];
     rng.fill(&mut bytes);

@@ -313,6 +313,100 @@ async fn prometheus(scratch: &Path, target: SocketAddr) -> Option<(Running, Sock
     Some((serve(&program, &args, &scratch.join("prometheus.log"), addr).await, addr))
 }
 
+/// The alerts the demo scenario's faults raise (pending or firing) concern the sirens it
+/// touched and the zones they stand in, nothing else; a design gap raises none.
+fn assert_alerts_concern_the_scenario(prom: SocketAddr, config: &Path) {
+    let loaded = sirend::config::Loaded::load(config).unwrap();
+    let touched: BTreeSet<String> = demo::scenario(&loaded.fleet)
+        .events
+        .iter()
+        .filter_map(|e| match &e.target {
+            siren_sim::scenario::Target::Siren(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let zone_of = |id: &str| loaded.fleet.sirens.iter().find(|s| s.id == id).map(|s| s.zone.to_string());
+    let touched_zones: BTreeSet<String> = touched.iter().filter_map(|id| zone_of(id)).collect();
+    let raised = alerts(prom);
+    for (name, labels) in &raised {
+        let concerns = match (labels["siren"].as_str(), labels["zone"].as_str()) {
+            (Some(siren), _) => touched.contains(siren),
+            (None, Some(zone)) if name == "CoverageLost" => {
+                touched_zones.iter().any(|z| z == zone || z.starts_with(&format!("{zone}/")))
+            }
+            // The replayed frames of the scenario's attack.
+            (None, _) => name == "SirenFramesRejectedRising",
+        };
+        assert!(concerns, "{name} {labels} concerns nothing the scenario did; touched: {touched:?}");
+        assert_ne!(name, "CoverageDesignBelowTarget", "the demo fleet meets its targets by design");
+    }
+    let amplifier = demo::scenario(&loaded.fleet)
+        .events
+        .iter()
+        .find(|e| matches!(e.fault, siren_sim::fault::Fault::AmplifierFailure { .. }))
+        .and_then(|e| match &e.target {
+            siren_sim::scenario::Target::Siren(id) => Some(id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        raised.iter().any(|(n, l)| n == "SirenFaulty" && l["siren"] == amplifier.as_str()),
+        "the failed amplifier raises SirenFaulty: {raised:?}"
+    );
+}
+
+/// The alerts Prometheus holds now, pending or firing: (name, labels).
+fn alerts(prometheus: SocketAddr) -> Vec<(String, Value)> {
+    let data = query(prometheus, "ALERTS").unwrap();
+    data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["metric"]["alertname"].as_str().unwrap_or_default().to_owned(), r["metric"].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scraping_a_healthy_demo_raises_no_alert() {
+    let scratch = tempfile::tempdir().unwrap();
+    if tools::find("prometheus").is_none() {
+        return;
+    }
+    let mut options = DemoOptions::new(scratch.path().join("demo"));
+    options.sirens = 60;
+    options.faults = false;
+    options.listen = free_port().unwrap();
+    options.broker = free_port().unwrap();
+    let sirend = options.listen;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let demo = tokio::spawn(demo::run(options, async {
+        let _ = stopped.await;
+    }));
+    let (_prometheus, prom) = prometheus(scratch.path(), sirend).await.unwrap();
+    // Every siren heard and able, the way Prometheus sees it, for long enough that the rules
+    // have been evaluated on it several times.
+    wait_within("every siren ok in Prometheus", Duration::from_secs(120), || {
+        query(
+            prom,
+            "sum(siren_zone_sirens{zone=\"hangzhou\",state=\"ok\"}) == sum(siren_zone_sirens{zone=\"hangzhou\"})",
+        )
+        .is_ok_and(|d| has_data(&d))
+    })
+    .await;
+    let since = std::time::Instant::now();
+    wait_within("ten more rule evaluations", Duration::from_secs(60), || since.elapsed() >= Duration::from_secs(10))
+        .await;
+    let raised = alerts(prom);
+    assert!(raised.is_empty(), "a healthy demo raises alerts: {raised:#?}");
+    // Its design meets every zone's target, and nothing is lost.
+    let short = query(prom, "siren_design_coverage_below_target == 1 or siren_coverage_below_target == 1").unwrap();
+    assert!(!has_data(&short), "{short}");
+    let lost = query(prom, "siren_coverage_lost_population > 0").unwrap();
+    assert!(!has_data(&lost), "{lost}");
+    stop.send(()).unwrap();
+    demo.await.unwrap().unwrap();
+}
+
 /// Runs an instant query; returns Prometheus's `data` or its error.
 fn query(prometheus: SocketAddr, promql: &str) -> Result<Value, String> {
     let r = post_form(prometheus, "/api/v1/query", &[("query", promql)]).map_err(|e| e.to_string())?;
@@ -407,6 +501,8 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_a
     let layer = http::get(sirend, "/api/coverage.geojson");
     assert_eq!(layer.status, 200);
     assert_eq!(layer.json()["type"], "FeatureCollection");
+
+    assert_alerts_concern_the_scenario(prom, &scratch.path().join("demo/sirend.toml"));
 
     stop.send(()).unwrap();
     demo.await.unwrap().unwrap();

@@ -12,6 +12,35 @@ pub struct Boundary {
     pub polygons: Vec<Vec<Vec<(f64, f64)>>>,
 }
 
+/// Boundaries as a GeoJSON FeatureCollection text, as [`parse`] reads it.
+pub fn to_geojson(boundaries: &[Boundary]) -> String {
+    let features = boundaries
+        .iter()
+        .map(|b| {
+            let coordinates: Vec<geojson::PolygonType> = b
+                .polygons
+                .iter()
+                .map(|polygon| {
+                    polygon
+                        .iter()
+                        .map(|ring| ring.iter().map(|&(lon, lat)| geojson::Position::from([lon, lat])).collect())
+                        .collect()
+                })
+                .collect();
+            let mut properties = geojson::JsonObject::new();
+            properties.insert("zone".into(), b.zone.clone().into());
+            geojson::Feature {
+                bbox: None,
+                geometry: Some(geojson::Geometry::new(geojson::GeometryValue::MultiPolygon { coordinates })),
+                id: None,
+                properties: Some(properties),
+                foreign_members: None,
+            }
+        })
+        .collect();
+    geojson::FeatureCollection { bbox: None, features, foreign_members: None }.to_string()
+}
+
 pub fn load(path: &Path) -> Result<Vec<Boundary>, CoverageError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| CoverageError::file(&file, e))?;

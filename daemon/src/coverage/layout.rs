@@ -99,13 +99,7 @@ pub fn build(
             }
         }
     } else {
-        let mut circles: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
-        for (s, site) in sirens.iter().zip(&sites) {
-            let z = index[s.zone];
-            let r = classes[zones[z].class].audible_radius_m(s.rating_db);
-            circles.entry(z).or_default().extend(grid::circle((site.x, site.y), r.max(1.0), 64));
-        }
-        areas.extend(circles.into_iter().map(|(z, points)| (z, vec![grid::convex_hull(points)])));
+        areas.extend(hulls(sirens, &sites, &zones, &classes, &index));
     }
     if areas.is_empty() {
         return Err(CoverageError::NoArea);
@@ -131,6 +125,55 @@ pub fn build(
     let population = population.map(|read| read(&grid, &projection)).transpose()?;
     let layout = Layout { grid, owner, zones, classes, population, overlap: settings.overlap };
     Ok(Built { layout, sites, projection })
+}
+
+/// Each zone's area without boundaries: the convex hull of its sirens' audible circles.
+fn hulls(
+    sirens: &[SirenSpot<'_>],
+    sites: &[Site],
+    zones: &[Zone],
+    classes: &[Acoustics],
+    index: &BTreeMap<&str, usize>,
+) -> Vec<(usize, Polygon)> {
+    let mut circles: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
+    for (s, site) in sirens.iter().zip(sites) {
+        let z = index[s.zone];
+        let r = classes[zones[z].class].audible_radius_m(s.rating_db);
+        circles.entry(z).or_default().extend(grid::circle((site.x, site.y), r.max(1.0), 64));
+    }
+    circles.into_iter().map(|(z, points)| (z, vec![grid::convex_hull(points)])).collect()
+}
+
+/// The areas a configuration without boundaries gives its zones (the hulls of their sirens'
+/// audible circles), as boundaries: to fix them in a file, so that sirens added later do not
+/// move them.
+pub fn zone_hulls(settings: &config::Coverage, sirens: &[SirenSpot<'_>]) -> Result<Vec<Boundary>, CoverageError> {
+    let built = build(settings, sirens, None, None)?;
+    let paths: Vec<&str> = built.layout.zones.iter().map(|z| z.path.as_str()).collect();
+    let index: BTreeMap<&str, usize> = paths.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let areas = hulls(sirens, &built.sites, &built.layout.zones, &built.layout.classes, &index);
+    Ok(areas
+        .into_iter()
+        .map(|(z, rings)| {
+            let rings = rings
+                .into_iter()
+                .map(|ring| {
+                    let mut ring: Vec<(f64, f64)> = ring
+                        .into_iter()
+                        .map(|(x, y)| {
+                            let (lat, lon) = built.projection.unproject(x, y);
+                            (lon, lat)
+                        })
+                        .collect();
+                    if let Some(&first) = ring.first() {
+                        ring.push(first);
+                    }
+                    ring
+                })
+                .collect();
+            Boundary { zone: paths[z].to_owned(), polygons: vec![rings] }
+        })
+        .collect())
 }
 
 /// Every zone a siren or a boundary names, with all their ancestors, parents before children.

@@ -5,6 +5,7 @@
 //! - [`boundaries`], [`population`]: the optional zone and population files.
 //! - [`layout`]: zones, acoustics and cell ownership from the configuration.
 //! - [`map`]: per-cell coverage kept up to date one siren at a time.
+//! - [`planner`]: where to add sirens (greedy maximum coverage, lazily evaluated).
 //! - [`outline`], [`export`]: uncovered ground as polygons (GeoJSON); [`render`]: the map (PNG).
 
 pub mod boundaries;
@@ -15,9 +16,11 @@ pub mod map;
 pub mod metrics;
 pub mod model;
 pub mod outline;
+pub mod planner;
 pub mod population;
 pub mod projection;
 pub mod render;
+pub mod siting;
 pub mod table;
 
 use crate::config::Loaded;
@@ -103,9 +106,21 @@ pub struct Coverage {
 impl Coverage {
     /// Builds the coverage of the configured fleet's own sirens, none of them able yet.
     pub fn from_config(loaded: &Loaded) -> Result<Self, CoverageError> {
+        Self::from_config_with(loaded, &[])
+    }
+
+    /// As [`Self::from_config`], with sirens that are planned but not built added after the
+    /// fleet's (named `planned-1`, `planned-2`, ...).
+    pub fn from_config_with(loaded: &Loaded, planned: &[siting::Planned]) -> Result<Self, CoverageError> {
         let settings = &loaded.config.coverage;
         let own: Vec<&siren_proto::fleet::Siren> = loaded.own_sirens().collect();
-        let spots: Vec<SirenSpot<'_>> = own.iter().map(|s| SirenSpot::from(*s)).collect();
+        let mut spots: Vec<SirenSpot<'_>> = own.iter().map(|s| SirenSpot::from(*s)).collect();
+        spots.extend(planned.iter().map(|p| SirenSpot {
+            latitude: p.latitude,
+            longitude: p.longitude,
+            zone: p.zone.as_str(),
+            rating_db: p.rating_db,
+        }));
         let boundaries = settings.boundaries.as_ref().map(|p| boundaries::load(&loaded.resolve(p))).transpose()?;
         let population_path = settings.population.as_ref().map(|p| loaded.resolve(p));
         let read_population = population_path
@@ -117,7 +132,8 @@ impl Coverage {
             boundaries.as_deref(),
             read_population.as_ref().map(|read| read as layout::PopulationReader<'_>),
         )?;
-        Ok(Self::new(built, own.iter().map(|s| s.id.clone()).collect()))
+        let ids = own.iter().map(|s| s.id.clone()).chain((1..=planned.len()).map(|i| format!("planned-{i}")));
+        Ok(Self::new(built, ids.collect()))
     }
 
     /// Coverage of a built layout; `sirens` names its sites in order.
