@@ -21,7 +21,9 @@ const NEW_SITES: usize = 100;
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -80,8 +82,18 @@ fn main() {
     println!("candidates:        {}", lazy.candidates);
     println!("sites proposed:    {} (lazy), {} (eager)", lazy.proposals.len(), eager.proposals.len());
     println!("people gained:     {:.0} (lazy), {:.0} (eager)", total(&lazy), total(&eager));
-    println!("gains computed:    {} (lazy), {} (eager): {:.1} x fewer", lazy.evaluations, eager.evaluations, eager.evaluations as f64 / lazy.evaluations as f64);
-    println!("time:              {:.2} s (lazy), {:.2} s (eager): {:.1} x faster", lazy_time.as_secs_f64(), eager_time.as_secs_f64(), eager_time.as_secs_f64() / lazy_time.as_secs_f64());
+    println!(
+        "gains computed:    {} (lazy), {} (eager): {:.1} x fewer",
+        lazy.evaluations,
+        eager.evaluations,
+        eager.evaluations as f64 / lazy.evaluations as f64
+    );
+    println!(
+        "time:              {:.2} s (lazy), {:.2} s (eager): {:.1} x faster",
+        lazy_time.as_secs_f64(),
+        eager_time.as_secs_f64(),
+        eager_time.as_secs_f64() / lazy_time.as_secs_f64()
+    );
     println!(
         "peak resident:     {:.1} MiB before planning, {:.1} MiB after the lazy plan (its state: 9 bytes per cell)",
         before as f64 / 1024.0,

@@ -371,7 +371,11 @@ fn the_text_report_lists_zones_and_the_sirens_to_repair_first() {
     coverage.set_able(1, true);
     let text = sirend::coverage::table::render(&mut coverage);
     let zone = text.lines().find(|l| l.starts_with("z ")).expect(&text);
-    assert!(zone.contains("30.0%") && zone.contains("BELOW TARGET"), "{zone}");
+    // By design both sirens cover all 1,000 people; A cannot sound, so 700 are lost.
+    assert!(zone.contains("100.0%") && zone.contains("30.0%") && zone.contains(" 700 "), "{zone}");
+    assert!(zone.ends_with("BELOW TARGET"), "{zone}");
+    let failed: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("sirens that cannot sound")).collect();
+    assert!(failed[2].starts_with('A') && failed[2].contains(" 700 "), "{text}");
     let tail: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("sirens whose failure")).collect();
     assert_eq!(tail.len(), 4, "{text}");
     assert!(tail[2].starts_with('A') && tail[2].contains(" 700  no"), "{}", tail[2]);

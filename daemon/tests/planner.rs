@@ -171,3 +171,23 @@ fn lazy_evaluation_picks_as_much_as_eager_evaluation_at_a_fraction_of_the_cost()
     println!("{} candidates: lazy {} gains computed, eager {}", lazy.candidates, lazy.evaluations, eager.evaluations);
     assert!(lazy.evaluations * 3 < eager.evaluations);
 }
+
+#[test]
+fn a_siren_decommissioned_is_replaced_where_it_stood() {
+    // What if the town's own siren were taken away: the first proposal is in the town.
+    let settings = config::Coverage { cell_size_m: 100.0, target_ratio: Some(0.5), ..Default::default() };
+    let mut map = district(&settings, &[(2_000.0, 2_000.0)], 120.0);
+    let with_it = planner::plan(&map, &PlanOptions { max_new: 5, rating_db: 120.0, target: None, candidates: None });
+    map.set_able(1, false);
+    let without = planner::plan(&map, &PlanOptions { max_new: 5, rating_db: 120.0, target: None, candidates: None });
+    assert!(
+        without.proposals.len() > with_it.proposals.len(),
+        "{} vs {}",
+        without.proposals.len(),
+        with_it.proposals.len()
+    );
+    let town = map.sites()[1];
+    let first = &without.proposals[0];
+    let d = ((first.x - town.x).powi(2) + (first.y - town.y).powi(2)).sqrt();
+    assert!(d < 600.0, "the first site is {d:.0} m from where the town's siren stood");
+}
