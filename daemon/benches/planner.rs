@@ -27,7 +27,13 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::many_single_char_names,
+    reason = "a harness: compass-point bounds and display figures"
+)]
 fn main() {
     let deg_lat = SIDE_M / 2.0 / 111_195.0;
     let deg_lon = deg_lat / LAT.to_radians().cos();
