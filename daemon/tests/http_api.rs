@@ -253,6 +253,38 @@ async fn coverage_is_served_as_json_geojson_and_png() {
         let (head, body) = get_raw(addr, "/api/coverage.png");
         assert!(head.contains("image/png"), "{head}");
         assert_eq!(&body[..8], b"\x89PNG\r\n\x1a\n");
+
+        // Lost (four sirens cannot sound) apart from the design gap, and the failed sirens
+        // ranked by the people or area only they would cover.
+        let lost = city["lost"]["area_m2"].as_f64().unwrap();
+        let design_m2 = city["design"]["covered_area_m2"].as_f64().unwrap();
+        let now_m2 = city["now"]["covered_area_m2"].as_f64().unwrap();
+        assert!((lost - (design_m2 - now_m2)).abs() < 1e-6 && lost > 0.0, "{city}");
+        let failed = c["failed_sirens"].as_array().unwrap();
+        assert_eq!(failed.len(), 4, "{c}");
+        let areas: Vec<f64> = failed.iter().map(|f| f["area_m2"].as_f64().unwrap()).collect();
+        assert!(areas.windows(2).all(|w| w[0] >= w[1]), "most lost first: {areas:?}");
+        let kinds: std::collections::BTreeSet<String> =
+            fc.features.iter().map(|f| f.properties.as_ref().unwrap()["kind"].as_str().unwrap().to_owned()).collect();
+        assert!(kinds.contains("lost"), "{kinds:?}");
+
+        // Limited to a zone: only it and the zones inside it.
+        let zone = failed[0]["zone"].as_str().unwrap().to_owned();
+        let (status, body) = request(addr, "GET", &format!("/api/coverage?zone={zone}"), None, "");
+        assert_eq!(status, 200, "{body}");
+        let z: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(z["zones"].as_array().unwrap().iter().all(|x| x["zone"].as_str().unwrap().starts_with(&zone)));
+        assert!(z["failed_sirens"].as_array().unwrap().iter().all(|x| x["zone"] == zone.as_str()));
+        let (_, body) = get_raw(addr, &format!("/api/coverage.geojson?zone={zone}"));
+        let fc: geojson::FeatureCollection = String::from_utf8(body).unwrap().parse().unwrap();
+        assert!(
+            fc.features.iter().all(|f| f.properties.as_ref().unwrap()["zone"].as_str().unwrap().starts_with(&zone))
+        );
+        let (status, body) = request(addr, "GET", "/api/coverage.png?zone=nowhere", None, "");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("no zone `nowhere`"), "{body}");
+        let (status, body) = request(addr, "GET", "/api/coverage.png?width=20", None, "");
+        assert_eq!(status, 400, "{body}");
     })
     .await
     .unwrap();
