@@ -419,6 +419,47 @@ pub enum Density {
     Sparse,
 }
 
+/// Whether two listen addresses would take the same port (an unspecified address takes it on
+/// every interface).
+fn listens_on_same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Least distance from the middle of the fleet, km, at which a siren far beyond the others
+/// is taken for a typo.
+const REMOTE_KM: f64 = 20.0;
+
+/// A siren much further from the fleet's middle (the median position) than the others: more
+/// than five times the distance within which nine in ten of them stand, and over
+/// [`REMOTE_KM`]. Its id and distance.
+fn far_from_the_rest(fleet: &Fleet) -> Option<(String, f64)> {
+    let n = fleet.sirens.len();
+    if n < 10 {
+        return None;
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let lat = median(fleet.sirens.iter().map(|s| s.latitude).collect());
+    let lon = median(fleet.sirens.iter().map(|s| s.longitude).collect());
+    let km = |s: &siren_proto::fleet::Siren| {
+        let dy = (s.latitude - lat) * 111.195;
+        let dx = (s.longitude - lon) * 111.195 * lat.to_radians().cos();
+        dx.hypot(dy)
+    };
+    let mut distances: Vec<f64> = fleet.sirens.iter().map(km).collect();
+    distances.sort_by(f64::total_cmp);
+    let p90 = distances[n * 9 / 10];
+    fleet
+        .sirens
+        .iter()
+        .map(|s| (s, km(s)))
+        .filter(|&(_, d)| d > (5.0 * p90).max(REMOTE_KM))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(s, d)| (s.id.clone(), d))
+}
+
 /// A configuration with its fleet and keys loaded and checked against each other.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -458,10 +499,17 @@ impl Loaded {
         let c = &self.config;
         let buses = self.fleet.buses();
         let mut seen = BTreeSet::new();
+        let mut ports = BTreeMap::new();
         for (i, s) in c.serial.iter().enumerate() {
             let at = |f: &str| format!("serial[{i}].{f}");
             if !seen.insert(s.bus.as_str()) {
                 return Err(self.field(at("bus"), format!("bus `{}` is configured twice", s.bus)));
+            }
+            if let Some(other) = ports.insert(s.port.as_path(), s.bus.as_str()) {
+                return Err(self.field(
+                    at("port"),
+                    format!("{} is already bus `{other}`'s port: one line cannot be two buses", s.port.display()),
+                ));
             }
             if !buses.contains_key(s.bus.as_str()) {
                 return Err(self.field(at("bus"), format!("no siren of the fleet hangs on bus `{}`", s.bus)));
@@ -497,6 +545,15 @@ impl Loaded {
         {
             return Err(self.field("mqtt.url", "MQTT sirens need a broker: set `url`, or `embedded = true`"));
         }
+        if c.mqtt.embedded && listens_on_same_port(c.mqtt.listen, c.http.listen) {
+            return Err(self.field(
+                "mqtt.listen",
+                format!(
+                    "{} is also http.listen: the embedded broker and the HTTP API need ports of their own",
+                    c.mqtt.listen
+                ),
+            ));
+        }
         if c.mqtt.topic_root.is_empty() || c.mqtt.topic_root.contains(['+', '#']) {
             return Err(self.field("mqtt.topic_root", "must be a topic without wildcards"));
         }
@@ -528,6 +585,31 @@ impl Loaded {
 
     fn validate_coverage(&self) -> Result<(), ConfigError> {
         let c = &self.config.coverage;
+        for (at, path) in [("coverage.population", &c.population), ("coverage.boundaries", &c.boundaries)] {
+            if let Some(path) = path {
+                let full = self.resolve(path);
+                if !full.is_file() {
+                    return Err(self.field(at, format!("{}: no such file", full.display())));
+                }
+            }
+        }
+        let known: BTreeSet<&str> = self.fleet.sirens.iter().flat_map(|s| s.zone.ancestry()).collect();
+        for zone in c.zones.keys() {
+            // A zone only the boundaries file draws is checked when the boundaries are read.
+            if c.boundaries.is_none() && !known.contains(zone.as_str()) {
+                return Err(self.field(format!("coverage.zones.\"{zone}\""), "no siren of the fleet is in this zone"));
+            }
+        }
+        if let Some((siren, km)) = far_from_the_rest(&self.fleet) {
+            return Err(ConfigError::Field {
+                file: self.path.display().to_string(),
+                field: format!("fleet: siren {siren}"),
+                problem: format!(
+                    "it stands {km:.0} km from the middle of the fleet, far beyond the others: a sign or digit typo in \
+                     its latitude or longitude would stretch the coverage grid over the gap"
+                ),
+            });
+        }
         if !(c.cell_size_m.is_finite() && c.cell_size_m >= 10.0) {
             return Err(self.field("coverage.cell_size_m", "must be at least 10 m"));
         }
@@ -557,11 +639,11 @@ impl Loaded {
         let s = &self.config.soundings;
         let mut sources: Vec<(String, Vec<ScheduleConfig>)> =
             vec![(self.path.display().to_string(), self.config.schedule.clone())];
-        for include in &s.include {
+        for (i, include) in s.include.iter().enumerate() {
             let path = self.resolve(include);
             let file = path.display().to_string();
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| self.field(format!("soundings.include[{i}]"), format!("{file}: {e}")))?;
             let parsed: ScheduleFile = toml::from_str(&text)
                 .map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
             sources.push((file, parsed.schedule));

@@ -26,8 +26,11 @@ struct Cli {
 enum Command {
     /// Validate a configuration with its fleet and key files, and summarise it.
     CheckConfig {
-        /// The configuration file (sirend.toml).
-        file: PathBuf,
+        /// The configuration file (as every other subcommand, also `--config FILE`).
+        #[arg(conflicts_with = "config")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the daemon.
     Run {
@@ -134,13 +137,18 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // rumqttd logs every connection a readiness probe opens and closes as an error.
         .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn".into());
+    // Logs and diagnostics go to stderr, coloured only on a terminal; what a command prints
+    // as its answer (the demo's banner, a table) goes to stdout.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if cli.json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
     }
     let result = match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, config } => {
+            check_config(&file.or(config).unwrap_or_else(|| PathBuf::from("sirend.toml")))
+        }
         Command::Coverage { config, assume_all_ok } => coverage(&config, assume_all_ok),
         Command::Run { config } => run(&config),
         Command::Token { name, role } => token(&name, &role),
@@ -163,15 +171,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's answer to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
     let loaded = Loaded::load(file)?;
-    print!("{}", loaded.summary());
-    if loaded.own_sirens().next().is_some() {
-        print!("{}", Coverage::from_config(&loaded)?.summary());
+    // Everything is checked before anything is printed: "OK" means OK.
+    let coverage = if loaded.own_sirens().next().is_some() { Some(Coverage::from_config(&loaded)?) } else { None };
+    let mut text = loaded.summary();
+    if let Some(c) = &coverage {
+        text.push_str(&c.summary());
     }
     if !loaded.schedules.is_empty() {
         use sirend::sounding::schedule;
-        println!("\nschedules (next occurrence):");
+        let _ = writeln!(text, "\nschedules (next occurrence):");
         let now = jiff::Timestamp::now();
         for s in &loaded.schedules {
             let next = s
@@ -179,10 +200,10 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
                 .next()
                 .map_or_else(|| "none (the rule has ended)".to_owned(), |t| schedule::rfc3339(&s.local(t)));
             let zones = if s.zones.is_empty() { "all zones".to_owned() } else { s.zones.join(", ") };
-            println!("  {:<20} {:<7} {next}  {zones}", s.name, s.kind.as_str());
+            let _ = writeln!(text, "  {:<20} {:<7} {next}  {zones}", s.name, s.kind.as_str());
         }
     }
-    Ok(())
+    emit(&text)
 }
 
 fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()> {
@@ -193,7 +214,7 @@ fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()>
         for i in 0..ids.len() {
             coverage.set_able(i, true);
         }
-        println!("design coverage: every siren counted as able to sound\n");
+        emit("design coverage: every siren counted as able to sound\n\n")?;
     } else {
         let path = loaded.resolve(&loaded.config.store.path);
         anyhow::ensure!(
@@ -208,9 +229,9 @@ fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()>
             let able = known.get(id.as_str()).and_then(|s| State::from_name(s)).is_some_and(State::can_sound);
             coverage.set_able(i, able);
         }
-        println!("coverage from the last known states in {}\n", path.display());
+        emit(&format!("coverage from the last known states in {}\n\n", path.display()))?;
     }
-    print!("{}", sirend::coverage::table::render(&mut coverage));
+    emit(&sirend::coverage::table::render(&mut coverage))?;
     Ok(())
 }
 
@@ -251,7 +272,7 @@ fn plan(config: &std::path::Path, args: &PlanArgs) -> anyhow::Result<()> {
         planner::PlanOptions { max_new: args.max_new, rating_db: args.rating, target: args.target, candidates };
     let result = planner::plan(coverage.map(), &options);
     let population = coverage.has_population();
-    print!("{}", siting::table(&result, coverage.map(), coverage.projection(), population));
+    emit(&siting::table(&result, coverage.map(), coverage.projection(), population))?;
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let csv_path = out.join("proposals.csv");
@@ -260,18 +281,21 @@ fn plan(config: &std::path::Path, args: &PlanArgs) -> anyhow::Result<()> {
         let geo_path = out.join("proposals.geojson");
         std::fs::write(&geo_path, siting::geojson(&result, coverage.map(), coverage.projection()).to_string())
             .with_context(|| format!("writing {}", geo_path.display()))?;
-        println!("wrote {} and {}", csv_path.display(), geo_path.display());
+        emit(&format!("wrote {} and {}\n", csv_path.display(), geo_path.display()))?;
     }
     Ok(())
 }
 
 fn schedule_next(config: &std::path::Path, count: usize, after: jiff::Timestamp) -> anyhow::Result<()> {
     use sirend::sounding::schedule;
+    use std::fmt::Write as _;
     let loaded = Loaded::load(config)?;
     anyhow::ensure!(!loaded.schedules.is_empty(), "{}: no [[schedule]] is configured", config.display());
+    let mut text = String::new();
     for (s, t) in schedule::next(&loaded.schedules, after, count) {
-        println!("{} {} {}", schedule::rfc3339(&s.local(t)), s.name, s.kind.as_str());
+        let _ = writeln!(text, "{} {} {}", schedule::rfc3339(&s.local(t)), s.name, s.kind.as_str());
     }
+    emit(&text)?;
     Ok(())
 }
 

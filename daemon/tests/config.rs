@@ -107,3 +107,111 @@ fn check_config_command_reports_and_exits_by_outcome() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("serial[0].baud"));
 }
+
+/// Appends `text` to the configuration.
+fn append(path: &Path, text: &str) {
+    let mut all = std::fs::read_to_string(path).unwrap();
+    all.push_str(text);
+    std::fs::write(path, all).unwrap();
+}
+
+#[test]
+fn mistakes_check_config_used_to_miss_are_named() {
+    type Change = fn(&Path, &Path);
+    let cases: &[(&str, Change, &str)] = &[
+        (
+            "coverage settings for a zone that does not exist",
+            |_, c| append(c, "\n[coverage.zones.\"hangzhou/atlantis\"]\ntarget_ratio = 0.9\n"),
+            "field `coverage.zones.\"hangzhou/atlantis\"`: no siren of the fleet is in this zone",
+        ),
+        (
+            "a missing population file",
+            |_, c| append(c, "\n[coverage]\npopulation = \"people.csv\"\n"),
+            "field `coverage.population`",
+        ),
+        (
+            "a missing include file",
+            |_, c| append(c, "\n[soundings]\ninclude = [\"schedules.toml\"]\n"),
+            "field `soundings.include[0]`",
+        ),
+        (
+            "two buses on one port",
+            |_, c| {
+                let text = std::fs::read_to_string(c).unwrap();
+                let ports: Vec<&str> = text.lines().filter(|l| l.starts_with("port = ")).collect();
+                let replaced = text.replacen(ports[1], ports[0], 1);
+                std::fs::write(c, replaced).unwrap();
+            },
+            "port`: ",
+        ),
+        (
+            "the HTTP API and the embedded broker on one port",
+            |_, c| edit(c, "listen = \"127.0.0.1:1884\"", "listen = \"127.0.0.1:9750\""),
+            "field `mqtt.listen`: 127.0.0.1:9750 is also http.listen",
+        ),
+        (
+            "a latitude with a sign typo",
+            |d, _| {
+                let path = d.join("fleet.csv");
+                let text = std::fs::read_to_string(&path).unwrap();
+                let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                let column = lines[0].split(',').position(|h| h == "latitude").unwrap();
+                let mut fields: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+                fields[column] = format!("-{}", fields[column]);
+                lines[1] = fields.join(",");
+                std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            },
+            "km from the middle of the fleet",
+        ),
+        (
+            "a rule that never occurs",
+            |_, c| {
+                append(
+                    c,
+                    "\n[[schedule]]\nname = \"feb30\"\nkind = \"chime\"\nstart = \"2027-01-01T10:00:00\"\n\
+                     rrule = \"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\"\nsequence = [{ pattern = \"chime\" }]\n",
+                );
+            },
+            "field `schedule[0] (feb30)`: rule: it never occurs",
+        ),
+    ];
+    for (what, change, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = fleet(dir.path());
+        change(dir.path(), &config);
+        let err = Loaded::load(&config).unwrap_err().to_string();
+        assert!(err.contains(expected), "{what}: got `{err}`");
+        // check-config says so on stderr, prints nothing that looks like success, exits 2.
+        let out = Command::new(env!("CARGO_BIN_EXE_sirend"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{what}: one line, said once: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_takes_config_and_survives_a_reader_that_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet(dir.path());
+    let ok =
+        Command::new(env!("CARGO_BIN_EXE_sirend")).args(["check-config", "--config"]).arg(&config).output().unwrap();
+    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("80 sirens"));
+    // `sirend check-config | true`: the reader is gone before the answer is written (the
+    // configuration takes the command far longer to check than this takes to close).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sirend"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

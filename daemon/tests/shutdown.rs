@@ -41,8 +41,7 @@ async fn a_stopped_daemon_saves_its_counters_says_so_and_exits_cleanly() {
         let mut daemon = Command::new(env!("CARGO_BIN_EXE_sirend"))
             .args(["run", "--config"])
             .arg(&written.config)
-            // Logs go to standard output for now (issue #15 moves them to standard error).
-            .stdout(log.try_clone().unwrap())
+            // Logs go to standard error, without colour codes when it is not a terminal.
             .stderr(log)
             .spawn()
             .unwrap();
@@ -75,6 +74,7 @@ async fn a_stopped_daemon_saves_its_counters_says_so_and_exits_cleanly() {
         let text = std::fs::read_to_string(dir.path().join("sirend.log")).unwrap();
         assert!(exit.success(), "{signal}: {exit:?}\n{text}");
         assert!(text.contains("counters and campaigns saved"), "{signal}: nothing said of the final save:\n{text}");
+        assert!(!text.contains('\u{1b}'), "{signal}: colour codes in a log file:\n{text}");
         let store = Store::open(&dir.path().join("sirend.db")).unwrap();
         for s in &g.fleet.sirens {
             let row = store.counters(s.key_id.0).unwrap().unwrap();

@@ -54,6 +54,8 @@ pub enum ScheduleError {
     Sequence(#[from] SequenceError),
     #[error("`{0}` is not a time of this schedule's rule, so excluding it would do nothing")]
     StrayExdate(DateTime),
+    #[error("rule: it never occurs (no date matches it from `start` on)")]
+    NeverOccurs,
 }
 
 /// A checked schedule, ready to give its occurrences.
@@ -67,6 +69,11 @@ pub struct Schedule {
     pub lead: Duration,
     pub timezone: TimeZone,
     rules: RRuleSet,
+}
+
+/// The rule of `text` (DTSTART and RRULE lines) without its EXDATE line.
+fn without_exdates(text: &str) -> Result<RRuleSet, ()> {
+    RRuleSet::from_str(&text.lines().take(2).collect::<Vec<_>>().join("\n")).map_err(|_| ())
 }
 
 impl Schedule {
@@ -98,6 +105,10 @@ impl Schedule {
             timezone,
             rules,
         };
+        // A rule with no occurrence at all (the 30th of February) would plan nothing, silently.
+        if without_exdates(&text).and_then(|r| r.into_iter().next().ok_or(())).is_err() {
+            return Err(ScheduleError::NeverOccurs);
+        }
         // An EXDATE that matches nothing is almost always a typo (wrong hour, wrong year); say so
         // rather than sound on a day the operator meant to skip.
         let without = RRuleSet::from_str(&text.lines().take(2).collect::<Vec<_>>().join("\n"))
