@@ -67,7 +67,38 @@ pub fn router(state: AppState) -> Router {
         .route("/api/soundings", get(soundings::list).post(soundings::create))
         .route("/api/soundings/{id}", get(soundings::one))
         .route("/api/soundings/{id}/cancel", post(soundings::cancel))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Every error the API answers is JSON, `{"error": "..."}`: the framework's own refusals
+/// (a malformed query or path parameter, a wrong method, a body too large) are plain text,
+/// and are wrapped here.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    // The framework's refusals are a line of text; anything longer is not read whole.
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let mut wrapped = (status, Json(json!({"error": message}))).into_response();
+    if let Some(allow) = allow {
+        wrapped.headers_mut().insert(header::ALLOW, allow);
+    }
+    wrapped
 }
 
 fn fleet(state: &AppState) -> std::sync::RwLockReadGuard<'_, FleetState> {
@@ -339,7 +370,37 @@ async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn sirens(State(state): State<AppState>) -> Response {
+#[derive(Debug, Deserialize)]
+struct SirenParams {
+    state: Option<String>,
+    zone: Option<String>,
+}
+
+fn bad_request(field: &str, message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": message.into(), "field": field}))).into_response()
+}
+
+async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> Response {
+    if p.state.is_some() || p.zone.is_some() {
+        let wanted = match p.state.as_deref().map(|s| crate::liveness::State::from_name(s).ok_or(s)).transpose() {
+            Ok(w) => w,
+            Err(s) => {
+                return bad_request(
+                    "state",
+                    format!("`{s}` is not a state: ok, degraded, faulty, down, unreachable or unknown"),
+                );
+            }
+        };
+        let fleet = fleet(&state);
+        let zone = p.zone.as_deref();
+        let chosen: Vec<Value> = fleet
+            .sirens()
+            .iter()
+            .filter(|s| wanted.is_none_or(|w| s.liveness.state == w) && zone.is_none_or(|z| s.zone.is_within(z)))
+            .map(siren_json)
+            .collect();
+        return Json(Value::Array(chosen)).into_response();
+    }
     let body = {
         let fleet = fleet(&state);
         let version = fleet.version();
@@ -367,21 +428,43 @@ async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Respons
 #[derive(Debug, Deserialize)]
 struct EventParams {
     since: Option<String>,
+    until: Option<String>,
     siren: Option<String>,
+    kind: Option<String>,
     after: Option<i64>,
     limit: Option<usize>,
 }
 
+/// The most events one request returns.
+const EVENTS_MAX: usize = 10_000;
+
 async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> Response {
-    let since = match p.since.as_deref().map(str::parse::<Timestamp>).transpose() {
-        Ok(t) => t,
-        Err(e) => {
-            let body =
-                json!({"error": format!("`since` must be an RFC 3339 instant such as 2026-05-12T02:00:00Z: {e}")});
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    let instant = |field: &'static str, v: Option<&str>| {
+        v.map(str::parse::<Timestamp>).transpose().map_err(|e| (field, e.to_string()))
+    };
+    let (since, until) = match (instant("since", p.since.as_deref()), instant("until", p.until.as_deref())) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err((field, e)), _) | (_, Err((field, e))) => {
+            return bad_request(
+                field,
+                format!("`{field}` must be an RFC 3339 instant such as 2026-05-12T02:00:00Z: {e}"),
+            );
         }
     };
-    let query = EventQuery { after_id: p.after, since, siren: p.siren, limit: p.limit.unwrap_or(1000).min(10_000) };
+    let limit = p.limit.unwrap_or(1000);
+    if limit > EVENTS_MAX {
+        return bad_request("limit", format!("`limit` is at most {EVENTS_MAX}"));
+    }
+    // The latest first, as people look for them; oldest first when tailing from `after`.
+    let query = EventQuery {
+        after_id: p.after,
+        since,
+        until,
+        siren: p.siren,
+        kind: p.kind.filter(|k| !k.is_empty()),
+        newest_first: p.after.is_none(),
+        limit,
+    };
     match read_store(&state, move |store| store.events(&query)).await {
         Ok(rows) => Json(Value::Array(
             rows.into_iter()

@@ -131,6 +131,12 @@ pub struct EventQuery {
     /// Only events at or after this time.
     pub since: Option<Timestamp>,
     pub siren: Option<String>,
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
+    /// The latest first (the `limit` latest); otherwise the oldest first.
+    pub newest_first: bool,
     pub limit: usize,
 }
 
@@ -542,22 +548,30 @@ impl Store {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Committed events, oldest first.
+    /// Committed events matching `q`, oldest first unless `q.newest_first`; none for a
+    /// limit of 0.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Stored>, StoreError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(if q.newest_first {
             "SELECT id, at_us, siren, kind, detail FROM events
-             WHERE id > ?1 AND at_us >= ?2 AND (?3 IS NULL OR siren = ?3)
-             ORDER BY id LIMIT ?4",
-        )?;
-        let limit = i64::try_from(q.limit.clamp(1, 100_000)).unwrap_or(100_000);
-        let rows =
-            stmt.query_map(params![q.after_id.unwrap_or(0), q.since.map_or(i64::MIN, micros), q.siren, limit], |r| {
-                Ok(Stored {
-                    id: r.get(0)?,
-                    event: Event { at: timestamp(r.get(1)?), siren: r.get(2)?, kind: r.get(3)?, detail: r.get(4)? },
-                })
-            })?;
+             WHERE id > ?1 AND at_us >= ?2 AND at_us < ?3 AND (?4 IS NULL OR siren = ?4) AND (?5 IS NULL OR kind = ?5)
+             ORDER BY id DESC LIMIT ?6"
+        } else {
+            "SELECT id, at_us, siren, kind, detail FROM events
+             WHERE id > ?1 AND at_us >= ?2 AND at_us < ?3 AND (?4 IS NULL OR siren = ?4) AND (?5 IS NULL OR kind = ?5)
+             ORDER BY id LIMIT ?6"
+        })?;
+        let limit = i64::try_from(q.limit.min(100_000)).unwrap_or(100_000);
+        let bounds = (q.after_id.unwrap_or(0), q.since.map_or(i64::MIN, micros), q.until.map_or(i64::MAX, micros));
+        let rows = stmt.query_map(params![bounds.0, bounds.1, bounds.2, q.siren, q.kind, limit], |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                event: Event { at: timestamp(r.get(1)?), siren: r.get(2)?, kind: r.get(3)?, detail: r.get(4)? },
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

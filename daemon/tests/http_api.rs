@@ -49,6 +49,7 @@ fn get_raw(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 
 struct Api {
     addr: SocketAddr,
+    store: Arc<Store>,
     operator: String,
     viewer: String,
     admin: String,
@@ -80,9 +81,10 @@ async fn api() -> Api {
         tokens.push(Token { name: name.into(), role, sha256: hash });
         secrets.push(secret);
     }
+    let store = Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap());
     let state = AppState {
         fleet,
-        store: Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap()),
+        store: Arc::clone(&store),
         metrics,
         tokens: Arc::new(Tokens::new(&tokens)),
         refusals: Arc::default(),
@@ -94,7 +96,7 @@ async fn api() -> Api {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     let [operator, viewer, admin] = <[String; 3]>::try_from(secrets).unwrap();
-    Api { addr, operator, viewer, admin, _dir: dir }
+    Api { addr, store, operator, viewer, admin, _dir: dir }
 }
 
 /// `promtool check metrics` must accept the exposition. Runs where promtool is installed; CI
@@ -285,6 +287,69 @@ async fn coverage_is_served_as_json_geojson_and_png() {
         assert!(body.contains("no zone `nowhere`"), "{body}");
         let (status, body) = request(addr, "GET", "/api/coverage.png?width=20", None, "");
         assert_eq!(status, 400, "{body}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_the_right_status_and_filters_work_as_documented() {
+    let api = api().await;
+    let addr = api.addr;
+    let t0 = Timestamp::now();
+    for (i, kind) in ["state", "fault_raised", "state", "acknowledged", "state"].into_iter().enumerate() {
+        let at = t0 + jiff::SignedDuration::from_secs(i64::try_from(i).unwrap());
+        let event =
+            sirend::store::Event { at, siren: Some(format!("S-{i}")), kind: kind.into(), detail: String::new() };
+        api.store.record(event).unwrap();
+    }
+    api.store.flush().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let json =
+            |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        // Errors, including the framework's own, are JSON with the right status.
+        for (method, path, status) in [
+            ("GET", "/api/nothing-here", 404),
+            ("DELETE", "/api/sirens", 405),
+            ("GET", "/api/events?limit=-1", 400),
+            ("GET", "/api/events?limit=20000", 400),
+            ("GET", "/api/events?since=yesterday", 400),
+            ("GET", "/api/sirens?state=sleepy", 400),
+            ("POST", "/api/soundings/abc/cancel", 400),
+            ("GET", "/api/sirens/NOPE", 404),
+        ] {
+            let (got, body) = request(addr, method, path, None, "");
+            assert_eq!(got, status, "{method} {path}: {body}");
+            assert!(json(&body)["error"].is_string(), "{method} {path}: {body}");
+        }
+        let big = "x".repeat(3 << 20);
+        let (got, body) = request(addr, "POST", "/api/sirens/HZ-1/ack", None, &big);
+        assert!(got == 413 || got == 401, "{got}");
+        assert!(json(&body)["error"].is_string(), "{body}");
+
+        // Events: newest first, by kind, limit 0 is none.
+        let (_, body) = request(addr, "GET", "/api/events", None, "");
+        let ids: Vec<i64> = json(&body).as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        assert!(ids.len() == 5 && ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        let (_, body) = request(addr, "GET", "/api/events?kind=state&limit=2", None, "");
+        let kinds: Vec<String> =
+            json(&body).as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(kinds, ["state", "state"], "{body}");
+        let (_, body) = request(addr, "GET", "/api/events?limit=0", None, "");
+        assert_eq!(json(&body), serde_json::json!([]));
+        let (_, body) = request(addr, "GET", &format!("/api/events?after={}", ids[4]), None, "");
+        let tail: Vec<i64> = json(&body).as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        assert_eq!(tail, [ids[3], ids[2], ids[1], ids[0]], "tailing from `after`: oldest first");
+
+        // Sirens by state and zone.
+        let (_, body) = request(addr, "GET", "/api/sirens?state=degraded", None, "");
+        let degraded = json(&body);
+        assert_eq!(degraded.as_array().unwrap().len(), 1, "the one with its door open: {body}");
+        let (_, body) = request(addr, "GET", "/api/sirens?state=down", None, "");
+        assert_eq!(json(&body), serde_json::json!([]));
+        let zone = degraded[0]["zone"].as_str().unwrap().to_owned();
+        let (_, body) = request(addr, "GET", &format!("/api/sirens?zone={zone}"), None, "");
+        assert!(json(&body).as_array().unwrap().iter().all(|s| s["zone"] == zone.as_str()), "{body}");
     })
     .await
     .unwrap();

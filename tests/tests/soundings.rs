@@ -109,21 +109,7 @@ async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
     let id = planned["id"].as_u64().unwrap();
     assert!(matches!(planned["phase"].as_str(), Some("planned" | "arming")), "{planned}");
 
-    // Operators may schedule an ad-hoc test and cancel it; viewers may not.
-    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600)).to_string();
-    let adhoc = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"air-raid"}}]}}"#);
-    assert_eq!(request(daemon.http, "POST", "/api/soundings", Some(&s.viewer), &adhoc).0, 403);
-    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &adhoc);
-    assert_eq!(status, 201, "{body}");
-    let adhoc_id = json(&body)["id"].as_u64().unwrap();
-    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
-    let too_soon = format!(r#"{{"at":"{soon}","sequence":[{{"pattern":"air-raid"}}]}}"#);
-    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &too_soon);
-    assert_eq!(status, 409, "{body}");
-    let cancel = format!("/api/soundings/{adhoc_id}/cancel");
-    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(request(daemon.http, "POST", &cancel, Some(&s.operator), "").0, 409);
+    ad_hoc_requests_are_answered_with_the_status_that_says_why(&daemon, &s);
 
     let path = format!("/api/soundings/{id}");
     let mut report = serde_json::Value::Null;
@@ -190,6 +176,39 @@ async fn a_scheduled_sounding_is_synchronised_armed_verified_and_reported() {
     assert!(metrics.contains("sirend_soundings_total{schedule=\"ad-hoc\",phase=\"cancelled\"} 1"), "{metrics}");
     devices.shutdown().await;
     daemon.stop().await;
+}
+
+/// Operators may schedule an ad-hoc test and cancel it, viewers may not; refusals say why
+/// with their status: 422 for a wrong value (with the field), 400 for malformed input, 409 for
+/// a conflict with the campaign's state, 404 for a campaign that never existed.
+fn ad_hoc_requests_are_answered_with_the_status_that_says_why(daemon: &Daemon, s: &Setup) {
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600)).to_string();
+    let adhoc = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    assert_eq!(request(daemon.http, "POST", "/api/soundings", Some(&s.viewer), &adhoc).0, 403);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &adhoc);
+    assert_eq!(status, 201, "{body}");
+    let adhoc_id = json(&body)["id"].as_u64().unwrap();
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
+    let too_soon = format!(r#"{{"at":"{soon}","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &too_soon);
+    assert_eq!(status, 422, "a value wrong whenever it is sent: {body}");
+    assert_eq!(json(&body)["field"], "at", "{body}");
+    let empty = format!(r#"{{"at":"{at}","sequence":[]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &empty);
+    assert_eq!((status, json(&body)["field"].as_str()), (422, Some("sequence")), "{body}");
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), "{not json");
+    assert_eq!(status, 400, "malformed: {body}");
+    let cancel = format!("/api/soundings/{adhoc_id}/cancel");
+    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
+    assert_eq!(status, 409, "a conflict with its state: {body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("already over"), "{body}");
+    let (status, body) = request(daemon.http, "POST", "/api/soundings/999999/cancel", Some(&s.operator), "");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = request(daemon.http, "POST", "/api/soundings/abc/cancel", Some(&s.operator), "");
+    assert_eq!(status, 400, "{body}");
+    assert!(json(&body)["error"].is_string(), "JSON even for the framework's refusals: {body}");
 }
 
 /// The configuration with the embedded broker on a new port: a stopped daemon's broker keeps

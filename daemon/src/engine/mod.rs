@@ -50,7 +50,7 @@ use crate::fleet::{FleetState, Telemetry};
 use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
 use crate::sounding::campaign::{Command as SoundingCommand, DeviceView};
-use crate::sounding::runner::{AdHoc, Outgoing, Runner};
+use crate::sounding::runner::{AdHoc, Outgoing, RequestError, Runner};
 use crate::store::{Event, Store, StoreError};
 
 /// How often open campaigns are asked for their next commands at most, outside the last
@@ -99,8 +99,8 @@ pub enum Input {
 /// What the HTTP API asks of the soundings runner.
 #[derive(Debug)]
 pub enum SoundingRequest {
-    AdHoc { request: AdHoc, by: String, reply: oneshot::Sender<Result<u32, String>> },
-    Cancel { campaign: u32, by: String, reply: oneshot::Sender<Result<(), String>> },
+    AdHoc { request: AdHoc, by: String, reply: oneshot::Sender<Result<u32, RequestError>> },
+    Cancel { campaign: u32, by: String, reply: oneshot::Sender<Result<(), RequestError>> },
 }
 
 /// Bytes for a link task.
@@ -397,15 +397,15 @@ impl Engine {
         match request {
             SoundingRequest::AdHoc { request, by, reply } => {
                 let result = match &mut self.soundings {
-                    Some(r) => r.schedule_ad_hoc(&request, &by, now, &self.store, &fleet).map_err(|e| e.to_string()),
-                    None => Err("soundings are not running".to_owned()),
+                    Some(r) => r.schedule_ad_hoc(&request, &by, now, &self.store, &fleet),
+                    None => Err(RequestError::NotRunning),
                 };
                 let _ = reply.send(result);
             }
             SoundingRequest::Cancel { campaign, by, reply } => {
                 let result = match &mut self.soundings {
-                    Some(r) => r.cancel(campaign, &by, now, &self.store, &fleet).map_err(|e| e.to_string()),
-                    None => Err("soundings are not running".to_owned()),
+                    Some(r) => r.cancel(campaign, &by, now, &self.store, &fleet),
+                    None => Err(RequestError::NotRunning),
                 };
                 let result = result.map(|outgoing| {
                     drop(fleet);

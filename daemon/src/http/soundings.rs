@@ -17,11 +17,26 @@ use super::{AppState, authorize};
 use crate::auth::Role;
 use crate::engine::{Input, SoundingRequest};
 use crate::sounding::campaign::{Campaign, Phase, Target};
-use crate::sounding::runner::AdHoc;
+use crate::sounding::runner::{AdHoc, RequestError};
 use crate::sounding::verdict::Verdict;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// A refused request with the status that says why: 404 for a campaign that does not exist,
+/// 422 for a value that is wrong whenever it is sent (with the field), 409 for a conflict
+/// with the campaign's state, 503 when the engine or the store cannot answer.
+fn refusal(why: &RequestError) -> Response {
+    let message = why.to_string();
+    match why {
+        RequestError::Unknown(_) => error(StatusCode::NOT_FOUND, message),
+        RequestError::Invalid { field, .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": message, "field": field}))).into_response()
+        }
+        RequestError::Conflict(_) => error(StatusCode::CONFLICT, message),
+        RequestError::NotRunning | RequestError::Store(_) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,7 +312,7 @@ fn html(c: &Campaign, report: &Value) -> String {
 
 async fn ask<T>(
     state: &AppState,
-    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> SoundingRequest,
+    make: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> SoundingRequest,
 ) -> Result<T, Response> {
     let Some(engine) = &state.engine else {
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "soundings are not running"));
@@ -308,7 +323,7 @@ async fn ask<T>(
     }
     match rx.await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(why)) => Err(error(StatusCode::CONFLICT, why)),
+        Ok(Err(why)) => Err(refusal(&why)),
         Err(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped")),
     }
 }

@@ -50,8 +50,14 @@ struct Live {
 pub enum RequestError {
     #[error("no campaign {0}")]
     Unknown(u32),
+    /// The request itself is wrong (a field's value): it would be refused at any time.
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    /// The request conflicts with the campaign's current state.
     #[error("{0}")]
-    Refused(String),
+    Conflict(String),
+    #[error("soundings are not running")]
+    NotRunning,
     #[error("the store failed: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -397,25 +403,26 @@ impl Runner {
         let lead = Duration::from_secs(u64::from(self.config.arm_cutoff_s) + 10);
         let earliest = now + lead;
         if request.at < earliest {
-            return Err(RequestError::Refused(format!(
-                "`at` must leave time to synchronise and arm: {earliest} at the earliest"
-            )));
+            return Err(RequestError::Invalid {
+                field: "at",
+                message: format!("`at` must leave time to synchronise and arm: {earliest} at the earliest"),
+            });
         }
         for z in &request.zones {
             if !fleet.sirens().iter().any(|s| s.zone.is_within(z)) {
-                return Err(RequestError::Refused(format!("no siren is in zone `{z}`")));
+                return Err(RequestError::Invalid { field: "zones", message: format!("no siren is in zone `{z}`") });
             }
         }
         super::sequence::segments(request.kind, &request.sequence)
-            .map_err(|e| RequestError::Refused(format!("sequence {e}")))?;
+            .map_err(|e| RequestError::Invalid { field: "sequence", message: format!("sequence {e}") })?;
         let id = store
             .create_campaign(AD_HOC, request.at)?
-            .ok_or_else(|| RequestError::Refused("an ad-hoc sounding is already planned at that instant".into()))?;
+            .ok_or_else(|| RequestError::Conflict("an ad-hoc sounding is already planned at that instant".into()))?;
         let settings = Settings::from_config(&self.config, self.config.lead_s);
         let targets = Self::targets(fleet, &request.zones);
         let mut c =
             Campaign::new(id, AD_HOC.into(), request.kind, request.at, request.sequence.clone(), settings, targets)
-                .map_err(|e| RequestError::Refused(e.to_string()))?;
+                .map_err(|e| RequestError::Invalid { field: "sequence", message: e.to_string() })?;
         c.note = Some(format!("requested by {by}"));
         store.save_campaign(&c)?;
         store.flush()?;
@@ -432,8 +439,15 @@ impl Runner {
         store: &Store,
         fleet: &FleetState,
     ) -> Result<Vec<Outgoing>, RequestError> {
-        let live = self.live(campaign).ok_or(RequestError::Unknown(campaign))?;
-        let actions = live.campaign.cancel(by, now).map_err(|e| RequestError::Refused(e.to_owned()))?;
+        let Some(live) = self.live(campaign) else {
+            return Err(match store.campaign(campaign)? {
+                Some(c) => {
+                    RequestError::Conflict(format!("campaign {campaign} is already over ({})", c.phase.as_str()))
+                }
+                None => RequestError::Unknown(campaign),
+            });
+        };
+        let actions = live.campaign.cancel(by, now).map_err(|e| RequestError::Conflict(e.to_owned()))?;
         let out =
             actions.into_iter().filter_map(|a| outgoing(&live.campaign, &live.fleet_index, fleet, a, now)).collect();
         self.persist(store, true);
