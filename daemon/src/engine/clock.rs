@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use siren_proto::master::TimeSample;
-use siren_proto::message::Message;
+use siren_proto::message::{FaultBits, Message};
 
 /// Least time between two clock synchronisations of one siren.
 pub const RESYNC_AFTER: Duration = Duration::from_secs(300);
@@ -54,6 +54,40 @@ impl ClockSync {
             self.waiting.shrink_to(64);
         }
         siren
+    }
+}
+
+/// How long a siren may report an unsynchronised clock before it counts against it: sirend
+/// synchronises such a clock itself within seconds (every siren after a restart of the fleet,
+/// a controller after a power cut), and a warning it is already fixing would flap every siren
+/// to `degraded` and back, and raise and clear a fault, at every boot.
+pub const UNSYNCED_GRACE: Duration = Duration::from_secs(60);
+
+/// Which sirens report an unsynchronised clock, since when: the warning is held back from
+/// their condition for [`UNSYNCED_GRACE`].
+#[derive(Debug, Default)]
+pub struct UnsyncedGrace {
+    since: Vec<Option<Instant>>,
+}
+
+impl UnsyncedGrace {
+    /// The faults of a report from `siren` at `now`, with `CLOCK_UNSYNCED` left out while it
+    /// is younger than the grace.
+    pub fn filter(&mut self, siren: usize, faults: FaultBits, now: Instant) -> FaultBits {
+        if self.since.len() <= siren {
+            self.since.resize(siren + 1, None);
+        }
+        let slot = &mut self.since[siren];
+        if !faults.contains(FaultBits::CLOCK_UNSYNCED) {
+            *slot = None;
+            return faults;
+        }
+        let since = *slot.get_or_insert(now);
+        if now.duration_since(since) < UNSYNCED_GRACE {
+            FaultBits(faults.0 & !FaultBits::CLOCK_UNSYNCED)
+        } else {
+            faults
+        }
     }
 }
 
@@ -111,6 +145,22 @@ impl SampleFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsynchronised_clock_counts_only_once_it_outlasts_the_grace() {
+        let t0 = Instant::now();
+        let unsynced = FaultBits(FaultBits::CLOCK_UNSYNCED | FaultBits::DOOR_OPEN);
+        let mut grace = UnsyncedGrace::default();
+        assert_eq!(grace.filter(3, unsynced, t0), FaultBits(FaultBits::DOOR_OPEN), "other faults pass at once");
+        assert_eq!(
+            grace.filter(3, unsynced, t0 + UNSYNCED_GRACE.saturating_sub(Duration::from_millis(1))).0,
+            FaultBits::DOOR_OPEN
+        );
+        assert_eq!(grace.filter(3, unsynced, t0 + UNSYNCED_GRACE), unsynced, "still unsynchronised: it counts");
+        // Synchronised, then unsynchronised again: a new grace.
+        assert_eq!(grace.filter(3, FaultBits(0), t0 + UNSYNCED_GRACE * 2), FaultBits(0));
+        assert_eq!(grace.filter(3, unsynced, t0 + UNSYNCED_GRACE * 3).0, FaultBits::DOOR_OPEN);
+    }
 
     #[test]
     fn a_siren_is_synchronised_at_most_every_five_minutes() {

@@ -175,6 +175,10 @@ pub struct Engine {
     /// How often open campaigns are asked for their next commands.
     soundings_cadence: Cadence,
     clock_sync: ClockSync,
+    /// Unsynchronised clocks held back from the sirens' condition while sirend fixes them.
+    unsynced_grace: clock::UnsyncedGrace,
+    /// Sirens heard since the start (out of `unknown`).
+    first_heard: usize,
     /// Told of every siren that starts or stops being able to sound.
     coverage: Option<SharedCoverage>,
     soundings: Option<Runner>,
@@ -280,6 +284,8 @@ impl Engine {
             counters: DirtyCounters::new(now),
             soundings_cadence: Cadence::new(SOUNDINGS_EVERY, now),
             clock_sync: ClockSync::new(sirens),
+            unsynced_grace: clock::UnsyncedGrace::default(),
+            first_heard: 0,
             coverage: None,
             soundings: None,
             arrived: None,
@@ -976,6 +982,7 @@ impl Engine {
         if link.is_some() && link == self.mqtt && faults.is_some_and(|f| f.contains(FaultBits::CLOCK_UNSYNCED)) {
             self.sync_clock(index, now);
         }
+        let faults = faults.map(|f| self.unsynced_grace.filter(index, f, now));
         self.observe(index, &Observation::Heard { link: link_name, faults });
     }
 
@@ -1067,7 +1074,19 @@ impl Engine {
                     if let Some(c) = &self.coverage {
                         c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set_able(index, to.can_sound());
                     }
-                    tracing::info!(siren = %id, from = from.as_str(), to = to.as_str(), cause = cause.as_str(), "state");
+                    // A siren first heard healthy is not news (a boot would log every siren);
+                    // the line that says they all answered is.
+                    if from == crate::liveness::State::Unknown && to == crate::liveness::State::Ok {
+                        tracing::debug!(siren = %id, from = from.as_str(), to = to.as_str(), cause = cause.as_str(), "state");
+                    } else {
+                        tracing::info!(siren = %id, from = from.as_str(), to = to.as_str(), cause = cause.as_str(), "state");
+                    }
+                    if from == crate::liveness::State::Unknown {
+                        self.first_heard += 1;
+                        if self.first_heard == self.read_fleet().sirens().len() {
+                            tracing::info!(sirens = self.first_heard, "every siren has been heard since the start");
+                        }
+                    }
                     ("state", format!("{} -> {} ({})", from.as_str(), to.as_str(), cause.as_str()))
                 }
                 Change::FaultRaised { fault } => ("fault_raised", fault.to_owned()),
