@@ -1,5 +1,6 @@
-//! Who may change state through the API: bearer tokens, stored as SHA-256 hashes, each with a
-//! role. Every write, accepted or refused, is audited (docs/operations.md).
+//! Who may do what through the API: bearer tokens, stored as SHA-256 hashes, each with
+//! permissions (a role's, or listed) and, for an office of a lower tier, the zones it acts in.
+//! Every write, accepted or refused, is audited (docs/operations.md).
 
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -29,11 +30,83 @@ impl Role {
     }
 }
 
+/// One thing a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read the API (when reads need a token).
+    Read,
+    /// Acknowledge a siren's faults.
+    Acknowledge,
+    /// Schedule an ad-hoc test sounding.
+    ScheduleTest,
+    /// Cancel a planned test sounding.
+    CancelTest,
+    /// Resynchronise counters, read the audit log.
+    Admin,
+}
+
+impl Permission {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Acknowledge => "acknowledge",
+            Permission::ScheduleTest => "schedule_test",
+            Permission::CancelTest => "cancel_test",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl Role {
+    /// What a token of this role may do when its configuration lists no `permissions`.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            Role::Viewer => &[Permission::Read],
+            Role::Operator => {
+                &[Permission::Read, Permission::Acknowledge, Permission::ScheduleTest, Permission::CancelTest]
+            }
+            Role::Admin => &[
+                Permission::Read,
+                Permission::Acknowledge,
+                Permission::ScheduleTest,
+                Permission::CancelTest,
+                Permission::Admin,
+            ],
+        }
+    }
+}
+
+/// What a valid token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    /// The zones it acts in (each with the zones inside it); empty: every zone.
+    pub zones: Vec<String>,
+}
+
+impl Grant {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// Whether `zone` is one it acts in.
+    pub fn covers(&self, zone: &str) -> bool {
+        self.zones.is_empty() || self.zones.iter().any(|z| crate::coverage::within(zone, z))
+    }
+
+    /// Whether it acts in every zone.
+    pub fn everywhere(&self) -> bool {
+        self.zones.is_empty()
+    }
+}
+
 /// Who presented a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A valid token.
-    Known { name: String, role: Role },
+    Known(Grant),
     /// No `Authorization: Bearer` header.
     Anonymous,
     /// A token that matches none.
@@ -44,7 +117,7 @@ impl Caller {
     /// The name the audit log records.
     pub fn name(&self) -> &str {
         match self {
-            Caller::Known { name, .. } => name,
+            Caller::Known(grant) => &grant.name,
             Caller::Anonymous => "anonymous",
             Caller::Unknown => "invalid-token",
         }
@@ -54,7 +127,7 @@ impl Caller {
 /// The configured tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    tokens: Vec<(String, Role, [u8; 32])>,
+    tokens: Vec<(Grant, [u8; 32])>,
 }
 
 impl Tokens {
@@ -64,7 +137,8 @@ impl Tokens {
             .filter_map(|t| {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(&t.sha256, &mut hash).ok()?;
-                Some((t.name.clone(), t.role, hash))
+                let permissions = t.permissions.clone().unwrap_or_else(|| t.role.permissions().to_vec());
+                Some((Grant { name: t.name.clone(), permissions, zones: t.zones.clone() }, hash))
             })
             .collect();
         Self { tokens }
@@ -78,9 +152,9 @@ impl Tokens {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare against every token in constant time, so timing says nothing about which.
         let mut found = None;
-        for (name, role, hash) in &self.tokens {
+        for (grant, hash) in &self.tokens {
             if bool::from(hash.ct_eq(&presented)) {
-                found = Some(Caller::Known { name: name.clone(), role: *role });
+                found = Some(Caller::Known(grant.clone()));
             }
         }
         found.unwrap_or(Caller::Unknown)

@@ -153,11 +153,25 @@ pub struct Http {
     /// Bearer tokens allowed to change state, stored as SHA-256 hashes (`sirend token`).
     #[serde(default)]
     pub tokens: Vec<Token>,
+    /// Whether reading the API needs a token [default: when `listen` is not a loopback
+    /// address]. `/healthz` and `/readyz` never do.
+    #[serde(default)]
+    pub read_needs_token: Option<bool>,
+    /// Whether `/metrics` needs a token with `read` (Prometheus's `authorization`).
+    #[serde(default)]
+    pub metrics_need_token: bool,
+}
+
+impl Http {
+    /// Whether reading the API needs a token.
+    pub fn reads_need_token(&self) -> bool {
+        self.read_needs_token.unwrap_or(!self.listen.ip().is_loopback())
+    }
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Self { listen: default_http_listen(), tokens: Vec::new() }
+        Self { listen: default_http_listen(), tokens: Vec::new(), read_needs_token: None, metrics_need_token: false }
     }
 }
 
@@ -168,6 +182,12 @@ pub struct Token {
     pub name: String,
     pub role: crate::auth::Role,
     pub sha256: String,
+    /// What it may do, instead of its role's permissions.
+    #[serde(default)]
+    pub permissions: Option<Vec<crate::auth::Permission>>,
+    /// The zones it acts in (each with the zones inside it); empty: every zone.
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -569,6 +589,14 @@ impl Loaded {
             }
             if t.name.is_empty() {
                 return Err(self.field(format!("http.tokens[{i}].name"), "must not be empty"));
+            }
+            for (j, z) in t.zones.iter().enumerate() {
+                if !self.fleet.sirens.iter().any(|s| s.zone.is_within(z)) {
+                    return Err(self.field(
+                        format!("http.tokens[{i}].zones[{j}]"),
+                        format!("no siren of the fleet is in zone `{z}`"),
+                    ));
+                }
             }
         }
         if c.liveness.down_after_misses == 0 {

@@ -203,6 +203,7 @@ impl Daemon {
             coverage: coverage.clone(),
             engine: Some(engine_tx),
             views: Arc::default(),
+            access: crate::http::Access { reads: c.http.reads_need_token(), metrics: c.http.metrics_need_token },
         });
         let http_metrics = Arc::clone(&metrics);
         let limits = crate::http::server::Limits::default();

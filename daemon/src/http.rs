@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Caller, Role, Tokens};
+use crate::auth::{Caller, Permission, Tokens};
 use crate::fleet::{FleetState, Siren};
 use crate::metrics::{Format, Metrics};
 use crate::store::{AuditEntry, Event, EventQuery, Store};
@@ -31,6 +31,15 @@ pub struct AppState {
     /// Requests for the engine (soundings); `None` in tests of the read-only API.
     pub engine: Option<tokio::sync::mpsc::Sender<crate::engine::Input>>,
     pub views: Arc<Views>,
+    pub access: Access,
+}
+
+/// Which reads need a token (`[http] read_needs_token`, `metrics_need_token`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Access {
+    /// The API and the landing page.
+    pub reads: bool,
+    pub metrics: bool,
 }
 
 /// Answers kept until the fleet changes: a thousand clients asking for the fleet between two
@@ -68,8 +77,44 @@ pub fn router(state: AppState) -> Router {
         .route("/api/soundings/{id}", get(soundings::one))
         .route("/api/soundings/{id}/cancel", post(soundings::cancel))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Refuses reads without a valid token (with the `read` permission) where the configuration
+/// says they need one: siren positions and outages are sensitive in air defence. `/healthz`
+/// and `/readyz` never need one; `/metrics` when `metrics_need_token`.
+async fn reads_need_a_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let needs = match path {
+        "/healthz" | "/readyz" => false,
+        "/metrics" => state.access.metrics,
+        _ => state.access.reads && request.method() == axum::http::Method::GET,
+    };
+    if needs {
+        let caller = state.tokens.identify(request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+        let refusal = match caller {
+            Caller::Known(grant) if grant.may(Permission::Read) => None,
+            Caller::Known(grant) => Some((
+                StatusCode::FORBIDDEN,
+                format!("token `{}` may not read: that needs the `read` permission", grant.name),
+            )),
+            Caller::Anonymous => {
+                Some((StatusCode::UNAUTHORIZED, "reading needs an `Authorization: Bearer <token>` header".to_owned()))
+            }
+            Caller::Unknown => Some((StatusCode::UNAUTHORIZED, "the token is not valid".to_owned())),
+        };
+        if let Some((status, why)) = refusal {
+            state.metrics.api_refused(if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthenticated" });
+            return refused_response(Some((status, why)));
+        }
+    }
+    next.run(request).await
 }
 
 /// Every error the API answers is JSON, `{"error": "..."}`: the framework's own refusals
@@ -216,22 +261,61 @@ fn fault_names(faults: siren_proto::message::FaultBits) -> Vec<&'static str> {
     siren_proto::message::FaultBits::NAMES.iter().filter(|(bit, _)| faults.contains(*bit)).map(|(_, n)| *n).collect()
 }
 
-/// Checks the caller's role for a write and audits the attempt either way. `Err` is the
-/// refusal to send back.
-fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    need: Role,
-    action: &str,
-    target: &str,
-) -> Result<String, Box<Response>> {
+/// The address a request came from (set per connection by [`server::serve`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The client's address, when the server knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(parts.extensions.get::<Peer>().map(|p| p.0)))
+    }
+}
+
+/// What a write asks of its caller.
+#[derive(Debug)]
+pub(crate) struct Ask<'a> {
+    pub permission: Permission,
+    pub action: &'a str,
+    pub target: &'a str,
+    /// The zones it touches; `None`: the whole fleet (only a token for every zone may).
+    pub zones: Option<&'a [String]>,
+    /// The note or reason the caller gave, for the audit log.
+    pub note: &'a str,
+}
+
+/// Checks the caller's permission and zones for a write and audits the attempt either way,
+/// with the client's address. `Err` is the refusal to send back.
+fn authorize(state: &AppState, headers: &HeaderMap, client: Client, ask: &Ask<'_>) -> Result<String, Box<Response>> {
     let caller = state.tokens.identify(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let action = ask.action;
     let refusal = match &caller {
-        Caller::Known { role, .. } if *role >= need => None,
-        Caller::Known { role, .. } => Some((
+        Caller::Known(grant) if !grant.may(ask.permission) => Some((
             StatusCode::FORBIDDEN,
-            format!("role {} may not {action}; {} is needed", role.as_str(), need.as_str()),
+            format!("token `{}` may not {action}: that needs the `{}` permission", grant.name, ask.permission.as_str()),
         )),
+        Caller::Known(grant) => match ask.zones {
+            None if !grant.everywhere() => Some((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` acts in {} only; {action} would touch the whole fleet (name the zones)",
+                    grant.name,
+                    grant.zones.join(", ")
+                ),
+            )),
+            Some(zones) => zones.iter().find(|z| !grant.covers(z)).map(|z| {
+                (
+                    StatusCode::FORBIDDEN,
+                    format!("token `{}` acts in {} only; {action} touches `{z}`", grant.name, grant.zones.join(", ")),
+                )
+            }),
+            None => None,
+        },
         Caller::Anonymous => {
             Some((StatusCode::UNAUTHORIZED, "an `Authorization: Bearer <token>` header is needed".to_owned()))
         }
@@ -239,7 +323,7 @@ fn authorize(
     };
     // Every permitted call is recorded; refusals are summarised (see `refusals`).
     let record = match &refusal {
-        None => Some(String::new()),
+        None => Some(ask.note.to_owned()),
         Some((status, why)) => {
             let reason = if *status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthenticated" };
             state.metrics.api_refused(reason);
@@ -254,9 +338,10 @@ fn authorize(
         at: Timestamp::now(),
         actor: caller.name().to_owned(),
         action: action.to_owned(),
-        target: target.to_owned(),
+        target: ask.target.to_owned(),
         allowed: refusal.is_none(),
         detail,
+        client: client.0.map(|a| a.ip().to_string()).unwrap_or_default(),
     };
     if let Err(e) = state.store.audit(&entry) {
         // No write without its audit record.
@@ -293,13 +378,10 @@ struct AckBody {
 async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let by = match authorize(&state, &headers, Role::Operator, "acknowledge", &id) {
-        Ok(by) => by,
-        Err(refused) => return *refused,
-    };
     let body: AckBody = if body.is_empty() {
         AckBody::default()
     } else {
@@ -312,6 +394,18 @@ async fn acknowledge(
         let error = format!("note: at most {NOTE_MAX_CHARS} characters");
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": error, "field": "note"}))).into_response();
     }
+    let zones: Vec<String> = fleet(&state).get(&id).map(|s| s.zone.to_string()).into_iter().collect();
+    let ask = Ask {
+        permission: Permission::Acknowledge,
+        action: "acknowledge",
+        target: &id,
+        zones: Some(&zones),
+        note: &body.note,
+    };
+    let by = match authorize(&state, &headers, client, &ask) {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
     let now = Timestamp::now();
     let acknowledged = {
         let mut fleet = state.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -329,8 +423,11 @@ async fn acknowledge(
 
 /// `POST /api/sirens/{id}/resync`: moves the siren's transmit counter far ahead, for a device
 /// whose receive counter is ahead of the daemon's (admin; docs/operations.md).
-async fn resync(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let by = match authorize(&state, &headers, Role::Admin, "resync-counters", &id) {
+async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: Client, headers: HeaderMap) -> Response {
+    let zones: Vec<String> = fleet(&state).get(&id).map(|s| s.zone.to_string()).into_iter().collect();
+    let ask =
+        Ask { permission: Permission::Admin, action: "resync-counters", target: &id, zones: Some(&zones), note: "" };
+    let by = match authorize(&state, &headers, client, &ask) {
         Ok(by) => by,
         Err(refused) => return *refused,
     };
@@ -352,8 +449,9 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, headers: 
 }
 
 /// `GET /api/audit`: the audit log (admin).
-async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize(&state, &headers, Role::Admin, "read-audit", "audit") {
+async fn audit(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
+    let ask = Ask { permission: Permission::Admin, action: "read-audit", target: "audit", zones: Some(&[]), note: "" };
+    if let Err(refused) = authorize(&state, &headers, client, &ask) {
         return *refused;
     }
     match read_store(&state, |store| store.audit_log(1000)).await {
@@ -361,7 +459,7 @@ async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Response {
             rows.into_iter()
                 .map(|a| {
                     json!({"at": a.at.to_string(), "actor": a.actor, "action": a.action, "target": a.target,
-                           "allowed": a.allowed, "detail": a.detail})
+                           "allowed": a.allowed, "detail": a.detail, "client": a.client})
                 })
                 .collect(),
         ))

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use crate::sounding::campaign::Campaign;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 /// How long a caller waits for the writer's answer (a flush, a counter lease, a new campaign's
@@ -120,7 +120,10 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub allowed: bool,
+    /// Why it was refused, or the note or reason the caller gave.
     pub detail: String,
+    /// The client's address (empty when not known).
+    pub client: String,
 }
 
 /// Which events to read.
@@ -358,6 +361,15 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 5 {
+        // The address a request came from, for the audit log.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE audit ADD COLUMN client TEXT NOT NULL DEFAULT '';
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -585,7 +597,7 @@ impl Store {
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT at_us, actor, action, target, allowed, detail FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+            "SELECT at_us, actor, action, target, allowed, detail, client FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
         )?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok(AuditEntry {
@@ -595,6 +607,7 @@ impl Store {
                 target: r.get(3)?,
                 allowed: r.get(4)?,
                 detail: r.get(5)?,
+                client: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -795,7 +808,7 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
             "INSERT OR IGNORE INTO campaigns (schedule, instant_us, phase, body) VALUES (?1, ?2, 'planned', '')",
         )?;
         let mut audit = tx.prepare_cached(
-            "INSERT INTO audit (at_us, actor, action, target, allowed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO audit (at_us, actor, action, target, allowed, detail, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for w in batch {
             match w {
@@ -839,7 +852,7 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
                     created.push((n > 0).then(|| u32::try_from(tx.last_insert_rowid()).ok()).flatten());
                 }
                 Write::Audit(a) => {
-                    audit.execute(params![micros(a.at), a.actor, a.action, a.target, a.allowed, a.detail])?;
+                    audit.execute(params![micros(a.at), a.actor, a.action, a.target, a.allowed, a.detail, a.client])?;
                 }
                 Write::Flush(_) => {}
             }

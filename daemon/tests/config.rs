@@ -215,3 +215,16 @@ fn check_config_takes_config_and_survives_a_reader_that_goes_away() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn a_token_limited_to_a_zone_that_does_not_exist_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet(dir.path());
+    let (_, entry) = sirend::auth::new_token("district", sirend::auth::Role::Operator);
+    append(&config, &format!("\n{entry}zones = [\"hangzhou/atlantis\"]\n"));
+    let err = Loaded::load(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("field `http.tokens[0].zones[0]`: no siren of the fleet is in zone `hangzhou/atlantis`"),
+        "{err}"
+    );
+}

@@ -53,10 +53,20 @@ struct Api {
     operator: String,
     viewer: String,
     admin: String,
+    /// An operator of one district (the first siren's), and a token that may only read.
+    district: String,
+    reader: String,
+    /// The first siren's district, and a siren outside it.
+    district_zone: String,
+    outsider: String,
     _dir: tempfile::TempDir,
 }
 
 async fn api() -> Api {
+    api_with(sirend::http::Access::default()).await
+}
+
+async fn api_with(access: sirend::http::Access) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let g = generate::generate(&Options { sirens: 5, seed: 9, ..Options::default() }).unwrap();
     let mut fleet = FleetState::new(&g.fleet.sirens, Policy { down_after_misses: 3 }, Timestamp::now());
@@ -75,10 +85,18 @@ async fn api() -> Api {
     let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), Some(Arc::clone(&coverage))));
     let mut tokens = Vec::new();
     let mut secrets = Vec::new();
-    for (name, role) in [("ops", Role::Operator), ("watch", Role::Viewer), ("root", Role::Admin)] {
+    let district_zone = g.fleet.sirens[0].zone.levels().take(2).collect::<Vec<_>>().join("/");
+    let outsider = g.fleet.sirens.iter().find(|s| !s.zone.is_within(&district_zone)).unwrap().id.clone();
+    for (name, role, permissions, zones) in [
+        ("ops", Role::Operator, None, vec![]),
+        ("watch", Role::Viewer, None, vec![]),
+        ("root", Role::Admin, None, vec![]),
+        ("district-office", Role::Operator, None, vec![district_zone.clone()]),
+        ("reader", Role::Operator, Some(vec![sirend::auth::Permission::Read]), vec![]),
+    ] {
         let (secret, entry) = new_token(name, role);
         let hash = entry.lines().find_map(|l| l.strip_prefix("sha256 = \"")).unwrap().trim_end_matches('"').to_owned();
-        tokens.push(Token { name: name.into(), role, sha256: hash });
+        tokens.push(Token { name: name.into(), role, sha256: hash, permissions, zones });
         secrets.push(secret);
     }
     let store = Arc::new(Store::open(&dir.path().join("sirend.db")).unwrap());
@@ -91,12 +109,14 @@ async fn api() -> Api {
         coverage: Some(coverage),
         engine: None,
         views: Arc::default(),
+        access,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let [operator, viewer, admin] = <[String; 3]>::try_from(secrets).unwrap();
-    Api { addr, store, operator, viewer, admin, _dir: dir }
+    let limits = sirend::http::server::Limits::default();
+    tokio::spawn(sirend::http::server::serve(listener, router(state), limits, || {}));
+    let [operator, viewer, admin, district, reader] = <[String; 5]>::try_from(secrets).unwrap();
+    Api { addr, store, operator, viewer, admin, district, reader, district_zone, outsider, _dir: dir }
 }
 
 /// `promtool check metrics` must accept the exposition. Runs where promtool is installed; CI
@@ -169,7 +189,7 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
         assert_eq!(request(addr, "POST", &path, Some("not-a-token"), "").0, 401);
         let (status, body) = request(addr, "POST", &path, Some(&viewer), "");
         assert_eq!(status, 403);
-        assert!(body.contains("operator is needed"), "{body}");
+        assert!(body.contains("needs the `acknowledge` permission"), "{body}");
         assert_eq!(request(addr, "POST", &path, Some(&operator), "{\"nope\": 1}").0, 400, "unknown fields refused");
         let overlong_note = format!("{{\"note\": \"{}\"}}", "x".repeat(1001));
         let (status, body) = request(addr, "POST", &path, Some(&operator), &overlong_note);
@@ -200,8 +220,8 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
                 ("anonymous".to_owned(), false),
                 ("invalid-token".to_owned(), false),
                 ("watch".to_owned(), false),
-                ("ops".to_owned(), true),
-                ("ops".to_owned(), true),
+                // The malformed body and the overlong note were refused before any authority
+                // was used; the acknowledgement is recorded.
                 ("ops".to_owned(), true),
             ]
         );
@@ -350,6 +370,80 @@ async fn errors_are_json_with_the_right_status_and_filters_work_as_documented() 
         let zone = degraded[0]["zone"].as_str().unwrap().to_owned();
         let (_, body) = request(addr, "GET", &format!("/api/sirens?zone={zone}"), None, "");
         assert!(json(&body).as_array().unwrap().iter().all(|s| s["zone"] == zone.as_str()), "{body}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_token_acts_in_its_district_only_and_the_audit_says_who_from_where() {
+    let api = api().await;
+    let addr = api.addr;
+    tokio::task::spawn_blocking(move || {
+        let (_, body) = request(addr, "GET", "/api/sirens", None, "");
+        let sirens: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let inside = sirens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["zone"].as_str().unwrap().starts_with(&api.district_zone))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ack = |id: &str, token: &str| {
+            request(addr, "POST", &format!("/api/sirens/{id}/ack"), Some(token), r#"{"note":"crew 7 on its way"}"#)
+        };
+        assert_eq!(ack(&inside, &api.district).0, 200);
+        let (status, body) = ack(&api.outsider, &api.district);
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains(&format!("acts in {} only", api.district_zone)), "{body}");
+        // A permission list narrower than the role's: this operator token may only read.
+        let (status, body) = ack(&inside, &api.reader);
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("`acknowledge` permission"), "{body}");
+        // The whole fleet's sounding needs a token for every zone.
+        let at = (Timestamp::now() + jiff::SignedDuration::from_secs(600)).to_string();
+        let fleet_wide = format!(r#"{{"at":"{at}","sequence":[{{"pattern":"chime"}}]}}"#);
+        let (status, body) = request(addr, "POST", "/api/soundings", Some(&api.district), &fleet_wide);
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("whole fleet"), "{body}");
+        // The audit log: who, from where, with the note, allowed or not.
+        let (_, body) = request(addr, "GET", "/api/audit", Some(&api.admin), "");
+        let log: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = log.as_array().unwrap();
+        let allowed = rows.iter().find(|r| r["actor"] == "district-office" && r["allowed"] == true).unwrap();
+        assert_eq!(
+            (allowed["client"].as_str(), allowed["detail"].as_str()),
+            (Some("127.0.0.1"), Some("crew 7 on its way")),
+            "{allowed}"
+        );
+        assert!(
+            rows.iter().any(|r| r["actor"] == "district-office"
+                && r["allowed"] == false
+                && r["target"] == api.outsider.as_str())
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_a_token_where_configured_and_health_never_does() {
+    let api = api_with(sirend::http::Access { reads: true, metrics: false }).await;
+    let addr = api.addr;
+    tokio::task::spawn_blocking(move || {
+        for path in ["/api/sirens", "/api/events", "/api/coverage", "/"] {
+            let (status, body) = request(addr, "GET", path, None, "");
+            assert_eq!(status, 401, "{path}: {body}");
+            assert_eq!(request(addr, "GET", path, Some("not-a-token"), "").0, 401, "{path}");
+            assert_eq!(request(addr, "GET", path, Some(&api.viewer), "").0, 200, "{path}");
+        }
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(request(addr, "GET", path, None, "").0, 200, "{path}");
+        }
+        let (_, metrics) = request(addr, "GET", "/metrics", None, "");
+        assert!(metrics.contains("sirend_api_refused_total{reason=\"unauthenticated\"} 8"), "{metrics}");
     })
     .await
     .unwrap();

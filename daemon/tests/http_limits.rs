@@ -38,6 +38,7 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, SocketAddr, Arc<Ato
         coverage: None,
         engine: None,
         views: Arc::default(),
+        access: sirend::http::Access::default(),
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind("0.0.0.0:0")).unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -200,11 +200,14 @@ fn ad_hoc_requests_are_answered_with_the_status_that_says_why(daemon: &Daemon, s
     assert_eq!(status, 400, "malformed: {body}");
     let cancel = format!("/api/soundings/{adhoc_id}/cancel");
     let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
+    assert_eq!((status, json(&body)["field"].as_str()), (422, Some("reason")), "a cancel says why: {body}");
+    let why = r#"{"reason": "exercise moved to Friday"}"#;
+    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), why);
     assert_eq!(status, 200, "{body}");
-    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), "");
+    let (status, body) = request(daemon.http, "POST", &cancel, Some(&s.operator), why);
     assert_eq!(status, 409, "a conflict with its state: {body}");
     assert!(json(&body)["error"].as_str().unwrap().contains("already over"), "{body}");
-    let (status, body) = request(daemon.http, "POST", "/api/soundings/999999/cancel", Some(&s.operator), "");
+    let (status, body) = request(daemon.http, "POST", "/api/soundings/999999/cancel", Some(&s.operator), why);
     assert_eq!(status, 404, "{body}");
     let (status, body) = request(daemon.http, "POST", "/api/soundings/abc/cancel", Some(&s.operator), "");
     assert_eq!(status, 400, "{body}");

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{AppState, authorize};
-use crate::auth::Role;
+use super::{AppState, Ask, Client, authorize};
+use crate::auth::Permission;
 use crate::engine::{Input, SoundingRequest};
 use crate::sounding::campaign::{Campaign, Phase, Target};
 use crate::sounding::runner::{AdHoc, RequestError};
@@ -310,7 +310,7 @@ fn html(c: &Campaign, report: &Value) -> String {
     out
 }
 
-async fn ask<T>(
+async fn ask_engine<T>(
     state: &AppState,
     make: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> SoundingRequest,
 ) -> Result<T, Response> {
@@ -329,28 +329,72 @@ async fn ask<T>(
 }
 
 /// `POST /api/soundings`: an ad-hoc sounding (operator).
-pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let by = match authorize(&state, &headers, Role::Operator, "schedule-sounding", "ad-hoc") {
-        Ok(by) => by,
-        Err(refused) => return *refused,
-    };
+pub(super) async fn create(State(state): State<AppState>, client: Client, headers: HeaderMap, body: Bytes) -> Response {
     let request: AdHoc = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
-    match ask(&state, |reply| SoundingRequest::AdHoc { request, by, reply }).await {
+    // No zones named: the whole fleet, which only a token for every zone may sound.
+    let zones = (!request.zones.is_empty()).then_some(request.zones.as_slice());
+    let asked =
+        Ask { permission: Permission::ScheduleTest, action: "schedule-sounding", target: "ad-hoc", zones, note: "" };
+    let by = match authorize(&state, &headers, client, &asked) {
+        Ok(by) => by,
+        Err(refused) => return *refused,
+    };
+    match ask_engine(&state, |reply| SoundingRequest::AdHoc { request, by, reply }).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
         Err(r) => r,
     }
 }
 
 /// `POST /api/soundings/{id}/cancel` (operator).
-pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<u32>, headers: HeaderMap) -> Response {
-    let by = match authorize(&state, &headers, Role::Operator, "cancel-sounding", &id.to_string()) {
-        Ok(by) => by,
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<u32>,
+    client: Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: CancelBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) if body.is_empty() => CancelBody::default(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        let message = "a reason is needed to cancel a sounding: {\"reason\": \"...\"} (at most 1,000 characters)";
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": message, "field": "reason"}))).into_response();
+    }
+    // The zones it would cancel the sounding of: every target's (a district office cannot
+    // cancel the city's test). A campaign the store does not have touches none, and is a 404.
+    let zones: Vec<String> = match super::read_store(&state, move |store| store.campaign(id)).await {
+        Ok(Some(c)) => {
+            c.targets.iter().map(|t| t.zone.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+        }
+        Ok(None) => Vec::new(),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let target = id.to_string();
+    let asked = Ask {
+        permission: Permission::CancelTest,
+        action: "cancel-sounding",
+        target: &target,
+        zones: Some(&zones),
+        note: reason,
+    };
+    let by = match authorize(&state, &headers, client, &asked) {
+        Ok(by) => format!("{by} ({reason})"),
         Err(refused) => return *refused,
     };
-    match ask(&state, |reply| SoundingRequest::Cancel { campaign: id, by, reply }).await {
+    match ask_engine(&state, |reply| SoundingRequest::Cancel { campaign: id, by, reply }).await {
         Ok(()) => Json(json!({"id": id, "phase": "cancelled"})).into_response(),
         Err(r) => r,
     }
