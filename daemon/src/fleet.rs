@@ -89,13 +89,57 @@ pub struct LastKnown {
     pub since: Timestamp,
 }
 
-/// An operator's acknowledgement of a siren's faults.
+/// An operator's acknowledgement of a siren's condition: its state and faults when
+/// acknowledged. It holds while the siren stays in that condition or a milder one that is not
+/// `ok` (down then faulty, faulty then degraded), and ends when it recovers, when it gets worse
+/// or a new fault appears, or at `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledgement {
+    pub state: State,
     pub faults: siren_proto::message::FaultBits,
     pub by: String,
     pub at: Timestamp,
     pub note: String,
+    pub until: Option<Timestamp>,
+}
+
+impl Acknowledgement {
+    /// How bad a state is, for "worse than acknowledged".
+    fn severity(state: State) -> u8 {
+        match state {
+            State::Ok | State::Unknown => 0,
+            State::Degraded => 1,
+            State::Faulty | State::Unreachable => 2,
+            State::Down => 3,
+        }
+    }
+
+    /// Why it ends for a siren now in `state` with `faults`, if it does.
+    fn ends(&self, state: State, faults: siren_proto::message::FaultBits) -> Option<&'static str> {
+        if state == State::Ok {
+            Some("recovered")
+        } else if Self::severity(state) > Self::severity(self.state) {
+            Some("worse than when acknowledged")
+        } else if faults.0 & !self.faults.0 != 0 {
+            Some("a new fault")
+        } else {
+            None
+        }
+    }
+
+    /// Whether it is still in force at `now` (not past `until`).
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckRefused {
+    #[error("the siren is ok: there is nothing to acknowledge")]
+    NothingWrong,
+    #[error("the siren has not been heard since sirend started: there is nothing known to acknowledge")]
+    NotHeard,
 }
 
 /// Every siren this daemon owns.
@@ -198,8 +242,13 @@ impl FleetState {
     pub fn observe(&mut self, index: usize, observation: &Observation, now: Timestamp) -> Vec<Change> {
         self.version = self.version.wrapping_add(1);
         let siren = &mut self.sirens[index];
-        let (next, changes) = siren.liveness.step(observation, now, self.policy);
+        let (next, mut changes) = siren.liveness.step(observation, now, self.policy);
         siren.liveness = next;
+        if let Some(why) = siren.acknowledged.as_ref().and_then(|a| a.ends(siren.liveness.state, siren.liveness.faults))
+        {
+            siren.acknowledged = None;
+            changes.push(Change::AcknowledgementEnded { why });
+        }
         for change in &changes {
             match change {
                 Change::FaultRaised { fault } => {
@@ -208,7 +257,7 @@ impl FleetState {
                 Change::FaultCleared { fault } => {
                     self.fault_since.remove(&(index, *fault));
                 }
-                Change::State { .. } => {}
+                Change::State { .. } | Change::AcknowledgementEnded { .. } => {}
             }
         }
         changes
@@ -227,19 +276,38 @@ impl FleetState {
         self.fault_since.range((range.start, "")..(range.end, "")).map(|(&(index, fault), &at)| (index, fault, at))
     }
 
-    /// Acknowledges siren `index`'s current faults; returns them.
+    /// Acknowledges siren `index`'s condition (any but `ok` and `unknown`) until `until`, if
+    /// given; returns the acknowledgement.
     pub fn acknowledge(
         &mut self,
         index: usize,
         by: &str,
         note: &str,
+        until: Option<Timestamp>,
         now: Timestamp,
-    ) -> siren_proto::message::FaultBits {
-        self.version = self.version.wrapping_add(1);
+    ) -> Result<Acknowledgement, AckRefused> {
         let s = &mut self.sirens[index];
-        let faults = s.liveness.faults;
-        s.acknowledged = Some(Box::new(Acknowledgement { faults, by: by.to_owned(), at: now, note: note.to_owned() }));
-        faults
+        match s.liveness.state {
+            State::Ok => return Err(AckRefused::NothingWrong),
+            State::Unknown => return Err(AckRefused::NotHeard),
+            State::Degraded | State::Faulty | State::Down | State::Unreachable => {}
+        }
+        self.version = self.version.wrapping_add(1);
+        let ack = Acknowledgement {
+            state: s.liveness.state,
+            faults: s.liveness.faults,
+            by: by.to_owned(),
+            at: now,
+            note: note.to_owned(),
+            until,
+        };
+        s.acknowledged = Some(Box::new(ack.clone()));
+        Ok(ack)
+    }
+
+    /// Siren `index`'s acknowledgement, if one is in force at `now`.
+    pub fn acknowledgement(&self, index: usize, now: Timestamp) -> Option<&Acknowledgement> {
+        self.sirens[index].acknowledged.as_deref().filter(|a| a.in_force(now))
     }
 
     /// Siren `index` answered a command: any command-path fault is over; returns whether

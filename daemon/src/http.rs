@@ -248,10 +248,12 @@ fn siren_json(s: &Siren) -> Value {
             "since": f.since.to_string(),
             "unanswered": f.unanswered,
         })),
-        "acknowledged": s.acknowledged.as_ref().map(|a| json!({
+        "acknowledged": s.acknowledged.as_ref().filter(|a| a.in_force(Timestamp::now())).map(|a| json!({
+            "state": a.state.as_str(),
             "faults": fault_names(a.faults),
             "by": a.by,
             "at": a.at.to_string(),
+            "until": a.until.map(|u| u.to_string()),
             "note": a.note,
         })),
     })
@@ -372,6 +374,9 @@ const NOTE_MAX_CHARS: usize = 1000;
 struct AckBody {
     #[serde(default)]
     note: String,
+    /// When the acknowledgement lapses by itself (RFC 3339).
+    #[serde(default)]
+    until: Option<Timestamp>,
 }
 
 /// `POST /api/sirens/{id}/ack`: an operator acknowledges the siren's current faults.
@@ -394,6 +399,10 @@ async fn acknowledge(
         let error = format!("note: at most {NOTE_MAX_CHARS} characters");
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": error, "field": "note"}))).into_response();
     }
+    if body.until.is_some_and(|u| u <= Timestamp::now()) {
+        let error = "until: must be in the future";
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": error, "field": "until"}))).into_response();
+    }
     let zones: Vec<String> = fleet(&state).get(&id).map(|s| s.zone.to_string()).into_iter().collect();
     let ask = Ask {
         permission: Permission::Acknowledge,
@@ -412,13 +421,22 @@ async fn acknowledge(
         let Some(index) = fleet.index(&id) else {
             return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response();
         };
-        fleet.acknowledge(index, &by, &body.note, now)
+        fleet.acknowledge(index, &by, &body.note, body.until, now)
     };
-    let names = fault_names(acknowledged);
+    let ack = match acknowledged {
+        Ok(ack) => ack,
+        Err(refused) => return (StatusCode::CONFLICT, Json(json!({"error": refused.to_string()}))).into_response(),
+    };
+    let names = fault_names(ack.faults);
     let note = if body.note.is_empty() { String::new() } else { format!(": {}", body.note) };
-    let detail = format!("{} by {by}{note}", names.join(","));
+    let until = ack.until.map(|u| format!(" until {u}")).unwrap_or_default();
+    let detail = format!("{} {} by {by}{until}{note}", ack.state.as_str(), names.join(","));
     let _ = state.store.record(Event { at: now, siren: Some(id.clone()), kind: "acknowledged".into(), detail });
-    Json(json!({"siren": id, "acknowledged": names, "by": by, "at": now.to_string()})).into_response()
+    Json(json!({
+        "siren": id, "state": ack.state.as_str(), "faults": names, "by": by, "at": now.to_string(),
+        "until": ack.until.map(|u| u.to_string()), "note": ack.note,
+    }))
+    .into_response()
 }
 
 /// `POST /api/sirens/{id}/resync`: moves the siren's transmit counter far ahead, for a device

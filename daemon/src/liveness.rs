@@ -106,9 +106,22 @@ impl Cause {
 /// Something that changed, to be recorded as an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    State { from: State, to: State, cause: Cause },
-    FaultRaised { fault: &'static str },
-    FaultCleared { fault: &'static str },
+    State {
+        from: State,
+        to: State,
+        cause: Cause,
+    },
+    FaultRaised {
+        fault: &'static str,
+    },
+    FaultCleared {
+        fault: &'static str,
+    },
+    /// The siren's acknowledgement ended (the fleet's, not the state machine's): it recovered
+    /// or something new went wrong.
+    AcknowledgementEnded {
+        why: &'static str,
+    },
 }
 
 /// One siren's liveness.

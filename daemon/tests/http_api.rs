@@ -448,3 +448,45 @@ async fn reads_need_a_token_where_configured_and_health_never_does() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_is_of_a_condition_with_an_expiry_and_is_exported() {
+    let api = api().await;
+    let addr = api.addr;
+    tokio::task::spawn_blocking(move || {
+        let json =
+            |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let sirens = json(&request(addr, "GET", "/api/sirens", None, "").1);
+        let degraded = sirens.as_array().unwrap().iter().find(|s| s["state"] == "degraded").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let unknown = sirens.as_array().unwrap().iter().find(|s| s["state"] == "unknown").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let until = (Timestamp::now() + jiff::SignedDuration::from_hours(4)).to_string();
+        let body = format!(r#"{{"note": "door latch broken, crew tomorrow", "until": "{until}"}}"#);
+        let (status, answer) =
+            request(addr, "POST", &format!("/api/sirens/{degraded}/ack"), Some(&api.operator), &body);
+        assert_eq!(status, 200, "{answer}");
+        let answer = json(&answer);
+        assert_eq!((answer["state"].as_str(), answer["faults"][0].as_str()), (Some("degraded"), Some("door_open")));
+        let shown = json(&request(addr, "GET", &format!("/api/sirens/{degraded}"), None, "").1);
+        assert_eq!(
+            shown["acknowledged"]["until"].as_str().map(|u| u.parse::<Timestamp>().unwrap()),
+            Some(until.parse().unwrap())
+        );
+        let (_, metrics) = request(addr, "GET", "/metrics", None, "");
+        assert!(metrics.contains(&format!("siren_acknowledged{{siren=\"{degraded}\"}} 1")), "{metrics}");
+        assert!(metrics.contains(&format!("siren_acknowledged{{siren=\"{unknown}\"}} 0")), "{metrics}");
+        // Nothing known to acknowledge, and an expiry in the past.
+        let (status, answer) = request(addr, "POST", &format!("/api/sirens/{unknown}/ack"), Some(&api.operator), "");
+        assert_eq!(status, 409, "{answer}");
+        let past = r#"{"until": "2020-01-01T00:00:00Z"}"#;
+        let (status, answer) = request(addr, "POST", &format!("/api/sirens/{degraded}/ack"), Some(&api.operator), past);
+        assert_eq!((status, json(&answer)["field"].as_str()), (422, Some("until")), "{answer}");
+    })
+    .await
+    .unwrap();
+}

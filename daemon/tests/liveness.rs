@@ -170,3 +170,53 @@ proptest! {
         }
     }
 }
+
+/// Acknowledgements: of any condition but ok; held while the siren stays in it or a milder
+/// one; ended by recovery, by something worse or new, and by their expiry.
+#[test]
+fn an_acknowledgement_holds_until_the_siren_recovers_gets_worse_or_it_expires() {
+    use sirend::fleet::{AckRefused, FleetState};
+    let g = siren_sim::generate::generate(&siren_sim::generate::Options { sirens: 1, seed: 3, ..Default::default() })
+        .unwrap();
+    let t0 = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(24 * 365 * 56);
+    let mut fleet = FleetState::new(&g.fleet.sirens, Policy { down_after_misses: 2 }, t0);
+    let link = g.fleet.sirens[0].links[0].to_string();
+    let heard = |faults: u32| Observation::Heard { link: link.clone(), faults: Some(FaultBits(faults)) };
+    let missed = Observation::Missed { link: link.clone() };
+    let at = |s: i64| t0 + SignedDuration::from_secs(s);
+    assert_eq!(fleet.acknowledge(0, "ops", "", None, at(1)).unwrap_err(), AckRefused::NotHeard);
+    fleet.observe(0, &heard(0), at(1));
+    assert_eq!(fleet.acknowledge(0, "ops", "", None, at(2)).unwrap_err(), AckRefused::NothingWrong);
+    // Down, acknowledged; then heard again with its amplifier gone (faulty): a new fault ends it.
+    fleet.observe(0, &missed, at(3));
+    fleet.observe(0, &missed, at(4));
+    assert_eq!(fleet.siren(0).liveness.state, State::Down);
+    let ack = fleet.acknowledge(0, "ops", "crew 7", None, at(5)).unwrap();
+    assert_eq!(ack.state, State::Down);
+    assert!(fleet.acknowledgement(0, at(6)).is_some());
+    let changes = fleet.observe(0, &heard(FaultBits::AMPLIFIER_FAILED), at(7));
+    assert!(changes.contains(&Change::AcknowledgementEnded { why: "a new fault" }), "{changes:?}");
+    assert!(fleet.acknowledgement(0, at(7)).is_none());
+    // Faulty, acknowledged; the amplifier is half repaired (degraded, a known fault class
+    // gone): milder, it holds; then a door opens (new): it ends.
+    let faulty = FaultBits::AMPLIFIER_FAILED | FaultBits::CHANNEL_DEGRADED;
+    fleet.observe(0, &heard(faulty), at(8));
+    fleet.acknowledge(0, "ops", "", None, at(9)).unwrap();
+    let changes = fleet.observe(0, &heard(FaultBits::CHANNEL_DEGRADED), at(10));
+    assert_eq!(fleet.siren(0).liveness.state, State::Degraded);
+    assert!(!changes.iter().any(|c| matches!(c, Change::AcknowledgementEnded { .. })), "{changes:?}");
+    let changes = fleet.observe(0, &heard(FaultBits::CHANNEL_DEGRADED | FaultBits::DOOR_OPEN), at(11));
+    assert!(changes.contains(&Change::AcknowledgementEnded { why: "a new fault" }), "{changes:?}");
+    // Degraded, acknowledged; it goes down: worse.
+    fleet.acknowledge(0, "ops", "", None, at(12)).unwrap();
+    fleet.observe(0, &missed, at(13));
+    let changes = fleet.observe(0, &missed, at(14));
+    assert!(changes.contains(&Change::AcknowledgementEnded { why: "worse than when acknowledged" }), "{changes:?}");
+    // Down, acknowledged for a minute: in force for that minute; recovery ends it.
+    fleet.acknowledge(0, "ops", "", Some(at(75)), at(15)).unwrap();
+    assert!(fleet.acknowledgement(0, at(74)).is_some());
+    assert!(fleet.acknowledgement(0, at(75)).is_none(), "expired");
+    fleet.acknowledge(0, "ops", "", None, at(80)).unwrap();
+    let changes = fleet.observe(0, &heard(0), at(81));
+    assert!(changes.contains(&Change::AcknowledgementEnded { why: "recovered" }), "{changes:?}");
+}

@@ -187,6 +187,8 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
     for (labels, expected) in [
         (&["alertname=SirenDown", "zone=hangzhou/c/t3", "severity=critical"][..], "crew-north-pager"),
         (&["alertname=SirenBatteryLow", "zone=hangzhou/s/t2", "severity=warning"][..], "crew-south"),
+        // Acknowledged: the crew knows; its queue, not its pager.
+        (&["alertname=SirenDown", "zone=hangzhou/c/t3", "severity=warning", "acknowledged=yes"][..], "crew-north"),
         (&["alertname=SirendNotScraped", "zone=all", "severity=critical"][..], "duty-officer"),
         // The MQTT broker serves the whole city: its link alert goes to the duty officer.
         (&["alertname=SirenLinkDown", "zone=hangzhou", "severity=critical"][..], "duty-officer"),

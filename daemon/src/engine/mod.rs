@@ -1091,6 +1091,10 @@ impl Engine {
                 }
                 Change::FaultRaised { fault } => ("fault_raised", fault.to_owned()),
                 Change::FaultCleared { fault } => ("fault_cleared", fault.to_owned()),
+                Change::AcknowledgementEnded { why } => {
+                    tracing::info!(siren = %id, why, "acknowledgement ended");
+                    ("acknowledgement_ended", why.to_owned())
+                }
             };
             self.record(Some(id.clone()), kind, detail);
         }

@@ -167,6 +167,12 @@ impl Collector for FleetCollector {
             Some(_) => m.encode_family(&[("siren", s.id.as_str()), ("zone", s.zone.as_str())])?.encode_gauge(&1i64),
             None => Ok(()),
         })?;
+        let help = "1 while an operator's acknowledgement of the siren's condition is in force: its alerts stop paging";
+        let now = Timestamp::now();
+        self.family(&mut encoder, "siren_acknowledged", help, None, |m, s| {
+            let acknowledged = s.acknowledged.as_ref().is_some_and(|a| a.in_force(now));
+            m.encode_family(&[("siren", s.id.as_str())])?.encode_gauge(&i64::from(acknowledged))
+        })?;
         let help = "When the siren last sent a status report, Unix time";
         self.family(&mut encoder, "siren_last_seen_timestamp", help, Some(&Unit::Seconds), |m, s| {
             match &s.telemetry {
