@@ -211,10 +211,13 @@ fn centre(sirens: &[SirenSpot<'_>], boundaries: Option<&[Boundary]>) -> LocalPro
     }
 }
 
-/// A zone's acoustics and target: the nearest setting on the way up from the zone itself to
-/// the defaults, per field.
-fn resolve(settings: &config::Coverage, path: &str) -> (Acoustics, f64) {
-    let defaults = settings.defaults();
+/// The settings that apply to zone `path`, nearest first: its own, its ancestors', then
+/// `defaults`.
+fn settings_chain<'a>(
+    settings: &'a config::Coverage,
+    path: &str,
+    defaults: &'a ZoneAcoustics,
+) -> Vec<&'a ZoneAcoustics> {
     let mut chain: Vec<&ZoneAcoustics> = Vec::new();
     let mut at = Some(path);
     while let Some(p) = at {
@@ -223,7 +226,15 @@ fn resolve(settings: &config::Coverage, path: &str) -> (Acoustics, f64) {
         }
         at = p.rsplit_once('/').map(|(parent, _)| parent);
     }
-    chain.push(&defaults);
+    chain.push(defaults);
+    chain
+}
+
+/// A zone's acoustics and target: the nearest setting on the way up from the zone itself to
+/// the defaults, per field.
+fn resolve(settings: &config::Coverage, path: &str) -> (Acoustics, f64) {
+    let defaults = settings.defaults();
+    let chain = settings_chain(settings, path, &defaults);
     let first = |f: fn(&ZoneAcoustics) -> Option<f64>| chain.iter().find_map(|z| f(z));
     // The nearest explicit threshold or density wins, whichever is nearer.
     let threshold = chain
@@ -252,15 +263,7 @@ fn lost_alert(settings: &config::Coverage, path: &str, leaf: bool) -> Option<Los
         return None;
     }
     let defaults = settings.defaults();
-    let mut chain: Vec<&ZoneAcoustics> = Vec::new();
-    let mut at = Some(path);
-    while let Some(p) = at {
-        if let Some(z) = settings.zones.get(p) {
-            chain.push(z);
-        }
-        at = p.rsplit_once('/').map(|(parent, _)| parent);
-    }
-    chain.push(&defaults);
+    let chain = settings_chain(settings, path, &defaults);
     let people = chain.iter().find_map(|z| z.lost_alert_people).unwrap_or(DEFAULT_LOST_ALERT_PEOPLE);
     let km2 = chain.iter().find_map(|z| z.lost_alert_km2).unwrap_or(DEFAULT_LOST_ALERT_KM2);
     Some(LostAlert { people, area_m2: km2 * 1e6 })

@@ -192,6 +192,25 @@ impl<'a> State<'a> {
         (weight, cells)
     }
 
+    /// Takes `site` as the next proposal, after `previous` (for the running totals).
+    fn propose(&mut self, site: (f64, f64), previous: Option<&Proposal>) -> Proposal {
+        let layout = self.map.layout();
+        let zone = layout.grid.cell_at(site).map_or(NO_ZONE, |c| layout.owner[c]);
+        let (population, cell_m2) = (layout.population.is_some(), layout.grid.cell_area_m2());
+        let (weight, cells) = self.take(site);
+        #[allow(clippy::cast_precision_loss, reason = "people and cells fit f64")]
+        let (people, area_m2) = (if population { weight as f64 / 1000.0 } else { 0.0 }, cells as f64 * cell_m2);
+        Proposal {
+            x: site.0,
+            y: site.1,
+            zone: usize::from(zone),
+            people,
+            area_m2,
+            total_people: previous.map_or(0.0, |p| p.total_people) + people,
+            total_area_m2: previous.map_or(0.0, |p| p.total_area_m2) + area_m2,
+        }
+    }
+
     fn any_short(&self) -> bool {
         (0..self.total.len()).any(|z| self.short(z))
     }
@@ -227,9 +246,6 @@ pub fn plan(map: &CoverageMap, options: &PlanOptions) -> Plan {
         let smallest = state.r2.iter().copied().fold(f64::INFINITY, f64::min).sqrt();
         grid_candidates(map, (smallest / 2.0).max(map.layout().grid.cell_m))
     });
-    let layout = map.layout();
-    let cell_m2 = layout.grid.cell_area_m2();
-    let population = layout.population.is_some();
     let mut plan = Plan { candidates: candidates.len(), ..Plan::default() };
     let mut heap: BinaryHeap<Bound> = candidates
         .iter()
@@ -238,7 +254,6 @@ pub fn plan(map: &CoverageMap, options: &PlanOptions) -> Plan {
         .filter(|b| b.gain > 0)
         .collect();
     plan.evaluations = candidates.len();
-    let (mut total_people, mut total_area) = (0.0, 0.0);
     while plan.proposals.len() < options.max_new && state.any_short() {
         let Some(top) = heap.pop() else { break };
         let gain = state.gain(candidates[top.candidate]);
@@ -250,22 +265,8 @@ pub fn plan(map: &CoverageMap, options: &PlanOptions) -> Plan {
             heap.push(Bound { gain, candidate: top.candidate });
             continue;
         }
-        let site = candidates[top.candidate];
-        let zone = layout.grid.cell_at(site).map_or(NO_ZONE, |c| layout.owner[c]);
-        let (weight, cells) = state.take(site);
-        #[allow(clippy::cast_precision_loss, reason = "people and cells fit f64")]
-        let (people, area) = (if population { weight as f64 / 1000.0 } else { 0.0 }, cells as f64 * cell_m2);
-        total_people += people;
-        total_area += area;
-        plan.proposals.push(Proposal {
-            x: site.0,
-            y: site.1,
-            zone: usize::from(zone),
-            people,
-            area_m2: area,
-            total_people,
-            total_area_m2: total_area,
-        });
+        let proposal = state.propose(candidates[top.candidate], plan.proposals.last());
+        plan.proposals.push(proposal);
     }
     plan.still_short = (0..state.total.len()).filter(|&z| state.short(z)).collect();
     plan
@@ -276,9 +277,7 @@ pub fn plan(map: &CoverageMap, options: &PlanOptions) -> Plan {
 pub fn plan_eager(map: &CoverageMap, options: &PlanOptions) -> Plan {
     let mut state = State::new(map, options);
     let candidates = options.candidates.clone().unwrap_or_default();
-    let layout = map.layout();
     let mut plan = Plan { candidates: candidates.len(), ..Plan::default() };
-    let (mut total_people, mut total_area) = (0.0, 0.0);
     while plan.proposals.len() < options.max_new && state.any_short() {
         let mut best: Option<(u64, usize)> = None;
         for (i, &site) in candidates.iter().enumerate() {
@@ -289,25 +288,8 @@ pub fn plan_eager(map: &CoverageMap, options: &PlanOptions) -> Plan {
             }
         }
         let Some((_, i)) = best else { break };
-        let site = candidates[i];
-        let zone = layout.grid.cell_at(site).map_or(NO_ZONE, |c| layout.owner[c]);
-        let (weight, cells) = state.take(site);
-        #[allow(clippy::cast_precision_loss, reason = "people and cells fit f64")]
-        let (people, area) = (
-            if layout.population.is_some() { weight as f64 / 1000.0 } else { 0.0 },
-            cells as f64 * layout.grid.cell_area_m2(),
-        );
-        total_people += people;
-        total_area += area;
-        plan.proposals.push(Proposal {
-            x: site.0,
-            y: site.1,
-            zone: usize::from(zone),
-            people,
-            area_m2: area,
-            total_people,
-            total_area_m2: total_area,
-        });
+        let proposal = state.propose(candidates[i], plan.proposals.last());
+        plan.proposals.push(proposal);
     }
     plan.still_short = (0..state.total.len()).filter(|&z| state.short(z)).collect();
     plan
