@@ -12,7 +12,7 @@ use crate::config::Token;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Reads only (reads need no token; a viewer token identifies the reader in logs).
+    /// Reads only: the API where reads need a token (`[http] read_needs_token`).
     Viewer,
     /// Acknowledges faults, schedules and cancels test soundings.
     Operator,

@@ -292,6 +292,40 @@ async fn alertmanager_inhibits_the_alerts_of_a_links_sirens_while_the_link_is_do
     assert_eq!(inhibited, expected, "{listed:#}");
 }
 
+/// `sirend demo` (60 generated sirens, the scenario of faults or none) with a real
+/// Prometheus scraping it.
+struct DemoUnderPrometheus {
+    sirend: SocketAddr,
+    prom: SocketAddr,
+    _prometheus: Running,
+    stop: tokio::sync::oneshot::Sender<()>,
+    demo: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl DemoUnderPrometheus {
+    /// `None` where Prometheus is not installed (CI installs it and requires it).
+    async fn start(scratch: &Path, faults: bool) -> Option<Self> {
+        tools::find("prometheus")?;
+        let mut options = DemoOptions::new(scratch.join("demo"));
+        options.sirens = 60;
+        options.faults = faults;
+        options.listen = free_port().unwrap();
+        options.broker = free_port().unwrap();
+        let sirend = options.listen;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let demo = tokio::spawn(demo::run(options, async {
+            let _ = stopped.await;
+        }));
+        let (prometheus, prom) = prometheus(scratch, sirend).await?;
+        Some(Self { sirend, prom, _prometheus: prometheus, stop, demo })
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.demo.await.unwrap().unwrap();
+    }
+}
+
 /// Starts Prometheus scraping `target` every second with the repository's alert rules.
 async fn prometheus(scratch: &Path, target: SocketAddr) -> Option<(Running, SocketAddr)> {
     let program = tools::find("prometheus")?;
@@ -371,20 +405,8 @@ fn alerts(prometheus: SocketAddr) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scraping_a_healthy_demo_raises_no_alert() {
     let scratch = tempfile::tempdir().unwrap();
-    if tools::find("prometheus").is_none() {
-        return;
-    }
-    let mut options = DemoOptions::new(scratch.path().join("demo"));
-    options.sirens = 60;
-    options.faults = false;
-    options.listen = free_port().unwrap();
-    options.broker = free_port().unwrap();
-    let sirend = options.listen;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let demo = tokio::spawn(demo::run(options, async {
-        let _ = stopped.await;
-    }));
-    let (_prometheus, prom) = prometheus(scratch.path(), sirend).await.unwrap();
+    let Some(demo) = DemoUnderPrometheus::start(scratch.path(), false).await else { return };
+    let prom = demo.prom;
     // Every siren heard and able, the way Prometheus sees it, for long enough that the rules
     // have been evaluated on it several times.
     wait_within("every siren ok in Prometheus", Duration::from_secs(120), || {
@@ -405,8 +427,7 @@ async fn a_real_prometheus_scraping_a_healthy_demo_raises_no_alert() {
     assert!(!has_data(&short), "{short}");
     let lost = query(prom, "siren_coverage_lost_population > 0").unwrap();
     assert!(!has_data(&lost), "{lost}");
-    stop.send(()).unwrap();
-    demo.await.unwrap().unwrap();
+    demo.stop().await;
 }
 
 /// Runs an instant query; returns Prometheus's `data` or its error.
@@ -427,19 +448,8 @@ fn has_data(data: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_alert_rule() {
     let scratch = tempfile::tempdir().unwrap();
-    if tools::find("prometheus").is_none() {
-        return;
-    }
-    let mut options = DemoOptions::new(scratch.path().join("demo"));
-    options.sirens = 60;
-    options.listen = free_port().unwrap();
-    options.broker = free_port().unwrap();
-    let sirend = options.listen;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let demo = tokio::spawn(demo::run(options, async {
-        let _ = stopped.await;
-    }));
-    let (_prometheus, prom) = prometheus(scratch.path(), sirend).await.unwrap();
+    let Some(demo) = DemoUnderPrometheus::start(scratch.path(), true).await else { return };
+    let (sirend, prom) = (demo.sirend, demo.prom);
 
     // The demo's first chime must have sounded and been verified (the soundings dashboard shows
     // results), with the scenario's first faults injected meanwhile.
@@ -506,6 +516,5 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_a
 
     assert_alerts_concern_the_scenario(prom, &scratch.path().join("demo/sirend.toml"));
 
-    stop.send(()).unwrap();
-    demo.await.unwrap().unwrap();
+    demo.stop().await;
 }
