@@ -14,7 +14,7 @@ use crate::config::Token;
 pub enum Role {
     /// Reads only: the API where reads need a token (`[http] read_needs_token`).
     Viewer,
-    /// Acknowledges faults, schedules and cancels test soundings.
+    /// Acknowledges faults, puts sirens into maintenance, schedules and cancels test soundings.
     Operator,
     /// Everything, including configuration changes.
     Admin,
@@ -38,6 +38,8 @@ pub enum Permission {
     Read,
     /// Acknowledge a siren's faults.
     Acknowledge,
+    /// Put sirens into maintenance and take them out.
+    Maintenance,
     /// Schedule an ad-hoc test sounding.
     ScheduleTest,
     /// Cancel a planned test sounding.
@@ -51,6 +53,7 @@ impl Permission {
         match self {
             Permission::Read => "read",
             Permission::Acknowledge => "acknowledge",
+            Permission::Maintenance => "maintenance",
             Permission::ScheduleTest => "schedule_test",
             Permission::CancelTest => "cancel_test",
             Permission::Admin => "admin",
@@ -63,12 +66,17 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         match self {
             Role::Viewer => &[Permission::Read],
-            Role::Operator => {
-                &[Permission::Read, Permission::Acknowledge, Permission::ScheduleTest, Permission::CancelTest]
-            }
+            Role::Operator => &[
+                Permission::Read,
+                Permission::Acknowledge,
+                Permission::Maintenance,
+                Permission::ScheduleTest,
+                Permission::CancelTest,
+            ],
             Role::Admin => &[
                 Permission::Read,
                 Permission::Acknowledge,
+                Permission::Maintenance,
                 Permission::ScheduleTest,
                 Permission::CancelTest,
                 Permission::Admin,

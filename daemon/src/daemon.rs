@@ -126,8 +126,12 @@ impl Daemon {
         let store_path = loaded.resolve(&c.store.path);
         let store = Arc::new(Store::open(&store_path)?);
         let policy = Policy { down_after_misses: c.liveness.down_after_misses };
-        let mut fleet = FleetState::new(loaded.own_sirens(), policy, Timestamp::now());
+        let now = Timestamp::now();
+        let mut fleet = FleetState::new(loaded.own_sirens(), policy, now);
         fleet.restore(store.states()?);
+        fleet.restore_acknowledgements(store.acknowledgements()?, now);
+        *fleet.maintenance_mut() =
+            crate::maintenance::Book::restore(store.maintenance_windows(true, 10_000)?, store.last_maintenance_id()?);
         let fleet = Arc::new(RwLock::new(fleet));
         let coverage = start_coverage(loaded)?;
         let metrics = Arc::new(Metrics::new(Arc::clone(&fleet), coverage.clone()));

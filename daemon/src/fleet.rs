@@ -156,6 +156,8 @@ pub struct FleetState {
     fault_since: BTreeMap<(usize, &'static str), Timestamp>,
     /// Moves at every change, so that views of the fleet can be kept until it moves.
     version: u64,
+    /// Maintenance windows open now (few: a search per siren costs nothing).
+    maintenance: crate::maintenance::Book,
 }
 
 impl FleetState {
@@ -200,7 +202,15 @@ impl FleetState {
         let mut by_id: Vec<u32> = (0..u32::try_from(sirens.len()).unwrap_or(u32::MAX)).collect();
         by_id.sort_by(|&a, &b| sirens[a as usize].id.cmp(&sirens[b as usize].id));
         let by_key = sirens.iter().enumerate().map(|(i, s)| (s.key_id, i)).collect();
-        Self { sirens, by_id, by_key, policy, fault_since: BTreeMap::new(), version: 0 }
+        Self {
+            sirens,
+            by_id,
+            by_key,
+            policy,
+            fault_since: BTreeMap::new(),
+            version: 0,
+            maintenance: crate::maintenance::Book::default(),
+        }
     }
 
     /// Attaches what the previous run last knew.
@@ -214,6 +224,34 @@ impl FleetState {
                 self.sirens[i].last_known = Some(LastKnown { state, since: row.since });
             }
         }
+    }
+
+    /// Attaches the acknowledgements the previous run left in force; one that has lapsed is
+    /// left out. Each holds until the siren is heard again in a condition that ends it.
+    pub fn restore_acknowledgements(&mut self, rows: Vec<(String, Acknowledgement)>, now: Timestamp) {
+        self.version = self.version.wrapping_add(1);
+        for (siren, ack) in rows {
+            if let Some(i) = self.index(&siren).filter(|_| ack.in_force(now)) {
+                self.sirens[i].acknowledged = Some(Box::new(ack));
+            }
+        }
+    }
+
+    /// The maintenance windows.
+    pub fn maintenance(&self) -> &crate::maintenance::Book {
+        &self.maintenance
+    }
+
+    /// Changes the maintenance windows (and the version views are kept by).
+    pub fn maintenance_mut(&mut self) -> &mut crate::maintenance::Book {
+        self.version = self.version.wrapping_add(1);
+        &mut self.maintenance
+    }
+
+    /// The maintenance window siren `index` is in at `now`, if any.
+    pub fn in_maintenance(&self, index: usize, now: Timestamp) -> Option<&crate::maintenance::Window> {
+        let s = &self.sirens[index];
+        self.maintenance.covering(&s.id, s.zone.as_str(), now)
     }
 
     pub fn sirens(&self) -> &[Siren] {

@@ -51,6 +51,7 @@ pub struct Views {
 }
 
 mod coverage;
+mod maintenance;
 mod refusals;
 pub mod server;
 mod soundings;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/sirens/{id}/ack", post(acknowledge))
         .route("/api/sirens/{id}/resync", post(resync))
+        .route("/api/maintenance", get(maintenance::list).post(maintenance::start))
+        .route("/api/maintenance/{id}/end", post(maintenance::end))
         .route("/api/audit", get(audit))
         .route("/api/coverage", get(coverage::summary))
         .route("/api/coverage.geojson", get(coverage::geojson))
@@ -215,7 +218,7 @@ pub(crate) async fn read_store<T: Send + 'static>(
     }
 }
 
-fn siren_json(s: &Siren) -> Value {
+fn siren_json(s: &Siren, maintenance: Option<&crate::maintenance::Window>, now: Timestamp) -> Value {
     let l = &s.liveness;
     let faults = fault_names(l.faults);
     json!({
@@ -248,7 +251,8 @@ fn siren_json(s: &Siren) -> Value {
             "since": f.since.to_string(),
             "unanswered": f.unanswered,
         })),
-        "acknowledged": s.acknowledged.as_ref().filter(|a| a.in_force(Timestamp::now())).map(|a| json!({
+        "maintenance": maintenance.map(|w| maintenance::WindowView::new(w, now)),
+        "acknowledged": s.acknowledged.as_ref().filter(|a| a.in_force(now)).map(|a| json!({
             "state": a.state.as_str(),
             "faults": fault_names(a.faults),
             "by": a.by,
@@ -427,6 +431,7 @@ async fn acknowledge(
         Ok(ack) => ack,
         Err(refused) => return (StatusCode::CONFLICT, Json(json!({"error": refused.to_string()}))).into_response(),
     };
+    let _ = state.store.save_acknowledgement(&id, Some(&ack));
     let names = fault_names(ack.faults);
     let note = if body.note.is_empty() { String::new() } else { format!(": {}", body.note) };
     let until = ack.until.map(|u| format!(" until {u}")).unwrap_or_default();
@@ -490,6 +495,8 @@ async fn audit(State(state): State<AppState>, client: Client, headers: HeaderMap
 struct SirenParams {
     state: Option<String>,
     zone: Option<String>,
+    /// `true`: only sirens in maintenance; `false`: only those not.
+    maintenance: Option<bool>,
 }
 
 fn bad_request(field: &str, message: impl Into<String>) -> Response {
@@ -497,7 +504,8 @@ fn bad_request(field: &str, message: impl Into<String>) -> Response {
 }
 
 async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> Response {
-    if p.state.is_some() || p.zone.is_some() {
+    let now = Timestamp::now();
+    if p.state.is_some() || p.zone.is_some() || p.maintenance.is_some() {
         let wanted = match p.state.as_deref().map(|s| crate::liveness::State::from_name(s).ok_or(s)).transpose() {
             Ok(w) => w,
             Err(s) => {
@@ -509,11 +517,11 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
         };
         let fleet = fleet(&state);
         let zone = p.zone.as_deref();
-        let chosen: Vec<Value> = fleet
-            .sirens()
-            .iter()
-            .filter(|s| wanted.is_none_or(|w| s.liveness.state == w) && zone.is_none_or(|z| s.zone.is_within(z)))
-            .map(siren_json)
+        let chosen: Vec<Value> = (0..fleet.sirens().len())
+            .map(|i| (fleet.siren(i), fleet.in_maintenance(i, now)))
+            .filter(|(s, _)| wanted.is_none_or(|w| s.liveness.state == w) && zone.is_none_or(|z| s.zone.is_within(z)))
+            .filter(|(_, m)| p.maintenance.is_none_or(|wanted| m.is_some() == wanted))
+            .map(|(s, m)| siren_json(s, m, now))
             .collect();
         return Json(Value::Array(chosen)).into_response();
     }
@@ -524,7 +532,11 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
         match &*cached {
             Some((shown, body)) if *shown == version => body.clone(),
             _ => {
-                let all = Value::Array(fleet.sirens().iter().map(siren_json).collect());
+                let all = Value::Array(
+                    (0..fleet.sirens().len())
+                        .map(|i| siren_json(fleet.siren(i), fleet.in_maintenance(i, now), now))
+                        .collect(),
+                );
                 let body = axum::body::Bytes::from(all.to_string());
                 *cached = Some((version, body.clone()));
                 body
@@ -535,8 +547,10 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
 }
 
 async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match fleet(&state).get(&id) {
-        Some(s) => Json(siren_json(s)).into_response(),
+    let fleet = fleet(&state);
+    let now = Timestamp::now();
+    match fleet.index(&id) {
+        Some(i) => Json(siren_json(fleet.siren(i), fleet.in_maintenance(i, now), now)).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response(),
     }
 }

@@ -4,6 +4,7 @@
 //! - [`coverage`]: who would hear a warning now, by area and by population.
 //! - [`fleet`]: every owned siren with its liveness and telemetry.
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
+//! - [`maintenance`]: windows in which crews have taken sirens out of service.
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod fleet;
 pub mod http;
 pub mod link;
 pub mod liveness;
+pub mod maintenance;
 pub mod metrics;
 pub mod sounding;
 pub mod store;

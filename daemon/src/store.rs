@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use crate::fleet::Acknowledgement;
+use crate::maintenance::{Ended, Scope, Window};
 use crate::sounding::campaign::Campaign;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 /// How long a caller waits for the writer's answer (a flush, a counter lease, a new campaign's
@@ -166,6 +168,10 @@ enum Write {
         reply: Sender<Result<Option<u32>, String>>,
     },
     Audit(AuditEntry),
+    /// A siren's acknowledgement (`None`: it ended).
+    Acknowledgement(String, Option<Acknowledgement>),
+    /// A maintenance window as it is now (opened, ended or lapsed).
+    Maintenance(Window),
 }
 
 /// The store.
@@ -274,101 +280,134 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The schema's migrations: each brings the store from the version before it to its own.
+const MIGRATIONS: [(i64, &str); 6] = [
+    (
+        1,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS events (
+            id INTEGER PRIMARY KEY,
+            at_us INTEGER NOT NULL,
+            siren TEXT,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_siren ON events (siren, id);
+        CREATE INDEX IF NOT EXISTS events_at ON events (at_us);
+        CREATE TABLE IF NOT EXISTS siren_state (
+            siren TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            since_us INTEGER NOT NULL,
+            faults INTEGER NOT NULL,
+            last_seen_us INTEGER,
+            flaps INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS counters (
+            key_id INTEGER PRIMARY KEY,
+            tx_lease_end INTEGER NOT NULL,
+            rx_highest INTEGER NOT NULL,
+            birth_boot_seq INTEGER,
+            birth_counter INTEGER,
+            birth_death_seen INTEGER
+        );
+        PRAGMA user_version = 1;
+        COMMIT;",
+    ),
+    (
+        2,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS audit (
+            id INTEGER PRIMARY KEY,
+            at_us INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            allowed INTEGER NOT NULL,
+            detail TEXT NOT NULL
+        );
+        PRAGMA user_version = 2;
+        COMMIT;",
+    ),
+    // One row per campaign; `body` is the campaign's JSON (targets and all), rewritten at
+    // every step. (schedule, instant) is unique so an occurrence is never planned twice.
+    (
+        3,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS campaigns (
+            id INTEGER PRIMARY KEY,
+            schedule TEXT NOT NULL,
+            instant_us INTEGER NOT NULL,
+            phase TEXT NOT NULL,
+            body TEXT NOT NULL,
+            UNIQUE (schedule, instant_us)
+        );
+        PRAGMA user_version = 3;
+        COMMIT;",
+    ),
+    // The last BIRTH of each MQTT siren: its heartbeat period counts across restarts of
+    // the daemon, during which the device stays connected and announces nothing.
+    (
+        4,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS births (
+            siren TEXT PRIMARY KEY,
+            at_us INTEGER NOT NULL,
+            boot_seq INTEGER NOT NULL,
+            firmware TEXT NOT NULL,
+            capabilities INTEGER NOT NULL,
+            heartbeat_s INTEGER NOT NULL
+        );
+        PRAGMA user_version = 4;
+        COMMIT;",
+    ),
+    // The address a request came from, for the audit log.
+    (
+        5,
+        "BEGIN;
+        ALTER TABLE audit ADD COLUMN client TEXT NOT NULL DEFAULT '';
+        PRAGMA user_version = 5;
+        COMMIT;",
+    ),
+    // Acknowledgements in force and maintenance windows (open and past, for the sirens'
+    // histories) outlive a restart.
+    (
+        6,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS acknowledgements (
+            siren TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            faults INTEGER NOT NULL,
+            by TEXT NOT NULL,
+            at_us INTEGER NOT NULL,
+            note TEXT NOT NULL,
+            until_us INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS maintenance (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            target TEXT NOT NULL,
+            by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            from_us INTEGER NOT NULL,
+            until_us INTEGER NOT NULL,
+            ended_us INTEGER,
+            ended_by TEXT,
+            ended_note TEXT
+        );
+        PRAGMA user_version = 6;
+        COMMIT;",
+    ),
+];
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema { path: path.to_owned(), found: version });
     }
-    if version < 1 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY,
-                 at_us INTEGER NOT NULL,
-                 siren TEXT,
-                 kind TEXT NOT NULL,
-                 detail TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS events_siren ON events (siren, id);
-             CREATE INDEX IF NOT EXISTS events_at ON events (at_us);
-             CREATE TABLE IF NOT EXISTS siren_state (
-                 siren TEXT PRIMARY KEY,
-                 state TEXT NOT NULL,
-                 since_us INTEGER NOT NULL,
-                 faults INTEGER NOT NULL,
-                 last_seen_us INTEGER,
-                 flaps INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS counters (
-                 key_id INTEGER PRIMARY KEY,
-                 tx_lease_end INTEGER NOT NULL,
-                 rx_highest INTEGER NOT NULL,
-                 birth_boot_seq INTEGER,
-                 birth_counter INTEGER,
-                 birth_death_seen INTEGER
-             );
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )?;
-    }
-    if version < 2 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS audit (
-                 id INTEGER PRIMARY KEY,
-                 at_us INTEGER NOT NULL,
-                 actor TEXT NOT NULL,
-                 action TEXT NOT NULL,
-                 target TEXT NOT NULL,
-                 allowed INTEGER NOT NULL,
-                 detail TEXT NOT NULL
-             );
-             PRAGMA user_version = 2;
-             COMMIT;",
-        )?;
-    }
-    if version < 3 {
-        // One row per campaign; `body` is the campaign's JSON (targets and all), rewritten at
-        // every step. (schedule, instant) is unique so an occurrence is never planned twice.
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS campaigns (
-                 id INTEGER PRIMARY KEY,
-                 schedule TEXT NOT NULL,
-                 instant_us INTEGER NOT NULL,
-                 phase TEXT NOT NULL,
-                 body TEXT NOT NULL,
-                 UNIQUE (schedule, instant_us)
-             );
-             PRAGMA user_version = 3;
-             COMMIT;",
-        )?;
-    }
-    if version < 4 {
-        // The last BIRTH of each MQTT siren: its heartbeat period counts across restarts of
-        // the daemon, during which the device stays connected and announces nothing.
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS births (
-                 siren TEXT PRIMARY KEY,
-                 at_us INTEGER NOT NULL,
-                 boot_seq INTEGER NOT NULL,
-                 firmware TEXT NOT NULL,
-                 capabilities INTEGER NOT NULL,
-                 heartbeat_s INTEGER NOT NULL
-             );
-             PRAGMA user_version = 4;
-             COMMIT;",
-        )?;
-    }
-    if version < 5 {
-        // The address a request came from, for the audit log.
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE audit ADD COLUMN client TEXT NOT NULL DEFAULT '';
-             PRAGMA user_version = 5;
-             COMMIT;",
-        )?;
+    for (to, script) in MIGRATIONS {
+        if version < to {
+            conn.execute_batch(script)?;
+        }
     }
     Ok(())
 }
@@ -411,6 +450,81 @@ impl Store {
     /// Queues a siren's state.
     pub fn save_state(&self, row: StateRow) -> Result<(), StoreError> {
         self.send(Write::State(row))
+    }
+
+    /// Queues a siren's acknowledgement, or (`None`) that it ended.
+    pub fn save_acknowledgement(&self, siren: &str, ack: Option<&Acknowledgement>) -> Result<(), StoreError> {
+        self.send(Write::Acknowledgement(siren.to_owned(), ack.cloned()))
+    }
+
+    /// Queues a maintenance window as it is now.
+    pub fn save_maintenance(&self, window: &Window) -> Result<(), StoreError> {
+        self.send(Write::Maintenance(window.clone()))
+    }
+
+    /// Every stored acknowledgement, by siren.
+    pub fn acknowledgements(&self) -> Result<Vec<(String, Acknowledgement)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT siren, state, faults, by, at_us, note, until_us FROM acknowledgements")?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(1)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                Acknowledgement {
+                    state: crate::liveness::State::from_name(&state).unwrap_or(crate::liveness::State::Unknown),
+                    faults: siren_proto::message::FaultBits(r.get(2)?),
+                    by: r.get(3)?,
+                    at: timestamp(r.get(4)?),
+                    note: r.get(5)?,
+                    until: r.get::<_, Option<i64>>(6)?.map(timestamp),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Maintenance windows, the latest first: only those not ended when `open_only`.
+    pub fn maintenance_windows(&self, open_only: bool, limit: usize) -> Result<Vec<Window>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, scope, target, by, reason, from_us, until_us, ended_us, ended_by, ended_note FROM maintenance
+             WHERE (?1 = 0 OR ended_us IS NULL) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![open_only, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            let ended = r.get::<_, Option<i64>>(7)?.map(|at| -> rusqlite::Result<Ended> {
+                Ok(Ended {
+                    at: timestamp(at),
+                    by: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    note: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                })
+            });
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                timestamp(r.get(5)?),
+                timestamp(r.get(6)?),
+                ended.transpose()?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, target, by, reason, from, until, ended) = row?;
+            // A scope this version does not know (a newer store) is left out.
+            if let Some(scope) = Scope::from_parts(&kind, target) {
+                out.push(Window { id, scope, by, reason, from, until, ended });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest maintenance window id ever stored (0 for none).
+    pub fn last_maintenance_id(&self) -> Result<u32, StoreError> {
+        let conn = self.reader();
+        Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM maintenance", [], |r| r.get(0))?)
     }
 
     /// Queues what a siren announced in its BIRTH.
@@ -812,6 +926,7 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
         )?;
         for w in batch {
             match w {
+                Write::Acknowledgement(..) | Write::Maintenance(_) => save_crews_word(&tx, w)?,
                 Write::Campaign { id, phase, body } => {
                     campaign.execute(params![id, phase, body])?;
                 }
@@ -860,6 +975,45 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
     }
     tx.commit()?;
     Ok((events, created))
+}
+
+/// Writes an acknowledgement or a maintenance window (few: their statements are prepared when
+/// one comes).
+fn save_crews_word(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<(), rusqlite::Error> {
+    match w {
+        Write::Acknowledgement(siren, Some(a)) => {
+            let mut ack = tx.prepare_cached(
+                "INSERT OR REPLACE INTO acknowledgements (siren, state, faults, by, at_us, note, until_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            ack.execute(params![siren, a.state.as_str(), a.faults.0, a.by, micros(a.at), a.note, a.until.map(micros)])?;
+        }
+        Write::Acknowledgement(siren, None) => {
+            tx.prepare_cached("DELETE FROM acknowledgements WHERE siren = ?1")?.execute([siren])?;
+        }
+        Write::Maintenance(m) => {
+            let mut maintenance = tx.prepare_cached(
+                "INSERT OR REPLACE INTO maintenance
+                     (id, scope, target, by, reason, from_us, until_us, ended_us, ended_by, ended_note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let ended = m.ended.as_ref();
+            maintenance.execute(params![
+                m.id,
+                m.scope.kind(),
+                m.scope.target(),
+                m.by,
+                m.reason,
+                micros(m.from),
+                micros(m.until),
+                ended.map(|e| micros(e.at)),
+                ended.map(|e| e.by.as_str()),
+                ended.map(|e| e.note.as_str()),
+            ])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn save_counters(statement: &mut rusqlite::CachedStatement<'_>, c: &CounterRow) -> Result<usize, rusqlite::Error> {

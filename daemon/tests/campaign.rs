@@ -633,3 +633,47 @@ fn a_clock_the_daemon_sets_before_a_trigger_is_measured_again_and_judged_by_the_
     let off = started_off(&world, 0, instant);
     assert!((t.skew_us.unwrap() - off).abs() < 5_000, "daemon {:?} µs, truth {off} µs", t.skew_us);
 }
+
+#[test]
+fn sirens_taken_into_maintenance_are_disarmed_left_silent_and_reported_apart() {
+    let instant = T0 + 620 * S;
+    let sirens = (0..4).map(|_| Siren::new(300_000, 0.0, 10_000)).collect();
+    let mut world = World::new(sirens);
+    let mut c = campaign(51, Kind::Test, instant, steps(&["air-raid"], 0.0), 4);
+    let window = "siren S-0001 by crew until ...: mast repair";
+    world.run(&mut c, T0, instant + 3_600 * S, |now, w, c| {
+        match now {
+            // Siren 0 is in maintenance from the start: never commanded.
+            t if t == T0 => assert!(c.set_maintenance(0, Some(window), ts(now))),
+            // Siren 1 once armed: its arm is cancelled.
+            t if t == instant - 60 * S => {
+                assert_eq!(w.sirens[1].device.armed_campaign(), Some(51));
+                assert!(c.set_maintenance(1, Some(window), ts(now)));
+                assert!(!c.set_maintenance(1, Some(window), ts(now)), "told twice, changed once");
+            }
+            // Siren 2 was in maintenance, back before the arm cut-off: armed after all.
+            t if t == T0 + 10 * S => assert!(c.set_maintenance(2, Some(window), ts(now))),
+            t if t == instant - 120 * S => assert!(c.set_maintenance(2, None, ts(now))),
+            // Siren 3 fails (its link goes) while in maintenance from after the instant.
+            t if t == instant + S => assert!(c.set_maintenance(3, Some(window), ts(now))),
+            _ => {}
+        }
+        if now == instant - 30 * S {
+            w.sirens[3].down.push((instant - 30 * S, instant + 3_600 * S));
+        }
+    });
+    assert_eq!(c.phase, Phase::Done);
+    assert!(world.sirens[0].device.soundings().is_empty(), "never armed");
+    let sounded = |i: usize| world.sirens[i].device.soundings().iter().any(|s| s.started.is_some());
+    assert!(!sounded(1), "disarmed before the instant");
+    assert!(sounded(2) && sounded(3));
+    let verdicts: Vec<Option<Verdict>> = c.targets.iter().map(|t| t.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Some(Verdict::InMaintenance), Some(Verdict::InMaintenance), Some(Verdict::Pass), Some(Verdict::InMaintenance)]
+    );
+    assert_eq!(c.targets[0].maintenance.as_deref(), Some(window));
+    assert!(c.targets[2].maintenance.is_none());
+    let tally = c.tally();
+    assert_eq!((tally.passed, tally.failed, tally.in_maintenance), (1, 0, 3));
+}

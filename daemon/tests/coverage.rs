@@ -262,6 +262,43 @@ fn lost_coverage_is_what_the_design_covers_and_the_failures_took() {
 }
 
 #[test]
+fn what_sirens_in_maintenance_cost_is_told_apart_from_unexplained_loss() {
+    let mut c = two_districts();
+    for i in 0..3 {
+        c.set_able(i, true);
+    }
+    let by = |f: &[sirend::coverage::ZoneFigures], z: &str| f.iter().find(|x| x.zone == z).unwrap().clone();
+    // The west's only siren fails while a crew has it in maintenance: all its loss is explained.
+    c.set_able(0, false);
+    c.set_in_maintenance(0, true);
+    let west = by(&c.figures(), "z/west");
+    assert!(west.lost.area_m2 > 0.0);
+    assert_eq!(west.lost.in_maintenance.area_m2, west.lost.area_m2);
+    assert_eq!(west.lost.in_maintenance.population, west.lost.population);
+    assert_eq!(west.lost.unexplained().population, Some(0.0));
+    assert!(c.lost_by_siren()[0].in_maintenance);
+    // An east siren fails too, unexplained: the east's loss is not maintenance's, and the
+    // parent zone shows the two apart.
+    c.set_able(1, false);
+    c.set_able(2, false);
+    let f = c.figures();
+    let east = by(&f, "z/east");
+    assert!(east.lost.area_m2 > 0.0);
+    assert_eq!(east.lost.in_maintenance.area_m2, 0.0);
+    let z = by(&f, "z");
+    within(z.lost.in_maintenance.area_m2, west.lost.area_m2, 1e-12);
+    within(z.lost.unexplained().area_m2, east.lost.area_m2, 1e-9);
+    // The figures leave the live coverage as it was.
+    assert_eq!(by(&c.figures(), "z/west").now, by(&f, "z/west").now);
+    assert!(!c.map().is_able(0));
+    // Out of maintenance (still failed): all of it unexplained.
+    c.set_in_maintenance(0, false);
+    let west = by(&c.figures(), "z/west");
+    assert_eq!(west.lost.in_maintenance.area_m2, 0.0);
+    assert_eq!(west.lost.unexplained().area_m2, west.lost.area_m2);
+}
+
+#[test]
 fn a_zone_without_people_has_no_population_ratio() {
     let settings = config::Coverage::default();
     let read = |g: &sirend::coverage::grid::Grid, _: &_| Ok(vec![0; g.cells()]);

@@ -189,6 +189,9 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
         (&["alertname=SirenBatteryLow", "zone=hangzhou/s/t2", "severity=warning"][..], "crew-south"),
         // Acknowledged: the crew knows; its queue, not its pager.
         (&["alertname=SirenDown", "zone=hangzhou/c/t3", "severity=warning", "acknowledged=yes"][..], "crew-north"),
+        // In maintenance: the crew's queue, never a pager, whatever the severity says.
+        (&["alertname=SirenDown", "zone=hangzhou/s/t3", "severity=info", "maintenance=yes"][..], "crew-south"),
+        (&["alertname=SirenFaulty", "zone=hangzhou/c/t1", "severity=critical", "maintenance=yes"][..], "crew-north"),
         (&["alertname=SirendNotScraped", "zone=all", "severity=critical"][..], "duty-officer"),
         // The MQTT broker serves the whole city: its link alert goes to the duty officer.
         (&["alertname=SirenLinkDown", "zone=hangzhou", "severity=critical"][..], "duty-officer"),

@@ -652,3 +652,99 @@ async fn clocks_that_step_or_drift_after_arming_are_caught_and_the_sirens_start_
     devices.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siren_in_maintenance_is_left_out_of_a_sounding_and_windows_and_acknowledgements_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 25);
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    let heard = |daemon: &Daemon| {
+        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
+    };
+    wait_for("every siren heard", || heard(&daemon)).await;
+
+    // A crew takes one siren out of service for an hour.
+    let (held, faulty) = (&ids[1], &ids[2]);
+    let until = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let window = format!(r#"{{"siren":"{held}","reason":"mast repair","until":"{until}"}}"#);
+    assert_eq!(request(daemon.http, "POST", "/api/maintenance", Some(&s.viewer), &window).0, 403);
+    let (status, body) = request(daemon.http, "POST", "/api/maintenance", Some(&s.operator), &window);
+    assert_eq!(status, 201, "{body}");
+    let window_id = json(&body)["id"].as_u64().unwrap();
+    let too_long = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 40)).to_string();
+    let refused = format!(r#"{{"siren":"{held}","reason":"gone","until":"{too_long}"}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/maintenance", Some(&s.operator), &refused);
+    assert_eq!((status, json(&body)["field"].as_str()), (422, Some("until")), "{body}");
+    let both = format!(r#"{{"siren":"{held}","zone":"x","reason":"r","until":"{until}"}}"#);
+    assert_eq!(request(daemon.http, "POST", "/api/maintenance", Some(&s.operator), &both).0, 422);
+
+    // Another siren fails, and is acknowledged.
+    s.sim.inject(faulty, &Fault::AmplifierFailure { channel: None }).unwrap();
+    let state_of = |daemon: &Daemon, id: &str| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state;
+    wait_for("the broken siren faulty", || state_of(&daemon, faulty) == State::Faulty).await;
+    let ack = format!("/api/sirens/{faulty}/ack");
+    let (status, body) = request(daemon.http, "POST", &ack, Some(&s.operator), r#"{"note":"crew dispatched"}"#);
+    assert_eq!(status, 200, "{body}");
+    let metrics = daemon.metrics.encode();
+    assert!(metrics.contains(&format!("siren_in_maintenance{{siren=\"{held}\"}} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("siren_in_maintenance{{siren=\"{faulty}\"}} 0")));
+    assert!(metrics.contains(&format!("siren_acknowledged{{siren=\"{faulty}\"}} 1")));
+
+    let mut report = serde_json::Value::Null;
+    wait_for("the sounding done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    assert_eq!((report["passed"].as_u64(), report["failed"].as_u64()), (Some(4), Some(1)), "{report:#}");
+    assert_eq!(report["in_maintenance"], 1, "{report:#}");
+    for t in report["sirens"].as_array().unwrap() {
+        let sid = t["siren"].as_str().unwrap();
+        let expected = if sid == held {
+            "in_maintenance"
+        } else if sid == faulty {
+            "amplifier_fault"
+        } else {
+            "pass"
+        };
+        assert_eq!(t["result"], expected, "{t}");
+    }
+    let line = report["sirens"].as_array().unwrap().iter().find(|t| t["siren"] == held.as_str()).unwrap().clone();
+    assert!(line["maintenance"].as_str().unwrap().contains("mast repair"), "{line}");
+    {
+        let controller = lock(s.sim.controller(held).unwrap());
+        assert!(controller.device.soundings().is_empty(), "a siren in maintenance never sounds");
+        assert!(
+            !controller.received().iter().any(|r| matches!(r.message, siren_proto::Message::ArmTest(_))),
+            "nor is it armed"
+        );
+    }
+
+    devices.shutdown().await;
+    daemon.stop().await;
+    let (loaded, url) = on_a_new_broker(&s.loaded);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&url));
+    wait_for("every siren heard again", || heard(&daemon)).await;
+    let siren = json(&request(daemon.http, "GET", &format!("/api/sirens/{held}"), Some(&s.viewer), "").1);
+    assert_eq!(siren["maintenance"]["id"].as_u64(), Some(window_id), "{siren}");
+    wait_for("the broken siren faulty again", || state_of(&daemon, faulty) == State::Faulty).await;
+    let siren = json(&request(daemon.http, "GET", &format!("/api/sirens/{faulty}"), Some(&s.viewer), "").1);
+    assert_eq!(siren["acknowledged"]["note"], "crew dispatched", "held across the restart: {siren}");
+
+    // The crew is done early.
+    let end = format!("/api/maintenance/{window_id}/end");
+    let (status, body) = request(daemon.http, "POST", &end, Some(&s.operator), r#"{"note":"new cable"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["ended"]["note"], "new cable", "{body}");
+    assert_eq!(request(daemon.http, "POST", &end, Some(&s.operator), "").0, 409, "ended already");
+    assert_eq!(json(&request(daemon.http, "GET", "/api/maintenance", None, "").1), serde_json::json!([]));
+    let all = json(&request(daemon.http, "GET", "/api/maintenance?all=true", None, "").1);
+    assert_eq!(all[0]["ended"]["by"], "ops", "{all}");
+    let events = json(&request(daemon.http, "GET", "/api/events?kind=maintenance_ended", None, "").1);
+    assert_eq!(events[0]["siren"], held.as_str(), "{events}");
+    devices.shutdown().await;
+    daemon.stop().await;
+}

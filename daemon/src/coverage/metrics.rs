@@ -32,7 +32,7 @@ fn ratios(zones: &[ZoneCoverage], population: bool) -> impl Iterator<Item = (&st
 
 impl Collector for CoverageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let coverage = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut coverage = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let population = coverage.has_population();
         let current = coverage.current();
         let design = coverage.design().to_vec();
@@ -104,6 +104,14 @@ fn encode_lost(
         }
     }
     {
+        let help = "Lost area that sirens in maintenance explain (the rest of siren_coverage_lost_area is unexplained)";
+        let name = "siren_coverage_lost_in_maintenance_area";
+        let mut m = encoder.encode_descriptor(name, help, Some(&area), MetricType::Gauge)?;
+        for z in figures {
+            m.encode_family(&[("zone", z.zone.as_str())])?.encode_gauge(&z.lost.in_maintenance.area_m2)?;
+        }
+    }
+    {
         let help = "Lost area above which the zone alerts when no population is configured (zones that alert)";
         let name = "siren_coverage_lost_alert_area";
         let mut m = encoder.encode_descriptor(name, help, Some(&area), MetricType::Gauge)?;
@@ -119,6 +127,15 @@ fn encode_lost(
             let mut m = encoder.encode_descriptor("siren_coverage_lost_population", help, None, MetricType::Gauge)?;
             for z in figures {
                 m.encode_family(&[("zone", z.zone.as_str())])?.encode_gauge(&z.lost.population.unwrap_or(0.0))?;
+            }
+        }
+        {
+            let help = "Lost people whom sirens in maintenance explain (the rest of siren_coverage_lost_population is unexplained)";
+            let name = "siren_coverage_lost_in_maintenance_population";
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for z in figures {
+                let people = z.lost.in_maintenance.population.unwrap_or(0.0);
+                m.encode_family(&[("zone", z.zone.as_str())])?.encode_gauge(&people)?;
             }
         }
         let help = "Lost people above which the zone alerts (zones that alert)";

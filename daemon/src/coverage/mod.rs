@@ -50,6 +50,26 @@ pub struct Lost {
     pub area_m2: f64,
     /// With a population file.
     pub population: Option<f64>,
+    /// The part of it that sirens in maintenance explain: what they would cover, were they
+    /// able, that no other siren does. The rest is unexplained.
+    pub in_maintenance: LostPart,
+}
+
+/// A part of the coverage lost.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct LostPart {
+    pub area_m2: f64,
+    pub population: Option<f64>,
+}
+
+impl Lost {
+    /// What no maintenance window explains: the loss that alerts.
+    pub fn unexplained(&self) -> LostPart {
+        LostPart {
+            area_m2: (self.area_m2 - self.in_maintenance.area_m2).max(0.0),
+            population: self.population.map(|p| (p - self.in_maintenance.population.unwrap_or(0.0)).max(0.0)),
+        }
+    }
 }
 
 /// A siren that cannot sound and what that costs: the ground and people only it would cover.
@@ -61,6 +81,8 @@ pub struct SirenLoss {
     pub zone: String,
     pub area_m2: f64,
     pub population: Option<f64>,
+    /// A crew has it in maintenance.
+    pub in_maintenance: bool,
 }
 
 /// Whether zone `path` is `zone` or inside it.
@@ -101,6 +123,8 @@ pub struct Coverage {
     design: Vec<ZoneCoverage>,
     projection: projection::LocalProjection,
     sirens: Vec<String>,
+    /// Which sirens (fleet order) a crew has in maintenance.
+    maintenance: Vec<bool>,
 }
 
 impl Coverage {
@@ -143,7 +167,15 @@ impl Coverage {
         map.fix_design();
         let design = map.report();
         map.recompute(&vec![false; sirens.len()]);
-        Self { map, design, projection: built.projection, sirens }
+        let maintenance = vec![false; sirens.len()];
+        Self { map, design, projection: built.projection, sirens, maintenance }
+    }
+
+    /// Records whether siren `index` (fleet order) is in maintenance.
+    pub fn set_in_maintenance(&mut self, index: usize, in_maintenance: bool) {
+        if let Some(m) = self.maintenance.get_mut(index) {
+            *m = in_maintenance;
+        }
     }
 
     /// Records whether siren `index` (fleet order) can sound.
@@ -175,20 +207,43 @@ impl Coverage {
         &self.design
     }
 
-    /// Per zone: design, now and lost.
-    pub fn figures(&self) -> Vec<ZoneFigures> {
+    /// Per zone: design, now and lost (with the part sirens in maintenance explain).
+    pub fn figures(&mut self) -> Vec<ZoneFigures> {
+        let current = self.current();
+        // Coverage were the sirens in maintenance able: what they cost is the difference.
+        let idle: Vec<usize> =
+            (0..self.sirens.len()).filter(|&i| self.maintenance[i] && !self.map.is_able(i)).collect();
+        let restored = if idle.is_empty() {
+            None
+        } else {
+            for &i in &idle {
+                self.map.set_able(i, true);
+            }
+            let report = self.map.report();
+            for &i in &idle {
+                self.map.set_able(i, false);
+            }
+            Some(report)
+        };
         let zones = &self.map.layout().zones;
-        self.current()
+        current
             .into_iter()
             .zip(&self.design)
             .zip(zones)
-            .map(|((now, design), zone)| {
+            .enumerate()
+            .map(|(z, ((now, design), zone))| {
                 // Design covers everything covered now (sirens only add), so the difference is
                 // exactly the cells and people covered by design and not now.
-                let lost = Lost {
-                    area_m2: (design.covered_area_m2 - now.covered_area_m2).max(0.0),
-                    population: design.covered_population.zip(now.covered_population).map(|(d, n)| (d - n).max(0.0)),
+                let difference = |more: &ZoneCoverage, less: &ZoneCoverage| LostPart {
+                    area_m2: (more.covered_area_m2 - less.covered_area_m2).max(0.0),
+                    population: more.covered_population.zip(less.covered_population).map(|(d, n)| (d - n).max(0.0)),
                 };
+                let total = difference(design, &now);
+                let in_maintenance = restored.as_ref().map_or_else(
+                    || LostPart { area_m2: 0.0, population: total.population.map(|_| 0.0) },
+                    |r| difference(&r[z], &now),
+                );
+                let lost = Lost { area_m2: total.area_m2, population: total.population, in_maintenance };
                 ZoneFigures {
                     zone: now.zone.clone(),
                     below_target: now.below_target(),
@@ -221,6 +276,7 @@ impl Coverage {
                     zone: layout.zones[self.map.sites()[i].zone].path.clone(),
                     area_m2: s.cells as f64 * cell_m2,
                     population: population.then_some(s.population_milli as f64 / 1000.0),
+                    in_maintenance: self.maintenance[i],
                 }
             })
             .collect();

@@ -182,6 +182,8 @@ pub struct Engine {
     /// Told of every siren that starts or stops being able to sound.
     coverage: Option<SharedCoverage>,
     soundings: Option<Runner>,
+    /// The version of the maintenance windows coverage was last told of.
+    maintenance_seen: u64,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -288,6 +290,7 @@ impl Engine {
             first_heard: 0,
             coverage: None,
             soundings: None,
+            maintenance_seen: 0,
             arrived: None,
         })
     }
@@ -295,6 +298,7 @@ impl Engine {
     /// Keeps `coverage` up to date with every siren's ability to sound.
     pub fn set_coverage(&mut self, coverage: SharedCoverage) {
         self.coverage = Some(coverage);
+        self.maintenance_seen = 0;
     }
 
     /// Runs `runner`'s campaigns.
@@ -632,6 +636,7 @@ impl Engine {
     pub fn tick(&mut self, now: Instant) {
         self.master.handle_timeout(now);
         self.drain_events(None, now);
+        self.follow_maintenance();
         self.poll_soundings(now);
         self.schedule_polls(now);
         self.check_heartbeats(now);
@@ -668,6 +673,41 @@ impl Engine {
             // A burst of requests (a whole fleet's time sync) must not keep its capacity.
             if self.pending.capacity() > 4 * self.pending.len().max(PENDING_KEPT) {
                 self.pending.shrink_to(2 * self.pending.len().max(PENDING_KEPT));
+            }
+        }
+    }
+
+    /// Ends the maintenance windows that lapsed, and tells coverage which sirens are in
+    /// maintenance whenever the windows changed (campaigns look for themselves).
+    fn follow_maintenance(&mut self) {
+        let now = Timestamp::now();
+        let (lapsing, version) = {
+            let fleet = self.read_fleet();
+            let book = fleet.maintenance();
+            (book.open().iter().any(|w| now >= w.until), book.version())
+        };
+        if lapsing {
+            let lapsed = self.write_fleet().maintenance_mut().expire(now);
+            for w in lapsed {
+                tracing::info!(window = w.id, scope = w.scope.kind(), target = w.scope.target(), "maintenance lapsed");
+                let _ = self.store.save_maintenance(&w);
+                let siren = match &w.scope {
+                    crate::maintenance::Scope::Siren(id) => Some(id.clone()),
+                    crate::maintenance::Scope::Zone(_) => None,
+                };
+                self.record(siren, "maintenance_ended", format!("window {}: {}: lapsed", w.id, w.summary()));
+            }
+        }
+        let version = if lapsing { self.read_fleet().maintenance().version() } else { version };
+        if version == self.maintenance_seen {
+            return;
+        }
+        self.maintenance_seen = version;
+        if let Some(c) = &self.coverage {
+            let fleet = self.read_fleet();
+            let mut coverage = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for i in 0..fleet.sirens().len() {
+                coverage.set_in_maintenance(i, fleet.in_maintenance(i, now).is_some());
             }
         }
     }
@@ -1093,6 +1133,7 @@ impl Engine {
                 Change::FaultCleared { fault } => ("fault_cleared", fault.to_owned()),
                 Change::AcknowledgementEnded { why } => {
                     tracing::info!(siren = %id, why, "acknowledgement ended");
+                    let _ = self.store.save_acknowledgement(&id, None);
                     ("acknowledgement_ended", why.to_owned())
                 }
             };

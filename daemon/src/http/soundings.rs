@@ -60,6 +60,7 @@ fn summary(c: &Campaign) -> Value {
         "all_armed": c.all_armed.map(|t| t.to_string()),
         "passed": tally.passed,
         "failed": tally.failed,
+        "in_maintenance": tally.in_maintenance,
         "failures": tally.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect::<BTreeMap<_, _>>(),
         "skew_ms": c.skew_stats().map(|s| json!({
             "count": s.count,
@@ -159,6 +160,8 @@ fn target(t: &Target) -> Value {
         // The skew's uncertainty is half the longest round trip of the clock samples.
         "clock_round_trip_ms": t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
         "refused": t.nak,
+        // The maintenance window it was in (not sounded; not a failure unless it passed).
+        "maintenance": t.maintenance,
         "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
         "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
             .map(|r| f64::from(r.sound_level_ddb) / 10.0),
@@ -187,6 +190,7 @@ fn csv(c: &Campaign) -> String {
         "rearmed",
         "clock_drift_ppm",
         "start_uncertain",
+        "maintenance",
     ]);
     for t in &c.targets {
         let _ = w.write_record([
@@ -204,9 +208,37 @@ fn csv(c: &Campaign) -> String {
             t.rearms.to_string(),
             drift(t).map(|p| format!("{p:.0}")).unwrap_or_default(),
             t.start_uncertain.to_string(),
+            t.maintenance.clone().unwrap_or_default(),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// What the printable report says of a siren beside its result.
+fn notes(t: &Target) -> Vec<String> {
+    let mut note = Vec::new();
+    if t.triggered {
+        note.push("triggered (not armed)".to_owned());
+    }
+    if t.clock_flagged {
+        note.push("clock flagged".to_owned());
+    }
+    if let Some(moved) = t.moved_us {
+        note.push(format!("clock moved after arming ({:+.0} ms): armed again", ms(moved)));
+    }
+    if let Some(ppm) = drift(t) {
+        note.push(format!("clock drifts {ppm:+.0} ppm"));
+    }
+    if t.start_uncertain {
+        note.push("clock stepped around the start: the worse reading counts".to_owned());
+    }
+    if let Some(n) = &t.nak {
+        note.push(format!("refused: {n}"));
+    }
+    if let Some(m) = &t.maintenance {
+        note.push(format!("in maintenance: {m}"));
+    }
+    note
 }
 
 fn escape(s: &str) -> String {
@@ -223,7 +255,7 @@ fn html(c: &Campaign, report: &Value) -> String {
          td,th{{border:1px solid #999;padding:2px 8px;text-align:left}}.fail{{color:#b00}}\
          @media print{{a{{display:none}}}}</style></head><body>\
          <h1>Sounding {id}: {schedule}</h1><p>{kind} at {instant}, {phase}. \
-         {passed} of {n} sirens passed, {failed} failed.</p>",
+         {passed} of {n} sirens passed, {failed} failed{maintenance}.</p>",
         id = c.id,
         schedule = escape(&c.schedule),
         kind = c.kind.as_str(),
@@ -231,7 +263,11 @@ fn html(c: &Campaign, report: &Value) -> String {
         phase = c.phase.as_str(),
         passed = tally.passed,
         failed = tally.failed,
-        n = c.targets.len()
+        n = c.targets.len(),
+        maintenance = match tally.in_maintenance {
+            0 => String::new(),
+            m => format!(", {m} in maintenance (not sounded: not counted as failed)"),
+        }
     );
     if let Some(s) = c.skew_stats() {
         let _ = write!(
@@ -277,25 +313,7 @@ fn html(c: &Campaign, report: &Value) -> String {
     out.push_str("</table><h2>Every siren</h2><table><tr><th>siren</th><th>zone</th><th>result</th><th>skew</th><th>note</th></tr>");
     for t in &c.targets {
         let result = t.verdict.map_or("pending", Verdict::as_str);
-        let mut note = Vec::new();
-        if t.triggered {
-            note.push("triggered (not armed)".to_owned());
-        }
-        if t.clock_flagged {
-            note.push("clock flagged".to_owned());
-        }
-        if let Some(moved) = t.moved_us {
-            note.push(format!("clock moved after arming ({:+.0} ms): armed again", ms(moved)));
-        }
-        if let Some(ppm) = drift(t) {
-            note.push(format!("clock drifts {ppm:+.0} ppm"));
-        }
-        if t.start_uncertain {
-            note.push("clock stepped around the start: the worse reading counts".to_owned());
-        }
-        if let Some(n) = &t.nak {
-            note.push(format!("refused: {n}"));
-        }
+        let note = notes(t);
         let _ = write!(
             out,
             "<tr{}><td>{}</td><td>{}</td><td>{result}</td><td>{}</td><td>{}</td></tr>",

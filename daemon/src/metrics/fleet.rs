@@ -173,6 +173,12 @@ impl Collector for FleetCollector {
             let acknowledged = s.acknowledged.as_ref().is_some_and(|a| a.in_force(now));
             m.encode_family(&[("siren", s.id.as_str())])?.encode_gauge(&i64::from(acknowledged))
         })?;
+        let help = "1 while a crew has the siren in maintenance: it does not page and is not sounded by tests";
+        let book = self.read().maintenance().clone();
+        self.family(&mut encoder, "siren_in_maintenance", help, None, |m, s| {
+            let in_maintenance = book.covering(&s.id, s.zone.as_str(), now).is_some();
+            m.encode_family(&[("siren", s.id.as_str())])?.encode_gauge(&i64::from(in_maintenance))
+        })?;
         let help = "When the siren last sent a status report, Unix time";
         self.family(&mut encoder, "siren_last_seen_timestamp", help, Some(&Unit::Seconds), |m, s| {
             match &s.telemetry {

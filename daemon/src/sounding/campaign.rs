@@ -147,8 +147,11 @@ pub enum TargetStep {
     Trigger,
     /// Trigger acknowledged.
     Triggered,
-    /// Given up before the instant (refused to the end, or unreachable).
+    /// Given up before the instant (refused to the end, or unreachable), or left out while in
+    /// maintenance.
     Idle,
+    /// Armed, and taken into maintenance since: its arm is cancelled, and it is left out.
+    Withdraw,
 }
 
 /// One siren's part in a campaign.
@@ -191,6 +194,10 @@ pub struct Target {
     /// before that describes another reading.
     #[serde(default)]
     pub clock_set_us: Option<i64>,
+    /// The maintenance window it was in while the campaign armed or ran (its summary): it is
+    /// not sounded, and is reported `in_maintenance` unless it passes anyway.
+    #[serde(default)]
+    pub maintenance: Option<String>,
     /// Got a trigger-now instead of arming.
     pub triggered: bool,
     /// The last refusal, if any.
@@ -257,6 +264,7 @@ impl Target {
             moved_us: None,
             start_uncertain: false,
             clock_set_us: None,
+            maintenance: None,
             triggered: false,
             nak: None,
             report: None,
@@ -531,7 +539,10 @@ impl Campaign {
         self.note = Some(format!("cancelled by {by}"));
         self.set_phase(Phase::Cancelled);
         let actions = (0..self.targets.len())
-            .filter(|&i| matches!(self.targets[i].step, TargetStep::Armed | TargetStep::Disarm) || self.targets[i].busy)
+            .filter(|&i| {
+                matches!(self.targets[i].step, TargetStep::Armed | TargetStep::Disarm | TargetStep::Withdraw)
+                    || self.targets[i].busy
+            })
             .map(|target| Action { target, command: Command::Cancel })
             .collect();
         Ok(actions)
@@ -578,7 +589,7 @@ impl Campaign {
                         TargetStep::Armed if now_us >= t.watch_at_us && now_us < instant - WATCH_STOP_US => {
                             Command::Sync
                         }
-                        TargetStep::Disarm => Command::Cancel,
+                        TargetStep::Disarm | TargetStep::Withdraw => Command::Cancel,
                         // The link's latency is measured first when there is time, then the
                         // trigger leaves early by the one-way latency so it lands at the instant.
                         TargetStep::Trigger => match t.before {
@@ -825,7 +836,9 @@ impl Campaign {
                 t.watch_at_us = next_watch;
                 t.step = TargetStep::Armed;
                 t.nak = None;
-                if self.all_armed.is_none() && self.targets.iter().all(|t| t.armed_start_us.is_some()) {
+                if self.all_armed.is_none()
+                    && self.targets.iter().all(|t| t.armed_start_us.is_some() || t.maintenance.is_some())
+                {
                     self.all_armed = Some(now);
                 }
                 None
@@ -845,6 +858,14 @@ impl Campaign {
                 t.armed_start_us = None;
                 t.step = TargetStep::Arm;
                 t.retry_at_us = 0;
+                None
+            }
+            // Taken into maintenance while armed: it stays silent.
+            (Command::Cancel, Message::Ack { .. } | Message::Nak { code: NakCode::UnknownCampaign, .. })
+                if t.step == TargetStep::Withdraw =>
+            {
+                t.armed_start_us = None;
+                t.step = TargetStep::Idle;
                 None
             }
             (_, Message::Nak { code, .. }) => {
@@ -873,6 +894,43 @@ impl Campaign {
             }
             _ => None,
         }
+    }
+
+    /// Target `target` is in the maintenance window `window` (its summary), or (`None`) in none,
+    /// at `now`. Before the instant a target in maintenance is left out: its arm is cancelled
+    /// if it was armed (a crew may be on its mast). One whose window ended before the arm
+    /// cut-off is armed after all. Returns whether anything changed.
+    pub fn set_maintenance(&mut self, target: usize, window: Option<&str>, now: Timestamp) -> bool {
+        let now_us = now.as_microsecond();
+        let cutoff_us = self.instant_us() - i64::from(self.settings.arm_cutoff_s) * 1_000_000;
+        let before_instant = matches!(self.phase, Phase::Planned | Phase::Arming) && now_us < self.instant_us();
+        let Some(t) = self.targets.get_mut(target) else { return false };
+        match window {
+            Some(summary) if t.maintenance.is_none() => {
+                t.maintenance = Some(summary.to_owned());
+                if before_instant {
+                    t.step = match t.step {
+                        TargetStep::Armed | TargetStep::Disarm => TargetStep::Withdraw,
+                        TargetStep::Triggered | TargetStep::Withdraw => t.step,
+                        TargetStep::Sync | TargetStep::Arm | TargetStep::Trigger | TargetStep::Idle => TargetStep::Idle,
+                    };
+                    t.retry_at_us = 0;
+                }
+            }
+            None if t.maintenance.is_some()
+                && before_instant
+                && now_us < cutoff_us
+                && t.step == TargetStep::Idle
+                && t.nak.is_none() =>
+            {
+                t.maintenance = None;
+                t.step = TargetStep::Sync;
+                t.retry_at_us = 0;
+            }
+            _ => return false,
+        }
+        self.dirty = true;
+        true
     }
 
     /// What target `target` said about itself (a status report, a heartbeat) at `now`. While
@@ -976,7 +1034,11 @@ impl Campaign {
                 report: t.report.as_ref(),
                 skew_us: t.skew_us,
             };
-            t.verdict = Some(judge(&evidence, &criteria));
+            t.verdict = Some(match judge(&evidence, &criteria) {
+                // Out of service by a crew's word: not a failure of the siren.
+                Verdict::Fail(_) if t.maintenance.is_some() => Verdict::InMaintenance,
+                verdict => verdict,
+            });
             t.busy = false;
         }
         self.set_phase(Phase::Done);
@@ -988,6 +1050,7 @@ impl Campaign {
         for t in &self.targets {
             match t.verdict {
                 Some(Verdict::Pass) => tally.passed += 1,
+                Some(Verdict::InMaintenance) => tally.in_maintenance += 1,
                 Some(Verdict::Fail(r)) => {
                     tally.failed += 1;
                     *tally.by_reason.entry(r).or_default() += 1;
@@ -1019,6 +1082,8 @@ impl Campaign {
 pub struct Tally {
     pub passed: usize,
     pub failed: usize,
+    /// Left out, or failed, while a crew had it in maintenance.
+    pub in_maintenance: usize,
     pub pending: usize,
     pub by_reason: std::collections::BTreeMap<FailReason, usize>,
 }

@@ -69,6 +69,8 @@ pub struct Runner {
     open: Vec<Live>,
     board: SharedBoard,
     next_plan: Instant,
+    /// The version of the maintenance windows the open campaigns were last told of (0: never).
+    maintenance_seen: u64,
 }
 
 impl std::fmt::Debug for Runner {
@@ -104,7 +106,8 @@ impl Runner {
                 }
             }
         }
-        let mut runner = Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now() };
+        let mut runner =
+            Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now(), maintenance_seen: 0 };
         for c in store.campaigns(true, 10_000)? {
             tracing::info!(campaign = c.id, schedule = %c.schedule, phase = c.phase.as_str(), "resuming campaign");
             runner.adopt(c, fleet);
@@ -116,6 +119,31 @@ impl Runner {
         let fleet_index = campaign.targets.iter().map(|t| fleet.index(&t.siren)).collect();
         let saved_phase = campaign.phase;
         self.open.push(Live { campaign, fleet_index, saved_phase, saved_at: Instant::now() });
+        // A new campaign learns which of its sirens are in maintenance at the next poll.
+        self.maintenance_seen = 0;
+    }
+
+    /// Tells every open campaign which of its sirens are in maintenance, when the windows
+    /// changed since it was last told.
+    fn follow_maintenance(&mut self, now: Timestamp, fleet: &FleetState) {
+        let version = fleet.maintenance().version();
+        if version == self.maintenance_seen {
+            return;
+        }
+        self.maintenance_seen = version;
+        for live in &mut self.open {
+            for (target, index) in live.fleet_index.iter().enumerate() {
+                let window = index.and_then(|i| fleet.in_maintenance(i, now)).map(crate::maintenance::Window::summary);
+                if live.campaign.set_maintenance(target, window.as_deref(), now) {
+                    let siren = &live.campaign.targets[target].siren;
+                    if let Some(w) = &window {
+                        tracing::info!(campaign = live.campaign.id, siren, window = w, "left out: in maintenance");
+                    } else {
+                        tracing::info!(campaign = live.campaign.id, siren, "back from maintenance: armed after all");
+                    }
+                }
+            }
+        }
     }
 
     /// The campaigns under way or planned.
@@ -208,6 +236,7 @@ impl Runner {
             self.next_plan = at + PLAN_EVERY;
             self.plan(now, store, fleet);
         }
+        self.follow_maintenance(now, fleet);
         let mut out = Vec::new();
         for live in &mut self.open {
             let index = &live.fleet_index;

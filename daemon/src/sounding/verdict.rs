@@ -54,6 +54,8 @@ impl FailReason {
 pub enum Verdict {
     Pass,
     Fail(FailReason),
+    /// Did not pass while a crew had it in maintenance: neither a pass nor a failure.
+    InMaintenance,
 }
 
 impl Verdict {
@@ -61,6 +63,7 @@ impl Verdict {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail(r) => r.as_str(),
+            Verdict::InMaintenance => "in_maintenance",
         }
     }
 }
