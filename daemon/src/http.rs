@@ -56,6 +56,7 @@ mod refusals;
 pub mod server;
 mod soundings;
 
+pub use maintenance::{EndedView, WindowView};
 pub use refusals::RefusalLog;
 
 /// The router.
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/sirens/{id}/ack", post(acknowledge))
         .route("/api/sirens/{id}/resync", post(resync))
+        .route("/api/sirens/{id}/history", get(history))
         .route("/api/maintenance", get(maintenance::list).post(maintenance::start))
         .route("/api/maintenance/{id}/end", post(maintenance::end))
         .route("/api/audit", get(audit))
@@ -556,6 +558,82 @@ async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Respons
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How far back a siren's history goes unless `since` says otherwise.
+const HISTORY_DAYS: i64 = 90;
+/// The latest campaigns a history looks through for the siren's soundings.
+const HISTORY_CAMPAIGNS: usize = 100;
+
+/// `GET /api/sirens/{id}/history`: its outages (with acknowledgement and time to repair),
+/// state changes, maintenance windows and soundings, the latest first.
+async fn history(State(state): State<AppState>, Path(id): Path<String>, Query(p): Query<HistoryParams>) -> Response {
+    let now = Timestamp::now();
+    let Some(zone) = fleet(&state).get(&id).map(|s| s.zone.to_string()) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response();
+    };
+    let (since, until) = match (instant("since", p.since.as_deref()), instant("until", p.until.as_deref())) {
+        (Ok(since), Ok(until)) => {
+            (since.unwrap_or_else(|| now - jiff::SignedDuration::from_hours(24 * HISTORY_DAYS)), until.unwrap_or(now))
+        }
+        (Err(refused), _) | (_, Err(refused)) => return *refused,
+    };
+    let siren = id.clone();
+    let read = read_store(&state, move |store| {
+        let query = EventQuery {
+            siren: Some(siren.clone()),
+            since: Some(since),
+            until: Some(until),
+            newest_first: true,
+            limit: EVENTS_MAX,
+            ..EventQuery::default()
+        };
+        let events = store.events(&query)?;
+        let windows: Vec<crate::maintenance::Window> = store
+            .maintenance_windows(false, 1000)?
+            .into_iter()
+            .filter(|w| {
+                w.scope.covers(&siren, &zone) && w.from < until && w.ended.as_ref().map_or(w.until, |e| e.at) > since
+            })
+            .collect();
+        let soundings = store
+            .campaigns(false, HISTORY_CAMPAIGNS)?
+            .into_iter()
+            .filter(|c| c.instant >= since && c.instant < until)
+            .filter_map(|c| {
+                let t = c.targets.iter().find(|t| t.siren == siren)?;
+                Some(crate::history::SoundingLine {
+                    campaign: c.id,
+                    schedule: c.schedule.clone(),
+                    kind: c.kind.as_str(),
+                    instant: c.instant.to_string(),
+                    result: t.verdict.map(crate::sounding::verdict::Verdict::as_str),
+                })
+            })
+            .collect();
+        Ok((events, windows, soundings))
+    })
+    .await;
+    match read {
+        Ok((events, windows, soundings)) => {
+            Json(crate::history::build(&id, events, &windows, soundings, (since, until), now)).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+/// An optional RFC 3339 query parameter, or the 400 that says what is wrong with it.
+fn instant(field: &'static str, v: Option<&str>) -> Result<Option<Timestamp>, Box<Response>> {
+    v.map(str::parse::<Timestamp>).transpose().map_err(|e| {
+        Box::new(bad_request(field, format!("`{field}` must be an RFC 3339 instant such as 2026-05-12T02:00:00Z: {e}")))
+    })
+}
+
+#[derive(Debug, Deserialize)]
 struct EventParams {
     since: Option<String>,
     until: Option<String>,
@@ -569,17 +647,9 @@ struct EventParams {
 const EVENTS_MAX: usize = 10_000;
 
 async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> Response {
-    let instant = |field: &'static str, v: Option<&str>| {
-        v.map(str::parse::<Timestamp>).transpose().map_err(|e| (field, e.to_string()))
-    };
     let (since, until) = match (instant("since", p.since.as_deref()), instant("until", p.until.as_deref())) {
         (Ok(since), Ok(until)) => (since, until),
-        (Err((field, e)), _) | (_, Err((field, e))) => {
-            return bad_request(
-                field,
-                format!("`{field}` must be an RFC 3339 instant such as 2026-05-12T02:00:00Z: {e}"),
-            );
-        }
+        (Err(refused), _) | (_, Err(refused)) => return *refused,
     };
     let limit = p.limit.unwrap_or(1000);
     if limit > EVENTS_MAX {

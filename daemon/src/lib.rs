@@ -3,6 +3,7 @@
 //! - [`config`]: `sirend.toml` with its fleet and key files.
 //! - [`coverage`]: who would hear a warning now, by area and by population.
 //! - [`fleet`]: every owned siren with its liveness and telemetry.
+//! - [`history`]: a siren's outages, state changes, maintenance and soundings, for its crew.
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`maintenance`]: windows in which crews have taken sirens out of service.
 //! - [`store`]: events, replay counters and last known states in SQLite.
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod fleet;
+pub mod history;
 pub mod http;
 pub mod link;
 pub mod liveness;

@@ -745,6 +745,20 @@ async fn a_siren_in_maintenance_is_left_out_of_a_sounding_and_windows_and_acknow
     assert_eq!(all[0]["ended"]["by"], "ops", "{all}");
     let events = json(&request(daemon.http, "GET", "/api/events?kind=maintenance_ended", None, "").1);
     assert_eq!(events[0]["siren"], held.as_str(), "{events}");
+
+    // The crews' histories: the outage with its acknowledgement, the window, the soundings.
+    let history = json(&request(daemon.http, "GET", &format!("/api/sirens/{faulty}/history"), None, "").1);
+    let outage = &history["outages"][0];
+    assert_eq!((outage["worst"].as_str(), outage["end"].as_str()), (Some("faulty"), None), "{history:#}");
+    assert!(outage["acknowledged"]["detail"].as_str().unwrap().contains("crew dispatched"), "{history:#}");
+    assert!(!outage["faults"].as_array().unwrap().is_empty(), "{history:#}");
+    assert_eq!(history["soundings"][0]["result"], "amplifier_fault", "{history:#}");
+    let history = json(&request(daemon.http, "GET", &format!("/api/sirens/{held}/history"), None, "").1);
+    assert_eq!(history["maintenance"][0]["id"].as_u64(), Some(window_id), "{history:#}");
+    assert_eq!(history["soundings"][0]["result"], "in_maintenance", "{history:#}");
+    assert_eq!(history["summary"]["outages"], 0, "{history:#}");
+    let (status, body) = request(daemon.http, "GET", "/api/sirens/nope/history", None, "");
+    assert_eq!(status, 404, "{body}");
     devices.shutdown().await;
     daemon.stop().await;
 }

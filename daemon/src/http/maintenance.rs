@@ -27,8 +27,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// A maintenance window as the API shows it.
-#[derive(Debug, Serialize)]
-pub(crate) struct WindowView {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowView {
     pub id: u32,
     /// `siren` or `zone`.
     pub scope: &'static str,
@@ -43,8 +43,8 @@ pub(crate) struct WindowView {
     pub ended: Option<EndedView>,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct EndedView {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndedView {
     pub at: String,
     /// Who ended it; empty when it lapsed at `until`.
     pub by: String,
@@ -52,7 +52,7 @@ pub(crate) struct EndedView {
 }
 
 impl WindowView {
-    pub(crate) fn new(w: &Window, now: Timestamp) -> Self {
+    pub fn new(w: &Window, now: Timestamp) -> Self {
         Self {
             id: w.id,
             scope: w.scope.kind(),
