@@ -10,7 +10,7 @@ use crate::maintenance::Window;
 use crate::store::Stored;
 
 /// One time the siren was out of order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Outage {
     pub start: String,
     /// When it was `ok` again; `None` while it lasts.
@@ -27,7 +27,7 @@ pub struct Outage {
     pub maintenance: Vec<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acknowledged {
     pub at: String,
     pub after_s: i64,
@@ -35,7 +35,7 @@ pub struct Acknowledged {
 }
 
 /// A state change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub at: String,
     pub from: String,
@@ -44,7 +44,7 @@ pub struct Change {
 }
 
 /// The siren's part in one sounding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SoundingLine {
     pub campaign: u32,
     pub schedule: String,
@@ -55,7 +55,7 @@ pub struct SoundingLine {
 }
 
 /// Outages summed up.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub outages: usize,
     /// Outages still going on.
@@ -68,7 +68,7 @@ pub struct Summary {
 }
 
 /// Everything the crew reads about one siren, the latest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct History {
     pub siren: String,
     pub since: String,

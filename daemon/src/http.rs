@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Permission, Tokens};
-use crate::fleet::{FleetState, Siren};
+use crate::fleet::FleetState;
 use crate::metrics::{Format, Metrics};
 use crate::store::{AuditEntry, Event, EventQuery, Store};
+use views::{ApiError, SirenView};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -52,9 +53,11 @@ pub struct Views {
 
 mod coverage;
 mod maintenance;
+pub mod openapi;
 mod refusals;
 pub mod server;
 mod soundings;
+pub mod views;
 
 pub use maintenance::{EndedView, WindowView};
 pub use refusals::RefusalLog;
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/soundings", get(soundings::list).post(soundings::create))
         .route("/api/soundings/{id}", get(soundings::one))
         .route("/api/soundings/{id}/cancel", post(soundings::cancel))
+        .route("/api/openapi.json", get(openapi::document))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))
@@ -155,6 +159,11 @@ fn fleet(state: &AppState) -> std::sync::RwLockReadGuard<'_, FleetState> {
     state.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Prometheus metrics (OpenMetrics when the `Accept` header asks for it).
+#[utoipa::path(get, path = "/metrics", tag = "monitoring", responses(
+    (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+    (status = 401, description = "`metrics_need_token` and no valid token", body = ApiError),
+))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     // Prometheus asks for OpenMetrics in its Accept header; everyone else gets the classic
     // text format.
@@ -182,6 +191,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     ([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(chunks)).into_response()
 }
 
+/// Ready while the store answers reads and its commits succeed.
+#[utoipa::path(get, path = "/readyz", tag = "monitoring", responses(
+    (status = 200, description = "Ready", content_type = "text/plain", body = String),
+    (status = 503, description = "The store cannot commit or answer: the reason", content_type = "text/plain", body = String),
+))]
 async fn ready(State(state): State<AppState>) -> Response {
     // Ready while the store answers reads and its commits succeed: a store that cannot commit
     // keeps what it must write in memory and stops new counter leases, so no command can be
@@ -218,55 +232,6 @@ pub(crate) async fn read_store<T: Send + 'static>(
         Ok(Err(_)) => Err(crate::store::StoreError::WriterGone),
         Err(_) => Err(crate::store::StoreError::Stalled),
     }
-}
-
-fn siren_json(s: &Siren, maintenance: Option<&crate::maintenance::Window>, now: Timestamp) -> Value {
-    let l = &s.liveness;
-    let faults = fault_names(l.faults);
-    json!({
-        "id": s.id,
-        "name": s.name,
-        "zone": s.zone.as_str(),
-        "latitude": s.latitude,
-        "longitude": s.longitude,
-        "rating_db": s.rating_db,
-        "state": l.state.as_str(),
-        "since": l.since.to_string(),
-        "faults": faults,
-        "misses": l.misses,
-        "flaps": l.flaps,
-        "links": l.links.iter().map(|name| json!({"link": &**name, "up": !l.link_down(name)})).collect::<Vec<_>>(),
-        "last_seen": l.last_seen.map(|t| t.to_string()),
-        "telemetry": s.telemetry.as_ref().map(|t| json!({
-            "at": t.at.to_string(),
-            "mains_present": t.mains_present,
-            "battery_volts": t.battery_volts,
-            "battery_soc": t.battery_soc,
-            "door_open": t.door_open,
-            "cabinet_temp_c": t.cabinet_temp_c,
-            "clock_offset_us": t.clock_offset_us,
-            "firmware": t.firmware.to_string(),
-            "boot_seq": t.boot_seq,
-        })),
-        "last_known": s.last_known.as_ref().map(|r| json!({"state": r.state.as_str(), "since": r.since.to_string()})),
-        "command_fault": s.command_fault.as_ref().map(|f| json!({
-            "since": f.since.to_string(),
-            "unanswered": f.unanswered,
-        })),
-        "maintenance": maintenance.map(|w| maintenance::WindowView::new(w, now)),
-        "acknowledged": s.acknowledged.as_ref().filter(|a| a.in_force(now)).map(|a| json!({
-            "state": a.state.as_str(),
-            "faults": fault_names(a.faults),
-            "by": a.by,
-            "at": a.at.to_string(),
-            "until": a.until.map(|u| u.to_string()),
-            "note": a.note,
-        })),
-    })
-}
-
-fn fault_names(faults: siren_proto::message::FaultBits) -> Vec<&'static str> {
-    siren_proto::message::FaultBits::NAMES.iter().filter(|(bit, _)| faults.contains(*bit)).map(|(_, n)| *n).collect()
 }
 
 /// The address a request came from (set per connection by [`server::serve`]).
@@ -362,6 +327,19 @@ fn authorize(state: &AppState, headers: &HeaderMap, client: Client, ask: &Ask<'_
     }
 }
 
+/// Refuses a write without a valid token before its body is looked at (a 401, audited like
+/// every refusal): what a request is made of is nobody's business who may not make it.
+/// [`authorize`] checks the permission and zones once the body says what it touches.
+fn authenticated(state: &AppState, headers: &HeaderMap, client: Client, action: &str) -> Result<(), Box<Response>> {
+    match state.tokens.identify(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        Caller::Known(_) => Ok(()),
+        Caller::Anonymous | Caller::Unknown => {
+            let ask = Ask { permission: Permission::Read, action, target: "", zones: Some(&[]), note: "" };
+            authorize(state, headers, client, &ask).map(drop)
+        }
+    }
+}
+
 /// The answer to a refused call (`Some`), with the challenge a 401 carries.
 fn refused_response(refusal: Option<(StatusCode, String)>) -> Response {
     let (status, why) = refusal.unwrap_or((StatusCode::FORBIDDEN, String::new()));
@@ -375,17 +353,33 @@ fn refused_response(refusal: Option<(StatusCode, String)>) -> Response {
 /// The longest note an operator may attach (it is stored with every acknowledgement).
 const NOTE_MAX_CHARS: usize = 1000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     note: String,
-    /// When the acknowledgement lapses by itself (RFC 3339).
+    /// When the acknowledgement lapses by itself (RFC 3339), in the future.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     until: Option<Timestamp>,
 }
 
-/// `POST /api/sirens/{id}/ack`: an operator acknowledges the siren's current faults.
+/// An operator acknowledges the siren's condition (any but `ok`), with a note and an expiry:
+/// its alerts stop paging while it stays in that condition or a milder one.
+#[utoipa::path(post, path = "/api/sirens/{id}/ack", tag = "sirens", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The siren")),
+    request_body(content = AckBody, description = "Optional: an empty body acknowledges without a note"),
+    responses(
+        (status = 200, description = "Acknowledged", body = views::AcknowledgedView),
+        (status = 400, description = "A malformed body", body = ApiError),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "The token may not acknowledge, or not in this zone", body = ApiError),
+        (status = 404, description = "No such siren", body = ApiError),
+        (status = 409, description = "Nothing to acknowledge: the siren is ok or not heard yet", body = ApiError),
+        (status = 413, description = "The body is too large", body = ApiError),
+        (status = 422, description = "A field is invalid", body = ApiError),
+    ))]
 async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -393,6 +387,9 @@ async fn acknowledge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(refused) = authenticated(&state, &headers, client, "acknowledge") {
+        return *refused;
+    }
     let body: AckBody = if body.is_empty() {
         AckBody::default()
     } else {
@@ -434,20 +431,25 @@ async fn acknowledge(
         Err(refused) => return (StatusCode::CONFLICT, Json(json!({"error": refused.to_string()}))).into_response(),
     };
     let _ = state.store.save_acknowledgement(&id, Some(&ack));
-    let names = fault_names(ack.faults);
+    let names = views::fault_names(ack.faults);
     let note = if body.note.is_empty() { String::new() } else { format!(": {}", body.note) };
     let until = ack.until.map(|u| format!(" until {u}")).unwrap_or_default();
     let detail = format!("{} {} by {by}{until}{note}", ack.state.as_str(), names.join(","));
     let _ = state.store.record(Event { at: now, siren: Some(id.clone()), kind: "acknowledged".into(), detail });
-    Json(json!({
-        "siren": id, "state": ack.state.as_str(), "faults": names, "by": by, "at": now.to_string(),
-        "until": ack.until.map(|u| u.to_string()), "note": ack.note,
-    }))
-    .into_response()
+    Json(views::AcknowledgedView { siren: id, acknowledgement: views::AcknowledgementView::new(&ack) }).into_response()
 }
 
-/// `POST /api/sirens/{id}/resync`: moves the siren's transmit counter far ahead, for a device
-/// whose receive counter is ahead of the daemon's (admin; docs/operations.md).
+/// Moves the siren's transmit counter far ahead, for a device whose receive counter is ahead
+/// of the daemon's (admin; docs/operations.md).
+#[utoipa::path(post, path = "/api/sirens/{id}/resync", tag = "sirens", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The siren")),
+    responses(
+        (status = 200, description = "The first counter of the new lease", body = views::ResyncView),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "Not an administrator of the siren's zone", body = ApiError),
+        (status = 404, description = "No such siren", body = ApiError),
+        (status = 503, description = "The engine or the store cannot do it now", body = ApiError),
+    ))]
 async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: Client, headers: HeaderMap) -> Response {
     let zones: Vec<String> = fleet(&state).get(&id).map(|s| s.zone.to_string()).into_iter().collect();
     let ask =
@@ -464,7 +466,7 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: C
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine has stopped"}))).into_response();
     }
     match answer.await {
-        Ok(Ok(counter)) => Json(json!({"siren": id, "counter": counter})).into_response(),
+        Ok(Ok(counter)) => Json(views::ResyncView { siren: id, counter }).into_response(),
         Ok(Err(why)) if why.starts_with("no siren") => {
             (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
         }
@@ -473,29 +475,45 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: C
     }
 }
 
-/// `GET /api/audit`: the audit log (admin).
+/// The audit log, the latest 1,000 entries, oldest first (admin).
+#[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entries", body = [views::AuditView]),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "Not an administrator", body = ApiError),
+        (status = 500, description = "The store failed", body = ApiError),
+    ))]
 async fn audit(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
     let ask = Ask { permission: Permission::Admin, action: "read-audit", target: "audit", zones: Some(&[]), note: "" };
     if let Err(refused) = authorize(&state, &headers, client, &ask) {
         return *refused;
     }
     match read_store(&state, |store| store.audit_log(1000)).await {
-        Ok(rows) => Json(Value::Array(
+        Ok(rows) => Json(
             rows.into_iter()
-                .map(|a| {
-                    json!({"at": a.at.to_string(), "actor": a.actor, "action": a.action, "target": a.target,
-                           "allowed": a.allowed, "detail": a.detail, "client": a.client})
+                .map(|a| views::AuditView {
+                    at: a.at.to_string(),
+                    actor: a.actor,
+                    action: a.action,
+                    target: a.target,
+                    allowed: a.allowed,
+                    detail: a.detail,
+                    client: a.client,
                 })
-                .collect(),
-        ))
+                .collect::<Vec<_>>(),
+        )
         .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SirenParams {
+    /// Only sirens in this state.
+    #[param(value_type = Option<crate::liveness::State>)]
     state: Option<String>,
+    /// Only sirens in this zone or the zones inside it.
     zone: Option<String>,
     /// `true`: only sirens in maintenance; `false`: only those not.
     maintenance: Option<bool>,
@@ -505,6 +523,11 @@ fn bad_request(field: &str, message: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": message.into(), "field": field}))).into_response()
 }
 
+/// Every siren, or those the filters choose.
+#[utoipa::path(get, path = "/api/sirens", tag = "sirens", params(SirenParams), responses(
+    (status = 200, description = "The sirens", body = [SirenView]),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+))]
 async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> Response {
     let now = Timestamp::now();
     if p.state.is_some() || p.zone.is_some() || p.maintenance.is_some() {
@@ -523,7 +546,7 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
             .map(|i| (fleet.siren(i), fleet.in_maintenance(i, now)))
             .filter(|(s, _)| wanted.is_none_or(|w| s.liveness.state == w) && zone.is_none_or(|z| s.zone.is_within(z)))
             .filter(|(_, m)| p.maintenance.is_none_or(|wanted| m.is_some() == wanted))
-            .map(|(s, m)| siren_json(s, m, now))
+            .map(|(s, m)| serde_json::to_value(SirenView::new(s, m, now)).unwrap_or_default())
             .collect();
         return Json(Value::Array(chosen)).into_response();
     }
@@ -536,7 +559,8 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
             _ => {
                 let all = Value::Array(
                     (0..fleet.sirens().len())
-                        .map(|i| siren_json(fleet.siren(i), fleet.in_maintenance(i, now), now))
+                        .map(|i| SirenView::new(fleet.siren(i), fleet.in_maintenance(i, now), now))
+                        .map(|v| serde_json::to_value(v).unwrap_or_default())
                         .collect(),
                 );
                 let body = axum::body::Bytes::from(all.to_string());
@@ -548,19 +572,31 @@ async fn sirens(State(state): State<AppState>, Query(p): Query<SirenParams>) -> 
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// One siren.
+#[utoipa::path(get, path = "/api/sirens/{id}", tag = "sirens",
+    params(("id" = String, Path, description = "The siren")),
+    responses(
+        (status = 200, description = "The siren", body = SirenView),
+        (status = 404, description = "No such siren", body = ApiError),
+    ))]
 async fn siren(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let fleet = fleet(&state);
     let now = Timestamp::now();
     match fleet.index(&id) {
-        Some(i) => Json(siren_json(fleet.siren(i), fleet.in_maintenance(i, now), now)).into_response(),
+        Some(i) => Json(SirenView::new(fleet.siren(i), fleet.in_maintenance(i, now), now)).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no siren `{id}`")}))).into_response(),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
+    /// RFC 3339; default 90 days ago.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// RFC 3339; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
 }
 
@@ -569,8 +605,16 @@ const HISTORY_DAYS: i64 = 90;
 /// The latest campaigns a history looks through for the siren's soundings.
 const HISTORY_CAMPAIGNS: usize = 100;
 
-/// `GET /api/sirens/{id}/history`: its outages (with acknowledgement and time to repair),
-/// state changes, maintenance windows and soundings, the latest first.
+/// The siren's history for its crew: outages (with acknowledgement and time to repair), state
+/// changes, maintenance windows and soundings (of the latest 100 campaigns), the latest first.
+#[utoipa::path(get, path = "/api/sirens/{id}/history", tag = "sirens",
+    params(("id" = String, Path, description = "The siren"), HistoryParams),
+    responses(
+        (status = 200, description = "Its history", body = crate::history::History),
+        (status = 400, description = "A malformed parameter", body = ApiError),
+        (status = 404, description = "No such siren", body = ApiError),
+        (status = 503, description = "The store did not answer", body = ApiError),
+    ))]
 async fn history(State(state): State<AppState>, Path(id): Path<String>, Query(p): Query<HistoryParams>) -> Response {
     let now = Timestamp::now();
     let Some(zone) = fleet(&state).get(&id).map(|s| s.zone.to_string()) else {
@@ -633,19 +677,35 @@ fn instant(field: &'static str, v: Option<&str>) -> Result<Option<Timestamp>, Bo
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventParams {
+    /// RFC 3339: events at or after.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// RFC 3339: events before.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
+    /// Only this siren's.
     siren: Option<String>,
+    /// Only events of this kind.
     kind: Option<String>,
+    /// Only events after this id, oldest first.
     after: Option<i64>,
+    /// At most this many (default 1,000, at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     limit: Option<usize>,
 }
 
 /// The most events one request returns.
 const EVENTS_MAX: usize = 10_000;
 
+/// Stored events, the latest first (oldest first from `after`, for tailing).
+#[utoipa::path(get, path = "/api/events", tag = "events", params(EventParams), responses(
+    (status = 200, description = "The events", body = [views::EventView]),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 500, description = "The store failed", body = ApiError),
+))]
 async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> Response {
     let (since, until) = match (instant("since", p.since.as_deref()), instant("until", p.until.as_deref())) {
         (Ok(since), Ok(until)) => (since, until),
@@ -666,11 +726,17 @@ async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> 
         limit,
     };
     match read_store(&state, move |store| store.events(&query)).await {
-        Ok(rows) => Json(Value::Array(
+        Ok(rows) => Json(
             rows.into_iter()
-                .map(|r| json!({"id": r.id, "at": r.event.at.to_string(), "siren": r.event.siren, "kind": r.event.kind, "detail": r.event.detail}))
-                .collect(),
-        ))
+                .map(|r| views::EventView {
+                    id: r.id,
+                    at: r.event.at.to_string(),
+                    siren: r.event.siren,
+                    kind: r.event.kind,
+                    detail: r.event.detail,
+                })
+                .collect::<Vec<_>>(),
+        )
         .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
     }

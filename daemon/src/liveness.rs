@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use siren_proto::message::FaultBits;
 
 /// The public liveness states (metrics, API and dashboards use these names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum State {
     Unknown,
     Ok,

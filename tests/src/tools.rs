@@ -14,13 +14,18 @@ pub fn find(program: &str) -> Option<String> {
 
 /// The first of `names` (one program under the names distributions give it) that runs here.
 pub fn find_any(names: &[&str]) -> Option<String> {
+    find_required_by(names, REQUIRE)
+}
+
+/// As [`find_any`], an error instead of a skip when the environment variable `require` is set.
+pub fn find_required_by(names: &[&str], require: &str) -> Option<String> {
     for program in names {
         if Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success()) {
             return Some((*program).to_owned());
         }
     }
     let names = names.join(" or ");
-    assert!(std::env::var_os(REQUIRE).is_none(), "{names} is required ({REQUIRE} is set) but not installed");
+    assert!(std::env::var_os(require).is_none(), "{names} is required ({require} is set) but not installed");
     eprintln!("{names} is not installed here: skipped");
     None
 }

@@ -25,7 +25,7 @@ pub struct Zone {
 }
 
 /// When a zone's coverage lost to failures alerts.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct LostAlert {
     pub people: f64,
     pub area_m2: f64,
@@ -70,7 +70,7 @@ impl Tally {
 }
 
 /// A zone's coverage, its own cells and every zone inside it together.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ZoneCoverage {
     pub zone: String,
     pub area_m2: f64,

@@ -28,7 +28,7 @@ use layout::SirenSpot;
 use map::{CoverageMap, LostAlert, ZoneCoverage};
 
 /// One zone's coverage in the three figures people act on (docs/operations.md, "Coverage").
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ZoneFigures {
     pub zone: String,
     /// With every siren able to sound.
@@ -45,7 +45,7 @@ pub struct ZoneFigures {
 }
 
 /// Coverage lost to failures.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Lost {
     pub area_m2: f64,
     /// With a population file.
@@ -56,7 +56,7 @@ pub struct Lost {
 }
 
 /// A part of the coverage lost.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct LostPart {
     pub area_m2: f64,
     pub population: Option<f64>,
@@ -73,7 +73,7 @@ impl Lost {
 }
 
 /// A siren that cannot sound and what that costs: the ground and people only it would cover.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct SirenLoss {
     #[serde(skip)]
     pub index: usize,

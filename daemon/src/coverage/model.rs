@@ -15,7 +15,7 @@ pub const ENERGY_UNIT: u32 = 1 << 16;
 pub const ENERGY_FLOOR_DB: f64 = 20.0;
 
 /// How overlapping sirens combine at a point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overlap {
     /// The loudest siren alone decides (conservative: CPG 1-17's practice).

@@ -6,11 +6,14 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use super::views::{CoverageView, PriorityView};
 
 use super::AppState;
+use super::views::ApiError;
 use crate::coverage::metrics::SharedCoverage;
-use crate::coverage::{Coverage, export, render, within};
+use crate::coverage::{Coverage, SirenLoss, ZoneFigures, export, render, within};
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
@@ -20,12 +23,24 @@ fn unconfigured() -> Response {
     error(StatusCode::NOT_FOUND, "coverage is not set up: the daemon owns no siren")
 }
 
-/// The query every coverage endpoint takes.
-#[derive(Debug, Deserialize)]
+/// The query of `/api/coverage` and `/api/coverage.geojson`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(super) struct CoverageQuery {
     /// Only this zone and the zones inside it.
     zone: Option<String>,
-    /// The map's width in pixels (`/api/coverage.png`).
+}
+
+/// The query of `/api/coverage.png`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MapQuery {
+    /// Only this zone and the zones inside it.
+    zone: Option<String>,
+    /// The map's width in pixels.
+    #[param(minimum = 640, maximum = 4096)]
     width: Option<u32>,
 }
 
@@ -65,51 +80,47 @@ async fn with_coverage<T: Send + 'static>(
 
 /// Per zone: coverage by design, now and lost; the sirens that cannot sound ranked by the
 /// people their failure leaves unwarned; the sirens whose failure would uncover the most.
+#[utoipa::path(get, path = "/api/coverage", tag = "coverage", params(CoverageQuery), responses(
+    (status = 200, description = "Coverage by design, now and lost, per zone", body = CoverageView),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 404, description = "No such zone, or coverage is not set up", body = ApiError),
+    (status = 500, description = "The computation failed", body = ApiError),
+))]
 pub(super) async fn summary(State(state): State<AppState>, Query(q): Query<CoverageQuery>) -> Response {
     let Some(coverage) = state.coverage else { return unconfigured() };
     let body = with_coverage(coverage, q.zone, |c, zone| {
-        let zones: Vec<Value> = c
-            .figures()
-            .into_iter()
-            .filter(|z| zone.is_none_or(|q| within(&z.zone, q)))
-            .map(|z| serde_json::to_value(z).unwrap_or_default())
-            .collect();
-        let failed: Vec<Value> = c
-            .lost_by_siren()
-            .into_iter()
-            .filter(|s| zone.is_none_or(|q| within(&s.zone, q)))
-            .map(|s| serde_json::to_value(s).unwrap_or_default())
-            .collect();
+        let zones: Vec<ZoneFigures> =
+            c.figures().into_iter().filter(|z| zone.is_none_or(|q| within(&z.zone, q))).collect();
+        let failed_sirens: Vec<SirenLoss> =
+            c.lost_by_siren().into_iter().filter(|s| zone.is_none_or(|q| within(&s.zone, q))).collect();
         let layout = c.map().layout();
-        let (cell_m, overlap, population) = (layout.grid.cell_m, layout.overlap, layout.population.is_some());
+        let (cell_size_m, overlap, population) = (layout.grid.cell_m, layout.overlap, layout.population.is_some());
         let cell_m2 = layout.grid.cell_area_m2();
         let site_zone: Vec<String> =
             c.map().sites().iter().map(|s| c.map().layout().zones[s.zone].path.clone()).collect();
         #[allow(clippy::cast_precision_loss)]
-        let priority: Vec<Value> = c
+        let priority: Vec<PriorityView> = c
             .priority(usize::MAX)
             .into_iter()
             .filter(|(i, _, _)| zone.is_none_or(|q| within(&site_zone[*i], q)))
             .take(crate::coverage::table::PRIORITY_SIRENS)
-            .map(|(i, id, s)| {
-                json!({
-                    "siren": id,
-                    "zone": site_zone[i],
-                    "sole_area_m2": s.cells as f64 * cell_m2,
-                    "sole_population": population.then_some(s.population_milli as f64 / 1000.0),
-                })
+            .map(|(i, id, s)| PriorityView {
+                siren: id,
+                zone: site_zone[i].clone(),
+                sole_area_m2: s.cells as f64 * cell_m2,
+                sole_population: population.then_some(s.population_milli as f64 / 1000.0),
             })
             .collect();
-        json!({
-            "at": jiff::Timestamp::now(),
-            "zone": zone,
-            "cell_size_m": cell_m,
-            "overlap": overlap,
-            "population": population,
-            "zones": zones,
-            "failed_sirens": failed,
-            "priority": priority,
-        })
+        CoverageView {
+            at: jiff::Timestamp::now().to_string(),
+            zone: zone.map(ToOwned::to_owned),
+            cell_size_m,
+            overlap,
+            population,
+            zones,
+            failed_sirens,
+            priority,
+        }
     })
     .await;
     match body {
@@ -120,6 +131,14 @@ pub(super) async fn summary(State(state): State<AppState>, Query(q): Query<Cover
 
 /// Ground lost to failures and ground never covered, as merged polygons, loadable
 /// cross-origin by a Grafana Geomap layer.
+/// The ground not covered (lost to failures, and never covered by design) as a GeoJSON
+/// FeatureCollection.
+#[utoipa::path(get, path = "/api/coverage.geojson", tag = "coverage", params(CoverageQuery), responses(
+    (status = 200, description = "A GeoJSON FeatureCollection", content_type = "application/geo+json", body = Object),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 404, description = "No such zone, or coverage is not set up", body = ApiError),
+    (status = 500, description = "The computation failed", body = ApiError),
+))]
 pub(super) async fn geojson(State(state): State<AppState>, Query(q): Query<CoverageQuery>) -> Response {
     let Some(coverage) = state.coverage else { return unconfigured() };
     let body =
@@ -135,7 +154,14 @@ pub(super) async fn geojson(State(state): State<AppState>, Query(q): Query<Cover
 }
 
 /// The rendered map.
-pub(super) async fn png(State(state): State<AppState>, Query(q): Query<CoverageQuery>) -> Response {
+/// The coverage map with its legend, as a PNG.
+#[utoipa::path(get, path = "/api/coverage.png", tag = "coverage", params(MapQuery), responses(
+    (status = 200, description = "The map", content_type = "image/png", body = Vec<u8>),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 404, description = "No such zone, or coverage is not set up", body = ApiError),
+    (status = 500, description = "The computation failed", body = ApiError),
+))]
+pub(super) async fn png(State(state): State<AppState>, Query(q): Query<MapQuery>) -> Response {
     let Some(coverage) = state.coverage.clone() else { return unconfigured() };
     if q.width.is_some_and(|w| !(render::MIN_WIDTH..=render::MAX_WIDTH).contains(&w)) {
         return error(

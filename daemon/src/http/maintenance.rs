@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::views::ApiError;
 use super::{AppState, Ask, Client, authorize};
 use crate::auth::Permission;
 use crate::maintenance::{Refused, Scope, Window};
@@ -27,7 +28,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// A maintenance window as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WindowView {
     pub id: u32,
     /// `siren` or `zone`.
@@ -43,7 +44,7 @@ pub struct WindowView {
     pub ended: Option<EndedView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EndedView {
     pub at: String,
     /// Who ended it; empty when it lapsed at `until`.
@@ -68,19 +69,38 @@ impl WindowView {
 }
 
 /// `POST /api/maintenance`: one of `siren` or `zone`, why, and until when.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartBody {
     #[serde(default)]
     siren: Option<String>,
     #[serde(default)]
     zone: Option<String>,
+    /// Why it is out of service.
+    #[schema(min_length = 1, max_length = 1000)]
     reason: String,
     /// RFC 3339; at most 31 days ahead.
+    #[schema(value_type = String, format = DateTime)]
     until: Timestamp,
 }
 
+/// Takes a siren, or every siren of a zone, out of service until `until` (the `maintenance`
+/// permission, in that zone): it does not page, is left out of test soundings, and the
+/// coverage it costs is shown apart.
+#[utoipa::path(post, path = "/api/maintenance", tag = "maintenance", security(("bearer" = [])),
+    request_body = StartBody,
+    responses(
+        (status = 201, description = "The window opened", body = WindowView),
+        (status = 400, description = "A malformed body", body = ApiError),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "The token may not, or not in this zone", body = ApiError),
+        (status = 413, description = "The body is too large", body = ApiError),
+        (status = 422, description = "A field is invalid (no such siren or zone, `until` past or too far)", body = ApiError),
+    ))]
 pub(super) async fn start(State(state): State<AppState>, client: Client, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refused) = super::authenticated(&state, &headers, client, "start-maintenance") {
+        return *refused;
+    }
     let body: StartBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
@@ -160,13 +180,28 @@ fn refusal(why: &Refused) -> Response {
 }
 
 /// `POST /api/maintenance/{id}/end`: the crew is done before `until`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EndBody {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     note: String,
 }
 
+/// Ends a window before its `until`: the crew is done.
+#[utoipa::path(post, path = "/api/maintenance/{id}/end", tag = "maintenance", security(("bearer" = [])),
+    params(("id" = u32, Path, description = "The window")),
+    request_body(content = EndBody, description = "Optional"),
+    responses(
+        (status = 200, description = "The window ended", body = WindowView),
+        (status = 400, description = "A malformed body or id", body = ApiError),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "The token may not, or not in this zone", body = ApiError),
+        (status = 404, description = "No such window", body = ApiError),
+        (status = 409, description = "It has ended already", body = ApiError),
+        (status = 413, description = "The body is too large", body = ApiError),
+        (status = 422, description = "A field is invalid", body = ApiError),
+    ))]
 pub(super) async fn end(
     State(state): State<AppState>,
     Path(id): Path<u32>,
@@ -174,6 +209,9 @@ pub(super) async fn end(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(refused) = super::authenticated(&state, &headers, client, "end-maintenance") {
+        return *refused;
+    }
     let body: EndBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(_) if body.is_empty() => EndBody::default(),
@@ -225,7 +263,8 @@ pub(super) async fn end(
     Json(WindowView::new(&window, now)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Past windows too (the latest 1,000), not only those open.
@@ -237,7 +276,13 @@ pub(crate) struct ListQuery {
     zone: Option<String>,
 }
 
-/// `GET /api/maintenance`: the windows open now (or `?all=true`), the latest first.
+/// The windows open now (or all, `?all=true`), the latest first.
+#[utoipa::path(get, path = "/api/maintenance", tag = "maintenance", params(ListQuery), responses(
+    (status = 200, description = "The windows", body = [WindowView]),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 404, description = "No such siren", body = ApiError),
+    (status = 503, description = "The store did not answer", body = ApiError),
+))]
 pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let now = Timestamp::now();
     let windows = if q.all {

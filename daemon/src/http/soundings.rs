@@ -10,9 +10,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 
+use super::views::{
+    AchievedView, ApiError, CancelledView, CreatedView, SkewView, SoundingReportView, SoundingSummary, TargetView,
+};
 use super::{AppState, Ask, Client, authorize};
 use crate::auth::Permission;
 use crate::engine::{Input, SoundingRequest};
@@ -39,34 +42,39 @@ fn refusal(why: &RequestError) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
+    /// At most this many (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-fn summary(c: &Campaign) -> Value {
+fn summary(c: &Campaign) -> SoundingSummary {
     let tally = c.tally();
-    json!({
-        "id": c.id,
-        "schedule": c.schedule,
-        "kind": c.kind.as_str(),
-        "instant": c.instant.to_string(),
-        "phase": c.phase.as_str(),
-        "note": c.note,
-        "targets": c.targets.len(),
-        "armed": c.targets.iter().filter(|t| t.armed_start_us.is_some()).count(),
-        "arming_began": c.arming_began.map(|t| t.to_string()),
-        "all_armed": c.all_armed.map(|t| t.to_string()),
-        "passed": tally.passed,
-        "failed": tally.failed,
-        "in_maintenance": tally.in_maintenance,
-        "failures": tally.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect::<BTreeMap<_, _>>(),
-        "skew_ms": c.skew_stats().map(|s| json!({
-            "count": s.count,
-            "p50": ms(s.p50_us), "p99": ms(s.p99_us), "max": ms(s.max_us),
-        })),
-    })
+    SoundingSummary {
+        id: c.id,
+        schedule: c.schedule.clone(),
+        kind: c.kind.as_str(),
+        instant: c.instant.to_string(),
+        phase: c.phase.as_str(),
+        note: c.note.clone(),
+        targets: c.targets.len(),
+        armed: c.targets.iter().filter(|t| t.armed_start_us.is_some()).count(),
+        arming_began: c.arming_began.map(|t| t.to_string()),
+        all_armed: c.all_armed.map(|t| t.to_string()),
+        passed: tally.passed,
+        failed: tally.failed,
+        in_maintenance: tally.in_maintenance,
+        failures: tally.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+        skew_ms: c.skew_stats().map(|s| SkewView {
+            count: s.count,
+            p50: ms(s.p50_us),
+            p99: ms(s.p99_us),
+            max: ms(s.max_us),
+        }),
+    }
 }
 
 #[allow(clippy::cast_precision_loss, reason = "µs to ms for display")]
@@ -74,9 +82,18 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// `GET /api/soundings?limit=`: campaigns, newest first.
+/// Campaigns, the latest instant first.
+#[utoipa::path(get, path = "/api/soundings", tag = "soundings", params(ListQuery), responses(
+    (status = 200, description = "The campaigns", body = [SoundingSummary]),
+    (status = 400, description = "A malformed parameter", body = ApiError),
+    (status = 503, description = "The store did not answer", body = ApiError),
+))]
 pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        let body = Json(json!({"error": "`limit` is between 1 and 1000", "field": "limit"}));
+        return (StatusCode::BAD_REQUEST, body).into_response();
+    }
     match super::read_store(&state, move |store| store.campaigns(false, limit)).await {
         Ok(all) => Json(all.iter().map(summary).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -84,32 +101,45 @@ pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuer
 }
 
 /// The full report of a campaign.
-fn report(state: &AppState, c: &Campaign) -> Value {
-    let mut failures: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+fn report(state: &AppState, c: &Campaign) -> SoundingReportView {
+    let mut failures_by_zone: BTreeMap<String, BTreeMap<&'static str, Vec<String>>> = BTreeMap::new();
     for t in &c.targets {
         if let Some(Verdict::Fail(r)) = t.verdict {
-            failures.entry(t.zone.as_str()).or_default().entry(r.as_str()).or_default().push(t.siren.as_str());
+            failures_by_zone.entry(t.zone.clone()).or_default().entry(r.as_str()).or_default().push(t.siren.clone());
         }
     }
-    let achieved =
+    let achieved_coverage =
         (c.phase == Phase::Done && c.kind.audible()).then_some(state.coverage.as_ref()).flatten().map(|cov| {
             let passed: HashSet<&str> =
                 c.targets.iter().filter(|t| t.verdict == Some(Verdict::Pass)).map(|t| t.siren.as_str()).collect();
             let mut cov = cov.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             cov.with_only(&passed)
                 .into_iter()
-                .map(|z| json!({"zone": z.zone, "area_ratio": z.area_ratio, "population_ratio": z.population_ratio}))
+                .map(|z| AchievedView { zone: z.zone, area_ratio: z.area_ratio, population_ratio: z.population_ratio })
                 .collect::<Vec<_>>()
         });
-    let sirens: Vec<Value> = c.targets.iter().map(target).collect();
-    let mut v = summary(c);
-    v["failures_by_zone"] = json!(failures);
-    v["achieved_coverage"] = json!(achieved);
-    v["sirens"] = json!(sirens);
-    v
+    SoundingReportView {
+        summary: summary(c),
+        failures_by_zone,
+        achieved_coverage,
+        sirens: c.targets.iter().map(target).collect(),
+    }
 }
 
-/// `GET /api/soundings/{id}` (JSON), `{id}.csv`, `{id}.html`.
+/// A campaign's report: JSON, or `{id}.csv` per siren, or `{id}.html` to print.
+#[utoipa::path(get, path = "/api/soundings/{id}", tag = "soundings",
+    params(("id" = String, Path, pattern = r"^[0-9]+(\.(csv|html))?$",
+        description = "The campaign's id, optionally with `.csv` or `.html`")),
+    responses(
+        (status = 200, description = "The report", content(
+            (SoundingReportView = "application/json"),
+            (String = "text/csv"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "Not a campaign id", body = ApiError),
+        (status = 404, description = "No such campaign or form", body = ApiError),
+        (status = 503, description = "The store did not answer", body = ApiError),
+    ))]
 pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let (number, format) = match id.split_once('.') {
         Some((n, f)) => (n, f),
@@ -136,36 +166,33 @@ pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 /// One siren's line of a sounding report.
-fn target(t: &Target) -> Value {
-    json!({
-        "siren": t.siren,
-        "zone": t.zone,
-        "result": t.verdict.map(Verdict::as_str),
-        "skew_ms": t.skew_us.map(ms),
-        "armed": t.armed_start_us.is_some(),
-        "triggered": t.triggered,
-        "clock_flagged": t.clock_flagged,
-        // The clock moved after arming (stepped or drifted): times armed again, and the start
-        // error the largest such move would have caused.
-        "rearmed": t.rearms,
-        "clock_moved_ms": t.moved_us.map(ms),
-        // A drift faster than any healthy clock, flagged while armed (positive: runs fast).
-        "clock_drift_ppm": drift(t).map(f64::round),
-        // The clock stepped between the last measurement before the start and the first after:
-        // the skew is the worse of the two readings.
-        "start_uncertain": t.start_uncertain,
-        // Device clock minus daemon clock, as everywhere in the API and the metrics
-        // (the sample holds the correction, its opposite).
-        "clock_offset_ms": t.before.map(|s| ms(s.offset_us.saturating_neg())),
+fn target(t: &Target) -> TargetView {
+    TargetView {
+        siren: t.siren.clone(),
+        zone: t.zone.clone(),
+        result: t.verdict.map(Verdict::as_str),
+        skew_ms: t.skew_us.map(ms),
+        armed: t.armed_start_us.is_some(),
+        triggered: t.triggered,
+        clock_flagged: t.clock_flagged,
+        rearmed: t.rearms,
+        clock_moved_ms: t.moved_us.map(ms),
+        clock_drift_ppm: drift(t).map(f64::round),
+        start_uncertain: t.start_uncertain,
+        // Device clock minus daemon clock, as everywhere in the API and the metrics (the
+        // sample holds the correction, its opposite).
+        clock_offset_ms: t.before.map(|s| ms(s.offset_us.saturating_neg())),
         // The skew's uncertainty is half the longest round trip of the clock samples.
-        "clock_round_trip_ms": t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
-        "refused": t.nak,
-        // The maintenance window it was in (not sounded; not a failure unless it passed).
-        "maintenance": t.maintenance,
-        "outcome": t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
-        "sound_level_db": t.report.as_ref().filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
+        clock_round_trip_ms: t.before.iter().chain(t.after.iter()).map(|s| s.round_trip_us).max().map(ms),
+        refused: t.nak.clone(),
+        maintenance: t.maintenance.clone(),
+        outcome: t.report.as_ref().map(|r| format!("{:?}", r.outcome)),
+        sound_level_db: t
+            .report
+            .as_ref()
+            .filter(|r| r.sound_level_ddb != siren_proto::message::NOT_MEASURED)
             .map(|r| f64::from(r.sound_level_ddb) / 10.0),
-    })
+    }
 }
 
 /// A drift flagged while the siren was armed, ppm.
@@ -245,7 +272,7 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn html(c: &Campaign, report: &Value) -> String {
+fn html(c: &Campaign, report: &SoundingReportView) -> String {
     let tally = c.tally();
     let mut out = String::new();
     let _ = write!(
@@ -279,35 +306,32 @@ fn html(c: &Campaign, report: &Value) -> String {
             s.count
         );
     }
-    if let Some(zones) = report["achieved_coverage"].as_array() {
+    if let Some(zones) = &report.achieved_coverage {
         out.push_str(
             "<h2>Coverage the sounding achieved</h2><table><tr><th>zone</th><th>area</th><th>population</th></tr>",
         );
         for z in zones {
-            let pct = |v: &Value| v.as_f64().map_or("–".to_owned(), |r| format!("{:.1} %", r * 100.0));
+            let pct = |v: Option<f64>| v.map_or("–".to_owned(), |r| format!("{:.1} %", r * 100.0));
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(z["zone"].as_str().unwrap_or("")),
-                pct(&z["area_ratio"]),
-                pct(&z["population_ratio"])
+                escape(&z.zone),
+                pct(Some(z.area_ratio)),
+                pct(z.population_ratio)
             );
         }
         out.push_str("</table>");
     }
     out.push_str("<h2>Failures by zone</h2><table><tr><th>zone</th><th>reason</th><th>sirens</th></tr>");
-    if let Some(zones) = report["failures_by_zone"].as_object() {
-        for (zone, reasons) in zones {
-            for (reason, sirens) in reasons.as_object().into_iter().flatten() {
-                let list: Vec<&str> = sirens.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                let _ = write!(
-                    out,
-                    "<tr class=\"fail\"><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(zone),
-                    escape(reason),
-                    escape(&list.join(", "))
-                );
-            }
+    for (zone, reasons) in &report.failures_by_zone {
+        for (reason, sirens) in reasons {
+            let _ = write!(
+                out,
+                "<tr class=\"fail\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(zone),
+                escape(reason),
+                escape(&sirens.join(", "))
+            );
         }
     }
     out.push_str("</table><h2>Every siren</h2><table><tr><th>siren</th><th>zone</th><th>result</th><th>skew</th><th>note</th></tr>");
@@ -346,8 +370,23 @@ async fn ask_engine<T>(
     }
 }
 
-/// `POST /api/soundings`: an ad-hoc sounding (operator).
+/// An ad-hoc test sounding (the `schedule_test` permission, in every zone it targets).
+#[utoipa::path(post, path = "/api/soundings", tag = "soundings", security(("bearer" = [])),
+    request_body = AdHoc,
+    responses(
+        (status = 201, description = "Planned", body = CreatedView),
+        (status = 400, description = "A malformed body", body = ApiError),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "The token may not, or not in these zones", body = ApiError),
+        (status = 409, description = "A conflict with the soundings planned", body = ApiError),
+        (status = 413, description = "The body is too large", body = ApiError),
+        (status = 422, description = "A field is invalid", body = ApiError),
+        (status = 503, description = "The engine or the store cannot do it now", body = ApiError),
+    ))]
 pub(super) async fn create(State(state): State<AppState>, client: Client, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refused) = super::authenticated(&state, &headers, client, "schedule-sounding") {
+        return *refused;
+    }
     let request: AdHoc = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
@@ -361,19 +400,37 @@ pub(super) async fn create(State(state): State<AppState>, client: Client, header
         Err(refused) => return *refused,
     };
     match ask_engine(&state, |reply| SoundingRequest::AdHoc { request, by, reply }).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Ok(id) => (StatusCode::CREATED, Json(CreatedView { id })).into_response(),
         Err(r) => r,
     }
 }
 
-/// `POST /api/soundings/{id}/cancel` (operator).
-#[derive(Debug, Default, Deserialize)]
+/// `POST /api/soundings/{id}/cancel`'s body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CancelBody {
+    /// Why: recorded in the campaign and the audit log.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 1000)]
     reason: String,
 }
 
+/// Cancels a planned sounding before its instant, with a reason (the `cancel_test` permission,
+/// in every zone it targets); armed sirens are disarmed.
+#[utoipa::path(post, path = "/api/soundings/{id}/cancel", tag = "soundings", security(("bearer" = [])),
+    params(("id" = u32, Path, description = "The campaign")),
+    request_body = CancelBody,
+    responses(
+        (status = 200, description = "Cancelled", body = CancelledView),
+        (status = 400, description = "A malformed body or id", body = ApiError),
+        (status = 401, description = "No valid token", body = ApiError),
+        (status = 403, description = "The token may not, or not in these zones", body = ApiError),
+        (status = 404, description = "No such campaign", body = ApiError),
+        (status = 409, description = "Over already, or under way", body = ApiError),
+        (status = 413, description = "The body is too large", body = ApiError),
+        (status = 422, description = "No reason given", body = ApiError),
+        (status = 503, description = "The engine or the store cannot do it now", body = ApiError),
+    ))]
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<u32>,
@@ -381,6 +438,9 @@ pub(super) async fn cancel(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(refused) = super::authenticated(&state, &headers, client, "cancel-sounding") {
+        return *refused;
+    }
     let body: CancelBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(_) if body.is_empty() => CancelBody::default(),
@@ -413,7 +473,7 @@ pub(super) async fn cancel(
         Err(refused) => return *refused,
     };
     match ask_engine(&state, |reply| SoundingRequest::Cancel { campaign: id, by, reply }).await {
-        Ok(()) => Json(json!({"id": id, "phase": "cancelled"})).into_response(),
+        Ok(()) => Json(CancelledView { id, phase: "cancelled" }).into_response(),
         Err(r) => r,
     }
 }
@@ -429,7 +489,6 @@ mod tests {
         // Measured: add -250 ms to the device clock, i.e. it runs 250 ms ahead.
         t.before = Some(ClockSample { at_us: 0, offset_us: -250_000, round_trip_us: 4_000 });
         let line = target(&t);
-        assert_eq!(line["clock_offset_ms"], 250.0, "{line}");
-        assert_eq!(line["clock_round_trip_ms"], 4.0);
+        assert_eq!((line.clock_offset_ms, line.clock_round_trip_ms), (Some(250.0), Some(4.0)), "{line:?}");
     }
 }

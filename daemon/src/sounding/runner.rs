@@ -486,9 +486,11 @@ impl Runner {
 }
 
 /// An operator's request for a sounding outside the schedules.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdHoc {
+    /// When it sounds (RFC 3339), at least the arming lead ahead.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     #[serde(default = "test_kind")]
     pub kind: Kind,

@@ -6,7 +6,7 @@ use siren_proto::message::{MAX_SEGMENTS, Segment};
 use siren_proto::pattern::{Tone, catalogue};
 
 /// What a sounding is for, which decides what a device must do to pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// An audible test: sirens sound and must be heard.
@@ -33,7 +33,7 @@ impl Kind {
 }
 
 /// One entry of a sequence as configured.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Step {
     /// A catalogue pattern by name (docs/protocol.md §6).
