@@ -748,16 +748,27 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
     for s in fleet.sirens() {
         *counts.entry(s.liveness.state.as_str()).or_insert(0usize) += 1;
     }
-    let rows = counts.iter().fold(String::new(), |mut out, (k, v)| {
+    let now = Timestamp::now();
+    let in_maintenance = (0..fleet.sirens().len()).filter(|&i| fleet.in_maintenance(i, now).is_some()).count();
+    let acknowledged = (0..fleet.sirens().len()).filter(|&i| fleet.acknowledgement(i, now).is_some()).count();
+    let mut rows = counts.iter().fold(String::new(), |mut out, (k, v)| {
         use std::fmt::Write as _;
         let _ = write!(out, "<tr><td>{k}</td><td>{v}</td></tr>");
         out
     });
+    {
+        use std::fmt::Write as _;
+        let _ = write!(
+            rows,
+            "<tr><td>in maintenance</td><td>{in_maintenance}</td></tr><tr><td>acknowledged</td><td>{acknowledged}</td></tr>"
+        );
+    }
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><title>sirend</title></head><body>\
          <h1>sirend</h1><p>{} sirens</p><table>{rows}</table>\
          <p><a href=/metrics>/metrics</a> · <a href=/api/sirens>/api/sirens</a> · <a href=/api/events>/api/events</a> · \
          <a href=/api/coverage>/api/coverage</a> · <a href=/api/coverage.geojson>/api/coverage.geojson</a> · \
+         <a href=/api/maintenance>/api/maintenance</a> · <a href=/api/openapi.json>/api/openapi.json</a> · \
          <a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></p>\
          <p><img src=/api/coverage.png alt=\"coverage map\" style=\"max-width:100%\"></p></body></html>",
         fleet.sirens().len()

@@ -291,8 +291,25 @@ fn what_sirens_in_maintenance_cost_is_told_apart_from_unexplained_loss() {
     // The figures leave the live coverage as it was.
     assert_eq!(by(&c.figures(), "z/west").now, by(&f, "z/west").now);
     assert!(!c.map().is_able(0));
+    // The map shows the west's loss apart, the east's as lost.
+    let explained = c.explained_by_maintenance();
+    let fc = export::uncovered_geojson_apart(c.map(), c.projection(), None, explained.as_deref());
+    let kinds: Vec<(String, String)> = fc
+        .features
+        .iter()
+        .map(|f| {
+            let p = f.properties.as_ref().unwrap();
+            (p["zone"].as_str().unwrap().to_owned(), p["kind"].as_str().unwrap().to_owned())
+        })
+        .filter(|(_, kind)| kind != "design_gap")
+        .collect();
+    assert_eq!(
+        kinds,
+        [("z/east".to_owned(), "lost".to_owned()), ("z/west".to_owned(), "lost_in_maintenance".to_owned())]
+    );
     // Out of maintenance (still failed): all of it unexplained.
     c.set_in_maintenance(0, false);
+    assert!(c.explained_by_maintenance().is_none());
     let west = by(&c.figures(), "z/west");
     assert_eq!((west.lost.in_maintenance.area_m2, west.lost.in_maintenance.population), (0.0, Some(0.0)));
     within(west.lost.unexplained().area_m2, west.lost.area_m2, 1e-12);

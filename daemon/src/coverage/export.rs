@@ -9,6 +9,9 @@ use super::projection::LocalProjection;
 pub enum Ground {
     /// Covered by design, not now: lost to failures, a crew's work.
     Lost,
+    /// Lost while sirens a crew has in maintenance cannot sound: explained, and would be
+    /// covered again with them.
+    Maintenance,
     /// Not covered even with every siren able: where sirens are missing, a planner's work.
     DesignGap,
 }
@@ -17,13 +20,18 @@ impl Ground {
     pub fn as_str(self) -> &'static str {
         match self {
             Ground::Lost => "lost",
+            Ground::Maintenance => "lost_in_maintenance",
             Ground::DesignGap => "design_gap",
         }
     }
 
-    fn holds(self, map: &CoverageMap, cell: usize) -> bool {
+    /// Whether `cell` is such ground; `explained` says which cells sirens in maintenance
+    /// would cover (none when absent).
+    fn holds(self, map: &CoverageMap, cell: usize, explained: Option<&[bool]>) -> bool {
+        let explained = explained.is_some_and(|e| e[cell]);
         match self {
-            Ground::Lost => map.is_lost(cell),
+            Ground::Lost => map.is_lost(cell) && !explained,
+            Ground::Maintenance => map.is_lost(cell) && explained,
             Ground::DesignGap => map.is_design_gap(cell),
         }
     }
@@ -38,9 +46,20 @@ pub fn uncovered_geojson(
     projection: &LocalProjection,
     zone: Option<&str>,
 ) -> geojson::FeatureCollection {
+    uncovered_geojson_apart(map, projection, zone, None)
+}
+
+/// As [`uncovered_geojson`], with the lost ground that sirens in maintenance would cover
+/// (`explained`, per cell) apart as `"kind": "lost_in_maintenance"`.
+pub fn uncovered_geojson_apart(
+    map: &CoverageMap,
+    projection: &LocalProjection,
+    zone: Option<&str>,
+    explained: Option<&[bool]>,
+) -> geojson::FeatureCollection {
     let mut features = Vec::new();
-    for ground in [Ground::Lost, Ground::DesignGap] {
-        features.extend(ground_features(map, projection, zone, ground));
+    for ground in [Ground::Lost, Ground::Maintenance, Ground::DesignGap] {
+        features.extend(ground_features(map, projection, zone, ground, explained));
     }
     geojson::FeatureCollection { bbox: None, features, foreign_members: None }
 }
@@ -50,6 +69,7 @@ fn ground_features(
     projection: &LocalProjection,
     zone: Option<&str>,
     ground: Ground,
+    explained: Option<&[bool]>,
 ) -> Vec<geojson::Feature> {
     let layout = map.layout();
     let g = &layout.grid;
@@ -57,7 +77,7 @@ fn ground_features(
     // Each zone's own cells' bounding box, so that each outline pass looks only there.
     let mut boxes = vec![(usize::MAX, usize::MAX, 0usize, 0usize); layout.zones.len()];
     for (cell, &z) in layout.owner.iter().enumerate() {
-        if z != NO_ZONE && wanted[usize::from(z)] && ground.holds(map, cell) {
+        if z != NO_ZONE && wanted[usize::from(z)] && ground.holds(map, cell, explained) {
             let (col, row) = (cell % g.width, cell / g.width);
             let b = &mut boxes[usize::from(z)];
             *b = (b.0.min(col), b.1.min(row), b.2.max(col + 1), b.3.max(row + 1));
@@ -72,7 +92,7 @@ fn ground_features(
         let mut people = 0u64;
         let in_zone = |col: usize, row: usize| {
             let cell = (r0 + row) * g.width + c0 + col;
-            usize::from(layout.owner[cell]) == z && ground.holds(map, cell)
+            usize::from(layout.owner[cell]) == z && ground.holds(map, cell, explained)
         };
         for row in 0..r1 - r0 {
             for col in 0..c1 - c0 {

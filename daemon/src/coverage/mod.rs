@@ -257,6 +257,24 @@ impl Coverage {
             .collect()
     }
 
+    /// Per cell, whether the sirens in maintenance that cannot sound would cover it were they
+    /// able; `None` when there are none.
+    pub fn explained_by_maintenance(&mut self) -> Option<Vec<bool>> {
+        let idle: Vec<usize> =
+            (0..self.sirens.len()).filter(|&i| self.maintenance[i] && !self.map.is_able(i)).collect();
+        if idle.is_empty() {
+            return None;
+        }
+        for &i in &idle {
+            self.map.set_able(i, true);
+        }
+        let covered = (0..self.map.layout().grid.cells()).map(|cell| self.map.is_covered(cell)).collect();
+        for &i in &idle {
+            self.map.set_able(i, false);
+        }
+        Some(covered)
+    }
+
     /// The sirens that cannot sound now, each with the ground and people only it would cover:
     /// most people first (then area, then id).
     pub fn lost_by_siren(&mut self) -> Vec<SirenLoss> {

@@ -141,9 +141,11 @@ pub(super) async fn summary(State(state): State<AppState>, Query(q): Query<Cover
 ))]
 pub(super) async fn geojson(State(state): State<AppState>, Query(q): Query<CoverageQuery>) -> Response {
     let Some(coverage) = state.coverage else { return unconfigured() };
-    let body =
-        with_coverage(coverage, q.zone, |c, zone| export::uncovered_geojson(c.map(), c.projection(), zone).to_string())
-            .await;
+    let body = with_coverage(coverage, q.zone, |c, zone| {
+        let explained = c.explained_by_maintenance();
+        export::uncovered_geojson_apart(c.map(), c.projection(), zone, explained.as_deref()).to_string()
+    })
+    .await;
     match body {
         Ok(body) => {
             ([(header::CONTENT_TYPE, "application/geo+json"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body)
