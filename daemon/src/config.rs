@@ -89,6 +89,10 @@ pub struct Soundings {
     /// Files of further `[[schedule]]` tables, relative to this file.
     #[serde(default)]
     pub include: Vec<PathBuf>,
+    /// Stop (and cancel) at once a siren armed or sounding that no campaign of ours ordered,
+    /// unless a crew has it in maintenance. It is an alarm either way.
+    #[serde(default = "default_true")]
+    pub stop_uncommanded: bool,
 }
 
 impl Default for Soundings {
@@ -104,10 +108,14 @@ impl Default for Soundings {
             verify_grace_s: default_verify_grace(),
             min_sound_level_db: default_min_sound(),
             include: Vec::new(),
+            stop_uncommanded: true,
         }
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_timezone() -> String {
     "Asia/Shanghai".to_owned()
 }

@@ -188,6 +188,7 @@ impl Daemon {
             engine.set_coverage(Arc::clone(c));
         }
         engine.set_soundings(start_soundings(loaded, &store, &fleet, &metrics)?);
+        engine.set_stop_uncommanded(c.soundings.stop_uncommanded);
         // The API's way to the engine (ad-hoc soundings, cancels).
         let engine_tx = inputs_tx.clone();
         drop(inputs_tx);

@@ -70,6 +70,8 @@ pub struct Siren {
     /// Set while commands to the siren go unanswered although it is heard: a command-path
     /// fault, apart from liveness (boxed for the same reason).
     pub command_fault: Option<Box<CommandFault>>,
+    /// Armed or sounding while no campaign of ours ordered it (an alarm).
+    pub uncommanded: bool,
 }
 
 /// Commands a siren that is otherwise heard does not answer (its receive counter ahead of the
@@ -195,6 +197,7 @@ impl FleetState {
                 last_known: None,
                 acknowledged: None,
                 command_fault: None,
+                uncommanded: false,
             })
             .collect();
         // Collected from a filter, the vector doubled as it grew: up to half of it empty.
@@ -346,6 +349,12 @@ impl FleetState {
     /// Siren `index`'s acknowledgement, if one is in force at `now`.
     pub fn acknowledgement(&self, index: usize, now: Timestamp) -> Option<&Acknowledgement> {
         self.sirens[index].acknowledged.as_deref().filter(|a| a.in_force(now))
+    }
+
+    /// Marks siren `index` armed or sounding without a campaign of ours, or no longer.
+    pub fn set_uncommanded(&mut self, index: usize, uncommanded: bool) {
+        self.version = self.version.wrapping_add(1);
+        self.sirens[index].uncommanded = uncommanded;
     }
 
     /// Siren `index` answered a command: any command-path fault is over; returns whether

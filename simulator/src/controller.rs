@@ -436,6 +436,24 @@ impl Controller {
                 }
             }
             Fault::LineNoise { rate } => self.link.noise_rate = rate.clamp(0.0, 1.0),
+            Fault::SelfTrigger { campaign } => {
+                let campaign = if *campaign == 0 { 0xdead_0000 | (d.boot_seq() & 0xffff) } else { *campaign };
+                let trigger =
+                    siren_proto::message::Trigger { campaign, not_after_us: i64::MAX, segments: rogue_segments() };
+                if let Err(code) = d.trigger(&trigger, false) {
+                    tracing::debug!(?code, "self-trigger refused by the device's own state");
+                }
+            }
+            Fault::RogueArm { campaign, in_s } => {
+                let arm = siren_proto::message::Arm {
+                    campaign: *campaign,
+                    start_us: d.clock.read(now) + i64::from(*in_s) * 1_000_000,
+                    segments: rogue_segments(),
+                };
+                if let Err(code) = d.arm(&arm, false) {
+                    tracing::debug!(?code, "rogue arm refused by the device's own state");
+                }
+            }
             Fault::CounterAhead { by } => {
                 self.nv.rx_highest = self.nv.rx_highest.max(self.outstation.rx_highest()).saturating_add(*by);
                 self.after_reboot();
@@ -481,4 +499,11 @@ fn boot_outstation(id: &Identity, nv: &NonVolatile, wrong_key: bool) -> Outstati
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..=100")]
 fn link_quality(noise_rate: f64) -> u8 {
     (100.0 * (1.0 - noise_rate * 50.0).clamp(0.0, 1.0)).round() as u8
+}
+
+/// What a self-triggered or rogue sounding plays: the air-raid signal.
+fn rogue_segments() -> Vec<siren_proto::message::Segment> {
+    siren_proto::pattern::catalogue::by_name("air-raid")
+        .map(|pattern| vec![siren_proto::message::Segment { offset_ms: 0, pattern }])
+        .unwrap_or_default()
 }

@@ -62,6 +62,18 @@ pub enum Fault {
     LineNoise {
         rate: f64,
     },
+    /// A faulty controller sounds by itself (the air-raid signal), as if triggered for
+    /// `campaign` (0: a campaign number of its own making).
+    SelfTrigger {
+        #[serde(default)]
+        campaign: u32,
+    },
+    /// Someone with the siren's key (stolen from a controller) arms it for `campaign`, to
+    /// sound the air-raid signal `in_s` seconds from now.
+    RogueArm {
+        campaign: u32,
+        in_s: u32,
+    },
 }
 
 impl Fault {

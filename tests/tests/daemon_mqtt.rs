@@ -649,3 +649,69 @@ async fn a_mosquitto_configured_with_the_generated_files_admits_each_siren_only_
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in_maintenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 3, None, 30);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let mqtt = devices(&sim, &url, 2);
+    let ids = ids(&loaded);
+    wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    let (rogue_sounding, rogue_armed, crew_sounding) = (&ids[0], &ids[1], &ids[2]);
+    let now = jiff::Timestamp::now();
+    let scope = sirend::maintenance::Scope::Siren(crew_sounding.clone());
+    let until = now + jiff::SignedDuration::from_hours(1);
+    daemon.fleet.write().unwrap().maintenance_mut().start(scope, "crew", "testing on site", until, now).unwrap();
+
+    // A controller sounds by itself; someone with a stolen key arms another for later; the
+    // crew sounds the third on site.
+    sim.inject(rogue_sounding, &Fault::SelfTrigger { campaign: 0 }).unwrap();
+    sim.inject(rogue_armed, &Fault::RogueArm { campaign: 4242, in_s: 600 }).unwrap();
+    sim.inject(crew_sounding, &Fault::SelfTrigger { campaign: 99 }).unwrap();
+    let device = |id: &str| {
+        let c = siren_sim::fleet::lock(sim.controller(id).unwrap());
+        (c.device.sounding_campaign(), c.device.armed_campaign(), c.device.soundings().to_vec())
+    };
+    wait_for("the siren that sounded by itself stopped", || device(rogue_sounding).0.is_none()).await;
+    wait_for("the rogue arm cancelled", || device(rogue_armed).1.is_none()).await;
+    let truth = device(rogue_sounding).2;
+    let stopped = &truth[0];
+    assert_eq!(stopped.outcome, siren_proto::message::Outcome::Aborted, "{truth:?}");
+    assert!(stopped.ended.unwrap() - stopped.started.unwrap() < 30_000_000, "stopped within its 3-minute signal");
+    assert!(device(rogue_armed).2.iter().all(|s| s.started.is_none()), "the rogue arm never sounded");
+    let series = |id: &str| format!("siren_uncommanded_activation{{siren=\"{id}\"}}");
+    wait_for("the alarms over for the stopped sirens", || {
+        metric(&daemon, &series(rogue_sounding)) == 0.0 && metric(&daemon, &series(rogue_armed)) == 0.0
+    })
+    .await;
+    // The crew's sounding is an alarm too, but is left alone.
+    assert!((metric(&daemon, &series(crew_sounding)) - 1.0).abs() < f64::EPSILON);
+    assert_eq!(device(crew_sounding).0, Some(99));
+    assert!((metric(&daemon, "siren_uncommanded_activations_total") - 3.0).abs() < f64::EPSILON);
+
+    let events = |id: &str, kind: &str| {
+        daemon
+            .store
+            .events(&sirend::store::EventQuery {
+                siren: Some(id.to_owned()),
+                kind: Some(kind.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.detail)
+            .collect::<Vec<_>>()
+    };
+    daemon.store.flush().unwrap();
+    let began = events(rogue_sounding, "uncommanded_activation");
+    assert!(began.len() == 1 && began[0].contains("sounding") && began[0].contains("sent Stop"), "{began:?}");
+    assert_eq!(events(rogue_sounding, "uncommanded_ended").len(), 1);
+    let began = events(rogue_armed, "uncommanded_activation");
+    assert!(began.len() == 1 && began[0].starts_with("armed"), "{began:?}");
+    let began = events(crew_sounding, "uncommanded_activation");
+    assert!(began.len() == 1 && began[0].contains("in maintenance: not stopped"), "{began:?}");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}

@@ -192,6 +192,11 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
         // In maintenance: the crew's queue, never a pager, whatever the severity says.
         (&["alertname=SirenDown", "zone=hangzhou/s/t3", "severity=info", "maintenance=yes"][..], "crew-south"),
         (&["alertname=SirenFaulty", "zone=hangzhou/c/t1", "severity=critical", "maintenance=yes"][..], "crew-north"),
+        // A siren sounding that nobody ordered: the duty officer and the crew's pager.
+        (
+            &["alertname=SirenUncommandedActivation", "zone=hangzhou/s/t1", "severity=critical"][..],
+            "duty-officer,crew-south-pager",
+        ),
         (&["alertname=SirendNotScraped", "zone=all", "severity=critical"][..], "duty-officer"),
         // The MQTT broker serves the whole city: its link alert goes to the duty officer.
         (&["alertname=SirenLinkDown", "zone=hangzhou", "severity=critical"][..], "duty-officer"),

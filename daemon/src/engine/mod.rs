@@ -184,6 +184,10 @@ pub struct Engine {
     soundings: Option<Runner>,
     /// The version of the maintenance windows coverage was last told of.
     maintenance_seen: u64,
+    /// Sirens armed or sounding that no campaign of ours ordered.
+    uncommanded: crate::sounding::uncommanded::UncommandedWatch,
+    /// Whether to stop them (`[soundings] stop_uncommanded`).
+    stop_uncommanded: bool,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -291,6 +295,8 @@ impl Engine {
             coverage: None,
             soundings: None,
             maintenance_seen: 0,
+            uncommanded: crate::sounding::uncommanded::UncommandedWatch::default(),
+            stop_uncommanded: true,
             arrived: None,
         })
     }
@@ -304,6 +310,12 @@ impl Engine {
     /// Runs `runner`'s campaigns.
     pub fn set_soundings(&mut self, runner: Runner) {
         self.soundings = Some(runner);
+    }
+
+    /// Whether a siren armed or sounding without a campaign of ours is stopped (it is an alarm
+    /// either way).
+    pub fn set_stop_uncommanded(&mut self, stop: bool) {
+        self.stop_uncommanded = stop;
     }
 
     /// Runs until the input channel closes.
@@ -991,6 +1003,7 @@ impl Engine {
                     };
                     runner.on_status(index, &view, received);
                 }
+                self.watch_uncommanded(index, s.state, Some(s.active_campaign));
                 Some(s.faults)
             }
             Message::Heartbeat(h) => {
@@ -1001,6 +1014,7 @@ impl Engine {
                         Timestamp::now(),
                     );
                 }
+                self.watch_uncommanded(index, h.state, None);
                 Some(h.faults)
             }
             Message::Birth(_) => None,
@@ -1024,6 +1038,54 @@ impl Engine {
         }
         let faults = faults.map(|f| self.unsynced_grace.filter(index, f, now));
         self.observe(index, &Observation::Heard { link: link_name, faults });
+    }
+
+    /// Siren `index` says it is in `state` (for `campaign`, when the message names one): armed
+    /// or sounding with no open campaign of ours behind it is an alarm, and it is stopped unless
+    /// a crew has it in maintenance.
+    fn watch_uncommanded(&mut self, index: usize, state: siren_proto::message::DeviceState, campaign: Option<u32>) {
+        use crate::sounding::uncommanded::{Seen, Step};
+        let now = Timestamp::now();
+        let claimed = self.soundings.as_ref().is_some_and(|r| r.claims(index, campaign));
+        let (id, in_maintenance) = {
+            let fleet = self.read_fleet();
+            (fleet.siren(index).id.clone(), fleet.in_maintenance(index, now).is_some())
+        };
+        let to_stop = self.stop_uncommanded && !in_maintenance;
+        let Some(step) = self.uncommanded.observe(index, Seen { state, campaign }, claimed, to_stop, now) else {
+            return;
+        };
+        let remedy = match step {
+            Step::Began { seen, stop: remedy } => {
+                let action = match (&remedy, in_maintenance) {
+                    (Some(m), _) => format!("; sent {:?}", m.message_type()),
+                    (None, true) => "; in maintenance: not stopped".to_owned(),
+                    (None, false) => "; stop_uncommanded is off: not stopped".to_owned(),
+                };
+                tracing::error!(siren = %id, what = seen.describe(), "a siren is active that nobody ordered");
+                self.metrics.uncommanded_activation();
+                self.write_fleet().set_uncommanded(index, true);
+                self.record(Some(id), "uncommanded_activation", format!("{}{action}", seen.describe()));
+                remedy
+            }
+            Step::StopAgain(m) => Some(m),
+            Step::Ended { seen, stops } => {
+                tracing::warn!(siren = %id, stops, "the siren nobody ordered is idle again");
+                self.write_fleet().set_uncommanded(index, false);
+                self.record(
+                    Some(id),
+                    "uncommanded_ended",
+                    format!("idle again after {}; {stops} stop(s) sent", seen.describe()),
+                );
+                None
+            }
+        };
+        if let Some(message) = remedy {
+            let key_id = self.read_fleet().siren(index).key_id;
+            if let Ok(rid) = self.master.request(key_id, message, Priority::Command) {
+                self.pending.insert(rid, Pending::Command);
+            }
+        }
     }
 
     /// A BIRTH from siren `index`: its heartbeat period counts from now on (and across

@@ -173,6 +173,10 @@ impl Collector for FleetCollector {
             let acknowledged = s.acknowledged.as_ref().is_some_and(|a| a.in_force(now));
             m.encode_family(&[("siren", s.id.as_str())])?.encode_gauge(&i64::from(acknowledged))
         })?;
+        let help = "1 while the siren is armed or sounding and no campaign of sirend ordered it: an alarm";
+        self.family(&mut encoder, "siren_uncommanded_activation", help, None, |m, s| {
+            m.encode_family(&[("siren", s.id.as_str())])?.encode_gauge(&i64::from(s.uncommanded))
+        })?;
         let help = "1 while a crew has the siren in maintenance: it does not page and is not sounded by tests";
         let book = self.read().maintenance().clone();
         self.family(&mut encoder, "siren_in_maintenance", help, None, |m, s| {

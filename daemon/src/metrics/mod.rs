@@ -75,6 +75,7 @@ pub struct Metrics {
     api_refused: Family<RefusedLabel, Counter>,
     command_naks: Family<RefusedLabel, Counter>,
     commands_unanswered: Counter,
+    uncommanded: Counter,
     http_refused: Counter,
     soundings: SharedBoard,
 }
@@ -142,6 +143,11 @@ impl Metrics {
         let api_refused = Family::<RefusedLabel, Counter>::default();
         let command_naks = Family::<RefusedLabel, Counter>::default();
         let commands_unanswered = Counter::default();
+        let uncommanded = register_counter(
+            &mut registry,
+            "siren_uncommanded_activations",
+            "Sirens found armed or sounding that no campaign of sirend ordered",
+        );
         let http_refused = register_counter(
             &mut registry,
             "sirend_http_connections_refused",
@@ -214,6 +220,7 @@ impl Metrics {
             api_refused,
             command_naks,
             commands_unanswered,
+            uncommanded,
             http_refused,
             soundings,
         }
@@ -306,6 +313,11 @@ impl Metrics {
     /// A command went unanswered after every retry.
     pub fn command_unanswered(&self) {
         self.commands_unanswered.inc();
+    }
+
+    /// A siren was found armed or sounding without a campaign of ours.
+    pub fn uncommanded_activation(&self) {
+        self.uncommanded.inc();
     }
 
     /// An HTTP connection was closed at once: too many open, in all or from its address.

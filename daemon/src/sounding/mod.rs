@@ -4,6 +4,7 @@
 //! - [`schedule`]: recurrence rules in a time zone, and their occurrences.
 //! - [`campaign`]: one sounding as a state machine; [`clock_watch`]: an armed siren's clock
 //!   until the instant (steps, drift).
+//! - [`uncommanded`]: sirens armed or sounding that no campaign of ours ordered.
 
 pub mod board;
 pub mod campaign;
@@ -11,4 +12,5 @@ pub mod clock_watch;
 pub mod runner;
 pub mod schedule;
 pub mod sequence;
+pub mod uncommanded;
 pub mod verdict;

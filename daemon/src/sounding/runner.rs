@@ -339,6 +339,17 @@ impl Runner {
         outgoing(&live.campaign, &live.fleet_index, fleet, follow, now)
     }
 
+    /// Whether an open campaign explains siren `fleet_index` being armed or sounding: one past
+    /// planning that targets it (and is the campaign the device names, when it names one).
+    pub fn claims(&self, fleet_index: usize, campaign: Option<u32>) -> bool {
+        let campaign = campaign.filter(|&c| c != 0);
+        self.open.iter().any(|l| {
+            l.campaign.phase != Phase::Planned
+                && campaign.is_none_or(|c| c == l.campaign.id)
+                && l.fleet_index.contains(&Some(fleet_index))
+        })
+    }
+
     /// What siren `fleet_index` said about itself, for the campaigns that have it armed.
     pub fn on_status(&mut self, fleet_index: usize, view: &DeviceView, now: Timestamp) {
         for live in &mut self.open {
