@@ -44,6 +44,8 @@ pub enum Permission {
     ScheduleTest,
     /// Cancel a planned test sounding.
     CancelTest,
+    /// Stop every siren in a scope at once (`POST /api/stop`): never needs a second person.
+    Stop,
     /// Resynchronise counters, read the audit log.
     Admin,
 }
@@ -56,6 +58,7 @@ impl Permission {
             Permission::Maintenance => "maintenance",
             Permission::ScheduleTest => "schedule_test",
             Permission::CancelTest => "cancel_test",
+            Permission::Stop => "stop",
             Permission::Admin => "admin",
         }
     }
@@ -72,6 +75,7 @@ impl Role {
                 Permission::Maintenance,
                 Permission::ScheduleTest,
                 Permission::CancelTest,
+                Permission::Stop,
             ],
             Role::Admin => &[
                 Permission::Read,
@@ -79,6 +83,7 @@ impl Role {
                 Permission::Maintenance,
                 Permission::ScheduleTest,
                 Permission::CancelTest,
+                Permission::Stop,
                 Permission::Admin,
             ],
         }

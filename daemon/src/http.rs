@@ -57,6 +57,7 @@ pub mod openapi;
 mod refusals;
 pub mod server;
 mod soundings;
+mod stop;
 pub mod views;
 
 pub use maintenance::{EndedView, WindowView};
@@ -85,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/soundings/{id}", get(soundings::one))
         .route("/api/soundings/{id}/cancel", post(soundings::cancel))
         .route("/api/openapi.json", get(openapi::document))
+        .route("/api/stop", post(stop::stop))
+        .route("/api/stop/{id}", get(stop::status))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))
@@ -369,7 +372,7 @@ struct AckBody {
 /// its alerts stop paging while it stays in that condition or a milder one.
 #[utoipa::path(post, path = "/api/sirens/{id}/ack", tag = "sirens", security(("bearer" = [])),
     params(("id" = String, Path, description = "The siren")),
-    request_body(content = AckBody, description = "Optional: an empty body acknowledges without a note"),
+    request_body(content = Option<AckBody>, description = "Optional: an empty body acknowledges without a note"),
     responses(
         (status = 200, description = "Acknowledged", body = views::AcknowledgedView),
         (status = 400, description = "A malformed body", body = ApiError),

@@ -762,3 +762,64 @@ async fn a_siren_in_maintenance_is_left_out_of_a_sounding_and_windows_and_acknow
     devices.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_step_stops_every_siren_and_disarms_the_sounding_being_armed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 20);
+    // The siren that sounds by itself is left to the operator here.
+    let text = std::fs::read_to_string(&s.loaded.path)
+        .unwrap()
+        .replace("[soundings]\n", "[soundings]\nstop_uncommanded = false\n");
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
+    })
+    .await;
+    s.sim.inject(&ids[0], &Fault::SelfTrigger { campaign: 0 }).unwrap();
+    let device = |id: &str| {
+        let c = lock(s.sim.controller(id).unwrap());
+        (c.device.sounding_campaign(), c.device.armed_campaign(), c.device.soundings().to_vec())
+    };
+    wait_for("the others armed for the chime", || ids[1..].iter().all(|id| device(id).1.is_some())).await;
+    assert!(device(&ids[0]).0.is_some(), "sounding by itself");
+
+    assert_eq!(request(daemon.http, "POST", "/api/stop", Some(&s.viewer), "").0, 403, "a viewer may not");
+    let (status, body) = request(daemon.http, "POST", "/api/stop", Some(&s.operator), "");
+    assert_eq!(status, 202, "{body}");
+    let sweep = json(&body);
+    assert_eq!(sweep["sirens"].as_array().unwrap().len(), 6, "{sweep}");
+    let path = format!("/api/stop/{}", sweep["id"]);
+    let mut view = serde_json::Value::Null;
+    wait_for("every siren confirmed silent", || {
+        view = json(&request(daemon.http, "GET", &path, None, "").1);
+        view["pending"] == 0
+    })
+    .await;
+    assert!(view["all_silent_after_ms"].as_i64().is_some(), "{view}");
+    assert_eq!(device(&ids[0]).0, None, "the sounding siren stopped");
+    assert_eq!(device(&ids[0]).2[0].outcome, siren_proto::message::Outcome::Aborted);
+    wait_for("every arm cancelled", || ids.iter().all(|id| device(id).1.is_none())).await;
+
+    // The chime's instant passes: nothing sounds, and its report says why.
+    let mut report = serde_json::Value::Null;
+    wait_for("the stopped campaign done", || {
+        report = e2e_campaign(&daemon).unwrap_or_default();
+        report["phase"] == "done"
+    })
+    .await;
+    for t in report["sirens"].as_array().unwrap() {
+        assert_eq!(t["result"], "stopped", "{t}");
+    }
+    for id in &ids[1..] {
+        assert!(device(id).2.iter().all(|t| t.started.is_none()), "{id} never sounded");
+    }
+    let events = json(&request(daemon.http, "GET", "/api/events?kind=stop_complete", None, "").1);
+    assert!(events[0]["detail"].as_str().unwrap().contains("6 sirens silent"), "{events}");
+    devices.shutdown().await;
+    daemon.stop().await;
+}

@@ -16,7 +16,8 @@
 //!   writing counters that moved;
 //! - [`status::StatusRequests`]: which MQTT siren to ask for its status next (after each
 //!   birth, and all in turn at a low rate);
-//! - [`cadence::Cadence`]: how often open campaigns are asked for their next commands.
+//! - [`cadence::Cadence`]: how often open campaigns are asked for their next commands;
+//! - [`stops`]: the one-step stop of every siren in a scope.
 
 pub mod cadence;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod deaths;
 pub mod heartbeat;
 pub mod polls;
 pub mod status;
+pub mod stops;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -87,6 +89,18 @@ pub enum Input {
     Rejected(RejectReason),
     /// An operator's request about soundings, answered on `reply`.
     Soundings(SoundingRequest),
+    /// An operator stops every siren in a scope (`POST /api/stop`); answered with the sweep.
+    Stop {
+        scope: stops::StopScope,
+        by: String,
+        reason: String,
+        reply: oneshot::Sender<crate::sounding::stop::SweepView>,
+    },
+    /// The state of stop sweep `id`.
+    StopStatus {
+        id: u32,
+        reply: oneshot::Sender<Option<crate::sounding::stop::SweepView>>,
+    },
     /// An administrator moves a siren's transmit counter ahead (docs/operations.md, "When a
     /// siren does not answer commands"); answered with the first new counter.
     Resync {
@@ -153,6 +167,7 @@ enum Pending {
     TimeSync { siren: usize, samples: clock::SampleFilter },
     Command,
     Sounding { campaign: u32, target: usize, command: SoundingCommand, link: Option<LinkId> },
+    Stop { sweep: u32, siren: usize },
 }
 
 /// The engine's state.
@@ -188,6 +203,9 @@ pub struct Engine {
     uncommanded: crate::sounding::uncommanded::UncommandedWatch,
     /// Whether to stop them (`[soundings] stop_uncommanded`).
     stop_uncommanded: bool,
+    /// Stop sweeps under way, and the latest that are over.
+    sweeps: Vec<crate::sounding::stop::Sweep>,
+    next_sweep: u32,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -297,6 +315,8 @@ impl Engine {
             maintenance_seen: 0,
             uncommanded: crate::sounding::uncommanded::UncommandedWatch::default(),
             stop_uncommanded: true,
+            sweeps: Vec::new(),
+            next_sweep: 0,
             arrived: None,
         })
     }
@@ -399,6 +419,12 @@ impl Engine {
             Input::LinkUp(link) => self.set_link(link, true, now),
             Input::LinkDown(link) => self.set_link(link, false, now),
             Input::Soundings(request) => self.handle_sounding_request(request),
+            Input::Stop { scope, by, reason, reply } => {
+                let _ = reply.send(self.start_stop(&scope, &by, &reason));
+            }
+            Input::StopStatus { id, reply } => {
+                let _ = reply.send(self.sweep_view(id));
+            }
             Input::Resync { siren, by, reply } => {
                 let _ = reply.send(self.resync_counters(&siren, &by));
             }
@@ -649,6 +675,7 @@ impl Engine {
         self.master.handle_timeout(now);
         self.drain_events(None, now);
         self.follow_maintenance();
+        self.run_sweeps();
         self.poll_soundings(now);
         self.schedule_polls(now);
         self.check_heartbeats(now);
@@ -857,6 +884,10 @@ impl Engine {
                                 self.send_sounding(o, false);
                             }
                         }
+                        Some(Pending::Stop { sweep, siren }) => match message {
+                            Message::Ack { .. } => self.stop_answered(sweep, siren),
+                            _ => self.stop_failed(sweep, siren),
+                        },
                         Some(Pending::Command) | None => {}
                     }
                     self.heard(key_id, link, &message, now);
@@ -868,7 +899,9 @@ impl Engine {
                     if !matches!(pending, Some(Pending::Poll { .. })) {
                         self.command_unanswered(key_id);
                     }
-                    if let Some(Pending::Sounding { campaign, target, link: bus, .. }) = pending {
+                    if let Some(Pending::Stop { sweep, siren }) = pending {
+                        self.stop_failed(sweep, siren);
+                    } else if let Some(Pending::Sounding { campaign, target, link: bus, .. }) = pending {
                         self.sounding_done(bus);
                         if let Some(r) = &mut self.soundings {
                             r.on_failed(campaign, target, Timestamp::now());
@@ -1004,6 +1037,9 @@ impl Engine {
                     runner.on_status(index, &view, received);
                 }
                 self.watch_uncommanded(index, s.state, Some(s.active_campaign));
+                if s.state == siren_proto::message::DeviceState::Idle {
+                    self.stop_answered(0, index);
+                }
                 Some(s.faults)
             }
             Message::Heartbeat(h) => {
@@ -1015,6 +1051,9 @@ impl Engine {
                     );
                 }
                 self.watch_uncommanded(index, h.state, None);
+                if h.state == siren_proto::message::DeviceState::Idle {
+                    self.stop_answered(0, index);
+                }
                 Some(h.faults)
             }
             Message::Birth(_) => None,

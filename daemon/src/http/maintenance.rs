@@ -191,7 +191,7 @@ pub(crate) struct EndBody {
 /// Ends a window before its `until`: the crew is done.
 #[utoipa::path(post, path = "/api/maintenance/{id}/end", tag = "maintenance", security(("bearer" = [])),
     params(("id" = u32, Path, description = "The window")),
-    request_body(content = EndBody, description = "Optional"),
+    request_body(content = Option<EndBody>, description = "Optional"),
     responses(
         (status = 200, description = "The window ended", body = WindowView),
         (status = 400, description = "A malformed body or id", body = ApiError),

@@ -35,6 +35,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::maintenance::list,
         super::maintenance::start,
         super::maintenance::end,
+        super::stop::stop,
+        super::stop::status,
     ),
     components(schemas(crate::liveness::State)),
     modifiers(&Bearer),

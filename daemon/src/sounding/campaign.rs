@@ -198,6 +198,9 @@ pub struct Target {
     /// not sounded, and is reported `in_maintenance` unless it passes anyway.
     #[serde(default)]
     pub maintenance: Option<String>,
+    /// Who stopped it and why (`POST /api/stop`): nothing more is sent to it.
+    #[serde(default)]
+    pub stopped: Option<String>,
     /// Got a trigger-now instead of arming.
     pub triggered: bool,
     /// The last refusal, if any.
@@ -265,6 +268,7 @@ impl Target {
             start_uncertain: false,
             clock_set_us: None,
             maintenance: None,
+            stopped: None,
             triggered: false,
             nak: None,
             report: None,
@@ -837,7 +841,10 @@ impl Campaign {
                 t.step = TargetStep::Armed;
                 t.nak = None;
                 if self.all_armed.is_none()
-                    && self.targets.iter().all(|t| t.armed_start_us.is_some() || t.maintenance.is_some())
+                    && self
+                        .targets
+                        .iter()
+                        .all(|t| t.armed_start_us.is_some() || t.maintenance.is_some() || t.stopped.is_some())
                 {
                     self.all_armed = Some(now);
                 }
@@ -918,6 +925,7 @@ impl Campaign {
                 }
             }
             None if t.maintenance.is_some()
+                && t.stopped.is_none()
                 && before_instant
                 && now_us < cutoff_us
                 && t.step == TargetStep::Idle
@@ -929,6 +937,26 @@ impl Campaign {
             }
             _ => return false,
         }
+        self.dirty = true;
+        true
+    }
+
+    /// An operator stopped target `target` (`why`: who and why) at `now`: an arm is cancelled
+    /// before the instant, nothing else is sent to it, and it is judged `stopped` unless it
+    /// passed. Returns whether it was news.
+    pub fn stop_target(&mut self, target: usize, why: &str, now: Timestamp) -> bool {
+        let before_instant =
+            matches!(self.phase, Phase::Planned | Phase::Arming) && now.as_microsecond() < self.instant_us();
+        let Some(t) = self.targets.get_mut(target) else { return false };
+        if t.stopped.is_some() {
+            return false;
+        }
+        t.stopped = Some(why.to_owned());
+        t.step = match t.step {
+            TargetStep::Armed | TargetStep::Disarm | TargetStep::Withdraw if before_instant => TargetStep::Withdraw,
+            _ => TargetStep::Idle,
+        };
+        t.retry_at_us = 0;
         self.dirty = true;
         true
     }
@@ -1035,6 +1063,7 @@ impl Campaign {
                 skew_us: t.skew_us,
             };
             t.verdict = Some(match judge(&evidence, &criteria) {
+                Verdict::Fail(_) if t.stopped.is_some() => Verdict::Stopped,
                 // Out of service by a crew's word: not a failure of the siren.
                 Verdict::Fail(_) if t.maintenance.is_some() => Verdict::InMaintenance,
                 verdict => verdict,
@@ -1051,6 +1080,7 @@ impl Campaign {
             match t.verdict {
                 Some(Verdict::Pass) => tally.passed += 1,
                 Some(Verdict::InMaintenance) => tally.in_maintenance += 1,
+                Some(Verdict::Stopped) => tally.stopped += 1,
                 Some(Verdict::Fail(r)) => {
                     tally.failed += 1;
                     *tally.by_reason.entry(r).or_default() += 1;
@@ -1084,6 +1114,8 @@ pub struct Tally {
     pub failed: usize,
     /// Left out, or failed, while a crew had it in maintenance.
     pub in_maintenance: usize,
+    /// Stopped by an operator before it passed.
+    pub stopped: usize,
     pub pending: usize,
     pub by_reason: std::collections::BTreeMap<FailReason, usize>,
 }

@@ -5,6 +5,7 @@
 //! - [`campaign`]: one sounding as a state machine; [`clock_watch`]: an armed siren's clock
 //!   until the instant (steps, drift).
 //! - [`uncommanded`]: sirens armed or sounding that no campaign of ours ordered.
+//! - [`stop`]: the one-step stop of every siren in a scope.
 
 pub mod board;
 pub mod campaign;
@@ -12,5 +13,6 @@ pub mod clock_watch;
 pub mod runner;
 pub mod schedule;
 pub mod sequence;
+pub mod stop;
 pub mod uncommanded;
 pub mod verdict;

@@ -339,6 +339,30 @@ impl Runner {
         outgoing(&live.campaign, &live.fleet_index, fleet, follow, now)
     }
 
+    /// Stops the targets among `sirens` (fleet indices) of every open campaign: their arms are
+    /// cancelled, nothing more is sent to them. Returns the cancels to send.
+    pub fn stop(&mut self, sirens: &[usize], why: &str, now: Timestamp, fleet: &FleetState) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for live in &mut self.open {
+            for target in 0..live.fleet_index.len() {
+                if live.fleet_index[target].is_some_and(|f| sirens.contains(&f))
+                    && live.campaign.stop_target(target, why, now)
+                {
+                    tracing::info!(campaign = live.campaign.id, siren = %live.campaign.targets[target].siren, "stopped");
+                }
+            }
+            // The cancels of armed targets go at once, not at the next poll.
+            let index = &live.fleet_index;
+            let reachable = |i: usize| index[i].is_some_and(|f| fleet.siren(f).liveness.reachable());
+            for action in live.campaign.poll(now, &reachable) {
+                if let Some(o) = outgoing(&live.campaign, index, fleet, action, now) {
+                    out.push(o);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether an open campaign explains siren `fleet_index` being armed or sounding: one past
     /// planning that targets it (and is the campaign the device names, when it names one).
     pub fn claims(&self, fleet_index: usize, campaign: Option<u32>) -> bool {

@@ -56,6 +56,8 @@ pub enum Verdict {
     Fail(FailReason),
     /// Did not pass while a crew had it in maintenance: neither a pass nor a failure.
     InMaintenance,
+    /// Stopped by an operator (`POST /api/stop`) before it could pass: not a failure.
+    Stopped,
 }
 
 impl Verdict {
@@ -64,6 +66,7 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail(r) => r.as_str(),
             Verdict::InMaintenance => "in_maintenance",
+            Verdict::Stopped => "stopped",
         }
     }
 }
