@@ -700,6 +700,8 @@ impl Loaded {
             return Err(self.field("soundings.max_drift_ppm", "must be at least 1"));
         }
         let mut schedules: Vec<Schedule> = Vec::new();
+        // Where each came from, for the errors that concern it.
+        let mut origins: Vec<(String, usize)> = Vec::new();
         for (file, configs) in sources {
             for (i, c) in configs.iter().enumerate() {
                 let at = |problem: String| ConfigError::Field {
@@ -720,7 +722,22 @@ impl Loaded {
                     }
                 }
                 schedules.push(schedule);
+                origins.push((file.clone(), i));
             }
+        }
+        let at = |name: &str, field: &str, problem: String| {
+            let k = schedules.iter().position(|s| s.name == name).unwrap_or(0);
+            let (file, i) = origins.get(k).cloned().unwrap_or_default();
+            ConfigError::Field { file, field: format!("schedule[{i}] ({name}){field}"), problem }
+        };
+        for s in &schedules {
+            let known = |n: &String| schedules.iter().any(|o| &o.name == n && o.name != s.name);
+            if let Some(unknown) = s.suppresses.iter().find(|n| !known(n)) {
+                return Err(at(&s.name, ".suppresses", format!("no other schedule is named `{unknown}`")));
+            }
+        }
+        if let Some(c) = crate::sounding::conflicts::collisions(&schedules, jiff::Timestamp::now()).first() {
+            return Err(at(&c.a, "", c.to_string()));
         }
         Ok(schedules)
     }

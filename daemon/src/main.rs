@@ -293,7 +293,10 @@ fn schedule_next(config: &std::path::Path, count: usize, after: jiff::Timestamp)
     anyhow::ensure!(!loaded.schedules.is_empty(), "{}: no [[schedule]] is configured", config.display());
     let mut text = String::new();
     for (s, t) in schedule::next(&loaded.schedules, after, count) {
-        let _ = writeln!(text, "{} {} {}", schedule::rfc3339(&s.local(t)), s.name, s.kind.as_str());
+        let suppressed = sirend::sounding::conflicts::suppressed_by(&loaded.schedules, s, t)
+            .map(|(by, _)| format!(" (suppressed by {})", by.name))
+            .unwrap_or_default();
+        let _ = writeln!(text, "{} {} {}{suppressed}", schedule::rfc3339(&s.local(t)), s.name, s.kind.as_str());
     }
     emit(&text)?;
     Ok(())

@@ -64,11 +64,18 @@ fn the_shipped_examples_load_and_give_the_unified_test_days() {
             "2027-09-18T08:00:00+08:00 hourly-chime chime",
             "2027-09-18T09:00:00+08:00 hourly-chime chime",
             "2027-09-18T10:00:00+08:00 china-9-18 test",
-            "2027-09-18T10:00:00+08:00 hourly-chime chime",
+            "2027-09-18T10:00:00+08:00 hourly-chime chime (suppressed by china-9-18)",
         ]
     );
-    let may = schedule_next(&config, "2027-05-12T01:30:00Z", 2).unwrap();
-    assert_eq!(may, ["2027-05-12T10:00:00+08:00 china-5-12 test", "2027-05-12T10:00:00+08:00 hourly-chime chime"]);
+    let may = schedule_next(&config, "2027-05-12T01:30:00Z", 3).unwrap();
+    assert_eq!(
+        may,
+        [
+            "2027-05-12T10:00:00+08:00 china-5-12 test",
+            "2027-05-12T10:00:00+08:00 hourly-chime chime (suppressed by china-5-12)",
+            "2027-05-12T11:00:00+08:00 hourly-chime chime",
+        ]
+    );
     let silent: Vec<String> = schedule_next(&config, "2027-09-01T00:00:00Z", 600)
         .unwrap()
         .into_iter()
@@ -97,6 +104,15 @@ fn schedule_errors_name_the_file_the_schedule_and_the_problem() {
         (examples().replace("lead_s = 120", "lead_s = 10"), "lead_s must be longer"),
         (format!("{}\nzones = [\"atlantis\"]\n", examples()), "no siren of the fleet is in zone `atlantis`"),
         (examples().replace("pattern = \"chime\"", "pattern = \"cuckoo\""), "no pattern named `cuckoo`"),
+        // The 9·18 test and the 10:00 chime would hold the same sirens at once.
+        (
+            examples().replace("suppresses = [\"hourly-chime\"]", ""),
+            "`china-5-12` (2027-05-12T10:00:00+08:00) and `hourly-chime` (2027-05-12T10:00:00+08:00) would hold the same sirens at once",
+        ),
+        (
+            examples().replace("suppresses = [\"hourly-chime\"]", "suppresses = [\"chimes\"]"),
+            "no other schedule is named `chimes`",
+        ),
     ];
     for (text, expected) in cases {
         with_schedules(&config, &text);
@@ -217,4 +233,50 @@ fn schedule_next_agrees_with_python_dateutil() {
         }
     }
     assert!(compared > 500, "too few occurrences compared: {compared}");
+}
+
+#[test]
+fn a_suppressed_occurrence_is_not_planned_and_is_recorded() {
+    use jiff::Timestamp;
+    use sirend::fleet::FleetState;
+    use sirend::liveness::Policy;
+    use sirend::sounding::runner::Runner;
+    use sirend::store::{EventQuery, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet(dir.path());
+    // An hourly chime, and a test at the next hour that takes its place.
+    let now = Timestamp::now();
+    let local = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let hour = Timestamp::from_second((now.as_second() / 3600 + 1) * 3600).unwrap();
+    with_schedules(
+        &config,
+        &format!(
+            "[[schedule]]\nname = \"chime\"\nkind = \"chime\"\ntimezone = \"UTC\"\nstart = \"{}\"\n\
+             rrule = \"FREQ=HOURLY\"\nlead_s = 120\nsequence = [{{ pattern = \"chime\" }}]\n\n\
+             [[schedule]]\nname = \"exercise\"\nkind = \"test\"\ntimezone = \"UTC\"\nstart = \"{}\"\n\
+             rrule = \"FREQ=YEARLY\"\nsuppresses = [\"chime\"]\nsequence = [{{ pattern = \"air-raid\" }}]\n",
+            local(hour - jiff::SignedDuration::from_hours(24)),
+            local(hour)
+        ),
+    );
+    let loaded = Loaded::load(&config).unwrap();
+    let store = Store::open(&dir.path().join("store.db")).unwrap();
+    let fleet = FleetState::new(&loaded.fleet.sirens, Policy { down_after_misses: 3 }, now);
+    let board = std::sync::Arc::new(std::sync::Mutex::new(sirend::sounding::board::Board::default()));
+    let mut runner =
+        Runner::new(loaded.schedules.clone(), loaded.config.soundings.clone(), &store, &fleet, board).unwrap();
+    let _ = runner.poll(now, &store, &fleet);
+    let planned: Vec<(String, Timestamp)> = runner.open().map(|c| (c.schedule.clone(), c.instant)).collect();
+    assert!(planned.contains(&("exercise".to_owned(), hour)), "{planned:?}");
+    assert!(
+        planned.contains(&("chime".to_owned(), hour + jiff::SignedDuration::from_hours(1))),
+        "the chime at the exercise's hour is skipped: {planned:?}"
+    );
+    store.flush().unwrap();
+    let events = store
+        .events(&EventQuery { kind: Some("sounding_suppressed".into()), limit: 10, ..Default::default() })
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].event.detail.contains("suppressed by exercise"), "{events:?}");
 }

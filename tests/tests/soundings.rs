@@ -188,6 +188,12 @@ fn ad_hoc_requests_are_answered_with_the_status_that_says_why(daemon: &Daemon, s
     let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &adhoc);
     assert_eq!(status, 201, "{body}");
     let adhoc_id = json(&body)["id"].as_u64().unwrap();
+    // No siren in two soundings at once: one that would overlap it is refused, naming it.
+    let at2 = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(660)).to_string();
+    let overlapping = format!(r#"{{"at":"{at2}","kind":"test","sequence":[{{"pattern":"air-raid"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &overlapping);
+    assert_eq!(status, 409, "{body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains(&format!("campaign {adhoc_id}")), "{body}");
     let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
     let too_soon = format!(r#"{{"at":"{soon}","sequence":[{{"pattern":"air-raid"}}]}}"#);
     let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &too_soon);

@@ -12,6 +12,7 @@ use siren_proto::message::{Message, SoundingReport};
 
 use super::board::SharedBoard;
 use super::campaign::{Action, Campaign, Command, DeviceView, Notice, Phase, Settings, Target};
+use super::conflicts;
 use super::schedule::Schedule;
 use super::sequence::{Kind, Step};
 use crate::config::Soundings;
@@ -25,6 +26,9 @@ pub const AD_HOC: &str = "ad-hoc";
 const MAX_MISSED: usize = 48;
 /// How often schedules are looked at for occurrences to plan.
 const PLAN_EVERY: Duration = Duration::from_secs(10);
+/// Most occurrences of a schedule skipped in a row as suppressed before planning gives up on it
+/// (a schedule that another suppresses always is a configuration mistake).
+const MAX_SUPPRESSED_IN_A_ROW: usize = 1000;
 /// Least interval between two saves of a campaign whose phase did not change.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -179,7 +183,9 @@ impl Runner {
                 }
             };
             if let Some(last) = last {
-                for instant in s.after(last).take_while(|&o| o <= now).take(MAX_MISSED) {
+                let due = s.after(last).take_while(|&o| o <= now);
+                let not_suppressed = due.filter(|&o| conflicts::suppressed_by(&self.schedules, &s, o).is_none());
+                for instant in not_suppressed.take(MAX_MISSED) {
                     let settings = Settings::from_config(&self.config, u32::try_from(s.lead.as_secs()).unwrap_or(0));
                     let Ok(Some(id)) = store.create_campaign(&s.name, instant) else { continue };
                     let sequence = Self::sequence_of(&s);
@@ -193,7 +199,7 @@ impl Runner {
                 }
             }
             let from = last.map_or(now, |l| l.max(now));
-            let Some(instant) = s.after(from).next() else {
+            let Some(instant) = self.next_not_suppressed(&s, from, store) else {
                 self.board_next(&s.name, None);
                 continue;
             };
@@ -218,6 +224,20 @@ impl Runner {
             let next = self.open.iter().filter(|l| l.campaign.schedule == s.name).map(|l| l.campaign.instant).min();
             self.board_next(&s.name, next.map(Timestamp::as_second));
         }
+    }
+
+    /// The first occurrence of `s` after `from` that no other schedule suppresses; each one
+    /// suppressed on the way is recorded (once: the next plan starts after the occurrence
+    /// chosen here).
+    fn next_not_suppressed(&self, s: &Schedule, from: Timestamp, store: &Store) -> Option<Timestamp> {
+        for instant in s.after(from).take(MAX_SUPPRESSED_IN_A_ROW) {
+            let Some((by, at)) = conflicts::suppressed_by(&self.schedules, s, instant) else { return Some(instant) };
+            tracing::info!(schedule = %s.name, %instant, by = %by.name, "suppressed");
+            let detail = format!("{} at {instant}: suppressed by {} at {at}", s.name, by.name);
+            let _ =
+                store.record(Event { at: Timestamp::now(), siren: None, kind: "sounding_suppressed".into(), detail });
+        }
+        None
     }
 
     fn board_next(&self, schedule: &str, at_s: Option<i64>) {
@@ -477,8 +497,13 @@ impl Runner {
                 return Err(RequestError::Invalid { field: "zones", message: format!("no siren is in zone `{z}`") });
             }
         }
-        super::sequence::segments(request.kind, &request.sequence)
+        let segments = super::sequence::segments(request.kind, &request.sequence)
             .map_err(|e| RequestError::Invalid { field: "sequence", message: format!("sequence {e}") })?;
+        let duration = Duration::from_millis(super::sequence::duration_ms(&segments));
+        let span = conflicts::Span::of(request.at, Duration::from_secs(u64::from(self.config.lead_s)), duration);
+        if let Some(why) = self.collides(&span, &request.zones) {
+            return Err(RequestError::Conflict(why));
+        }
         let id = store
             .create_campaign(AD_HOC, request.at)?
             .ok_or_else(|| RequestError::Conflict("an ad-hoc sounding is already planned at that instant".into()))?;
@@ -492,6 +517,36 @@ impl Runner {
         store.flush()?;
         self.adopt(c, fleet);
         Ok(id)
+    }
+
+    /// What a sounding holding the sirens of `zones` for `span` would collide with: an open
+    /// campaign, or an occurrence of a schedule.
+    fn collides(&self, span: &conflicts::Span, zones: &[String]) -> Option<String> {
+        for c in self.open() {
+            let targets: Vec<String> = c.targets.iter().map(|t| t.zone.clone()).collect();
+            let theirs = conflicts::Span::of(
+                c.instant,
+                Duration::from_secs(u64::from(c.settings.lead_s)),
+                Duration::from_millis(super::sequence::duration_ms(c.segments())),
+            );
+            if !c.phase.is_final() && theirs.overlaps(span) && conflicts::targets_meet(zones, &targets) {
+                return Some(format!(
+                    "it would hold sirens that campaign {} ({} at {}) holds from {} to {}",
+                    c.id, c.schedule, c.instant, theirs.from, theirs.to
+                ));
+            }
+        }
+        for s in &self.schedules {
+            if !conflicts::targets_meet(zones, &s.zones) {
+                continue;
+            }
+            let reach = jiff::SignedDuration::try_from(s.lead + s.duration()).unwrap_or_default() + conflicts::AFTER;
+            let Some(t) = s.after(span.from - reach).next() else { continue };
+            if conflicts::span(s, t).overlaps(span) {
+                return Some(format!("it would hold sirens that the `{}` sounding at {t} holds", s.name));
+            }
+        }
+        None
     }
 
     /// Cancels a planned or arming campaign; returns the disarm messages to send.

@@ -39,6 +39,10 @@ pub struct ScheduleConfig {
     pub sequence: Vec<Step>,
     /// Arming lead; `[soundings] lead_s` when absent.
     pub lead_s: Option<u32>,
+    /// Schedules whose occurrences this one's occurrences replace where they would hold the
+    /// same sirens at once (the 9·18 test suppresses the hourly chime at 10:00).
+    #[serde(default)]
+    pub suppresses: Vec<String>,
 }
 
 /// Why a schedule cannot be used.
@@ -68,6 +72,8 @@ pub struct Schedule {
     pub segments: Vec<Segment>,
     pub lead: Duration,
     pub timezone: TimeZone,
+    /// The schedules it takes precedence over.
+    pub suppresses: Vec<String>,
     rules: RRuleSet,
 }
 
@@ -103,6 +109,7 @@ impl Schedule {
             segments,
             lead: Duration::from_secs(u64::from(c.lead_s.unwrap_or(default_lead_s))),
             timezone,
+            suppresses: c.suppresses.clone(),
             rules,
         };
         // A rule with no occurrence at all (the 30th of February) would plan nothing, silently.
@@ -177,6 +184,7 @@ mod tests {
             zones: vec![],
             sequence: vec![Step::Pattern { pattern: "air-raid".into() }],
             lead_s: None,
+            suppresses: vec![],
         }
     }
 
