@@ -46,6 +46,10 @@ pub enum Permission {
     CancelTest,
     /// Stop every siren in a scope at once (`POST /api/stop`): never needs a second person.
     Stop,
+    /// Request a LIVE warning (and mark one a false alarm).
+    RequestLive,
+    /// Approve or reject another person's LIVE request.
+    ApproveLive,
     /// Resynchronise counters, read the audit log.
     Admin,
 }
@@ -59,6 +63,8 @@ impl Permission {
             Permission::ScheduleTest => "schedule_test",
             Permission::CancelTest => "cancel_test",
             Permission::Stop => "stop",
+            Permission::RequestLive => "request_live",
+            Permission::ApproveLive => "approve_live",
             Permission::Admin => "admin",
         }
     }
@@ -76,6 +82,8 @@ impl Role {
                 Permission::ScheduleTest,
                 Permission::CancelTest,
                 Permission::Stop,
+                Permission::RequestLive,
+                Permission::ApproveLive,
             ],
             Role::Admin => &[
                 Permission::Read,
@@ -84,6 +92,8 @@ impl Role {
                 Permission::ScheduleTest,
                 Permission::CancelTest,
                 Permission::Stop,
+                Permission::RequestLive,
+                Permission::ApproveLive,
                 Permission::Admin,
             ],
         }

@@ -49,6 +49,9 @@ pub struct Config {
     pub coverage: Coverage,
     #[serde(default)]
     pub soundings: Soundings,
+    /// LIVE warnings: the approval window, hazard signals, waivers of the second person.
+    #[serde(default)]
+    pub live: crate::live::LiveConfig,
     /// Test-sounding schedules; more may come from `soundings.include` files.
     #[serde(default)]
     pub schedule: Vec<ScheduleConfig>,
@@ -515,8 +518,40 @@ impl Loaded {
         keys.check_against(&fleet, &keys_path.display().to_string())?;
         let mut loaded = Self { path: path.to_owned(), config, fleet, keys, schedules: Vec::new() };
         loaded.validate()?;
+        loaded.validate_live()?;
         loaded.schedules = loaded.load_schedules()?;
         Ok(loaded)
+    }
+
+    /// `[live]`: the approval window, each signal's sequence, each waiver's source and zones.
+    fn validate_live(&self) -> Result<(), ConfigError> {
+        let live = &self.config.live;
+        if !(30..=3600).contains(&live.approval_window_s) {
+            return Err(self.field("live.approval_window_s", "must be between 30 and 3600"));
+        }
+        for (i, s) in live.signals.iter().enumerate() {
+            let field = format!("live.signals[{i}] ({})", s.name);
+            if ["pre-warning", "air-raid", "all-clear"].contains(&s.name.as_str())
+                || live.signals[..i].iter().any(|o| o.name == s.name)
+            {
+                return Err(self.field(field, "another signal has this name"));
+            }
+            crate::sounding::sequence::segments(crate::sounding::sequence::Kind::Live, &s.sequence)
+                .map_err(|e| self.field(field, format!("sequence {e}")))?;
+        }
+        for (i, w) in live.waivers.iter().enumerate() {
+            let field = format!("live.waivers[{i}]");
+            if !self.config.http.tokens.iter().any(|t| t.name == w.source) {
+                return Err(self.field(field, format!("no token is named `{}` (http.tokens)", w.source)));
+            }
+            if w.zones.is_empty() {
+                return Err(self.field(field, "name the zones: the second person is never waived for the whole fleet"));
+            }
+            if let Some(z) = w.zones.iter().find(|z| !self.fleet.sirens.iter().any(|s| s.zone.is_within(z))) {
+                return Err(self.field(field, format!("no siren of the fleet is in zone `{z}`")));
+            }
+        }
+        Ok(())
     }
 
     fn field(&self, field: impl Into<String>, problem: impl Into<String>) -> ConfigError {

@@ -189,6 +189,14 @@ impl Daemon {
         }
         engine.set_soundings(start_soundings(loaded, &store, &fleet, &metrics)?);
         engine.set_stop_uncommanded(c.soundings.stop_uncommanded);
+        for w in &c.live.waivers {
+            tracing::warn!(
+                source = %w.source,
+                zones = %w.zones.join(", "),
+                "LIVE warnings from this source in these zones need NO second person ([[live.waivers]])"
+            );
+        }
+        engine.set_live(c.live.clone(), crate::live::Desk::restore(store.activations(10_000)?));
         // The API's way to the engine (ad-hoc soundings, cancels).
         let engine_tx = inputs_tx.clone();
         drop(inputs_tx);

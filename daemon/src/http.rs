@@ -52,6 +52,7 @@ pub struct Views {
 }
 
 mod coverage;
+mod live;
 mod maintenance;
 pub mod openapi;
 mod refusals;
@@ -87,6 +88,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/soundings/{id}/cancel", post(soundings::cancel))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/stop", post(stop::stop))
+        .route("/api/activations", get(live::list).post(live::request))
+        .route("/api/activations/{id}", get(live::one))
+        .route("/api/activations/{id}/approve", post(live::approve))
+        .route("/api/activations/{id}/reject", post(live::reject))
+        .route("/api/activations/{id}/false-alarm", post(live::false_alarm))
         .route("/api/stop/{id}", get(stop::status))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
@@ -353,6 +359,16 @@ fn refused_response(refusal: Option<(StatusCode, String)>) -> Response {
     response
 }
 
+/// A request body as `T`, which must be a JSON object: serde would also take an array for a
+/// struct (`[]` for one whose fields all have defaults), which no client means.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(<serde_json::Error as serde::de::Error>::custom("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body)
+}
+
 /// The longest note an operator may attach (it is stored with every acknowledgement).
 const NOTE_MAX_CHARS: usize = 1000;
 
@@ -396,7 +412,7 @@ async fn acknowledge(
     let body: AckBody = if body.is_empty() {
         AckBody::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match json_object(&body) {
             Ok(b) => b,
             Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("body: {e}")}))).into_response(),
         }

@@ -4,6 +4,7 @@
 //! - [`coverage`]: who would hear a warning now, by area and by population.
 //! - [`fleet`]: every owned siren with its liveness and telemetry.
 //! - [`history`]: a siren's outages, state changes, maintenance and soundings, for its crew.
+//! - [`live`]: LIVE warnings, requested by one person and approved by another.
 //! - [`liveness`]: each siren's state machine, a pure function of (state, observation, now).
 //! - [`maintenance`]: windows in which crews have taken sirens out of service.
 //! - [`store`]: events, replay counters and last known states in SQLite.
@@ -19,6 +20,7 @@ pub mod fleet;
 pub mod history;
 pub mod http;
 pub mod link;
+pub mod live;
 pub mod liveness;
 pub mod maintenance;
 pub mod metrics;

@@ -23,7 +23,7 @@ use crate::maintenance::{Ended, Scope, Window};
 use crate::sounding::campaign::Campaign;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 /// How long a caller waits for the writer's answer (a flush, a counter lease, a new campaign's
@@ -172,6 +172,8 @@ enum Write {
     Acknowledgement(String, Option<Acknowledgement>),
     /// A maintenance window as it is now (opened, ended or lapsed).
     Maintenance(Window),
+    /// A LIVE activation as it is now (JSON).
+    Activation(u32, String),
 }
 
 /// The store.
@@ -281,7 +283,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The schema's migrations: each brings the store from the version before it to its own.
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (
         1,
         "BEGIN;
@@ -397,6 +399,17 @@ const MIGRATIONS: [(i64, &str); 6] = [
         PRAGMA user_version = 6;
         COMMIT;",
     ),
+    // LIVE activations: requests, approvals, rejections, as JSON.
+    (
+        7,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS activations (
+            id INTEGER PRIMARY KEY,
+            body TEXT NOT NULL
+        );
+        PRAGMA user_version = 7;
+        COMMIT;",
+    ),
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
@@ -460,6 +473,30 @@ impl Store {
     /// Queues a maintenance window as it is now.
     pub fn save_maintenance(&self, window: &Window) -> Result<(), StoreError> {
         self.send(Write::Maintenance(window.clone()))
+    }
+
+    /// Queues a LIVE activation as it is now, and waits until it is committed: a request or an
+    /// approval is not answered before it is stored.
+    pub fn save_activation(&self, a: &crate::live::Activation) -> Result<(), StoreError> {
+        self.send(Write::Activation(a.id, serde_json::to_string(a).unwrap_or_default()))?;
+        self.flush()
+    }
+
+    /// The latest `limit` LIVE activations, oldest first.
+    pub fn activations(&self, limit: usize) -> Result<Vec<crate::live::Activation>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM (SELECT id, body FROM activations ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for body in rows {
+            match serde_json::from_str(&body?) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::error!(error = %e, "unreadable activation"),
+            }
+        }
+        Ok(out)
     }
 
     /// Every stored acknowledgement, by siren.
@@ -927,6 +964,10 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
         for w in batch {
             match w {
                 Write::Acknowledgement(..) | Write::Maintenance(_) => save_crews_word(&tx, w)?,
+                Write::Activation(id, body) => {
+                    tx.prepare_cached("INSERT OR REPLACE INTO activations (id, body) VALUES (?1, ?2)")?
+                        .execute(params![id, body])?;
+                }
                 Write::Campaign { id, phase, body } => {
                     campaign.execute(params![id, phase, body])?;
                 }

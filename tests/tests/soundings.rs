@@ -829,3 +829,90 @@ async fn one_step_stops_every_siren_and_disarms_the_sounding_being_armed() {
     devices.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_warning_needs_a_second_person_pre_empts_a_test_and_sounds_with_live_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3600);
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    write!(text, "\n{entry}\n[live]\napproval_window_s = 60\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n").unwrap();
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
+    })
+    .await;
+    // A test is planned on the same sirens.
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(40)).to_string();
+    let planned_test = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"chime"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &planned_test);
+    assert_eq!(status, 201, "{body}");
+    let test_id = json(&body)["id"].as_u64().unwrap();
+
+    // LIVE is its own path: never through the soundings API.
+    let live_test = format!(r#"{{"at":"{at}","kind":"live","sequence":[{{"pattern":"chime"}}]}}"#);
+    let (status, body) = request(daemon.http, "POST", "/api/soundings", Some(&s.operator), &live_test);
+    assert_eq!((status, json(&body)["field"].as_str()), (422, Some("kind")), "{body}");
+
+    // One person requests; the same person, and a viewer, cannot approve; another can.
+    let ask = r#"{"signal":"burst","reason":"typhoon landfall within the hour"}"#;
+    let (status, body) = request(daemon.http, "POST", "/api/activations", Some(&s.operator), ask);
+    assert_eq!(status, 201, "{body}");
+    let activation = json(&body);
+    assert_eq!(activation["state"], "requested", "{activation}");
+    let approve = format!("/api/activations/{}/approve", activation["id"]);
+    let (status, body) = request(daemon.http, "POST", &approve, Some(&s.operator), "");
+    assert_eq!(status, 403, "the requester may not approve: {body}");
+    assert_eq!(request(daemon.http, "POST", &approve, Some(&s.viewer), "").0, 403);
+    let (status, body) = request(daemon.http, "POST", &approve, Some(&second), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["state"], "approved");
+    assert_eq!(json(&body)["by"], "second-officer");
+    assert_eq!(request(daemon.http, "POST", &approve, Some(&second), "").0, 409, "approved once");
+
+    let view_path = format!("/api/activations/{}", activation["id"]);
+    let mut view = serde_json::Value::Null;
+    wait_for("every siren done", || {
+        view = json(&request(daemon.http, "GET", &view_path, None, "").1);
+        view["counts"]["done"] == 6
+    })
+    .await;
+    let mut latencies: Vec<i64> =
+        view["sirens"].as_array().unwrap().iter().map(|s| s["latency_ms"].as_i64().unwrap()).collect();
+    latencies.sort_unstable();
+    assert!(latencies[0] >= 0, "{view:#}");
+    eprintln!("approval to start of sound, ms: {latencies:?}");
+    for id in &ids {
+        let c = lock(s.sim.controller(id).unwrap());
+        let truth = c.device.soundings().to_vec();
+        assert!(truth.iter().any(|t| t.live && t.started.is_some()), "{id} sounded LIVE: {truth:?}");
+        assert!(truth.iter().all(|t| t.live || t.started.is_none()), "{id} sounded no test");
+        assert!(
+            c.received().iter().any(|r| matches!(r.message, siren_proto::Message::TriggerLive(_))),
+            "LIVE frames on the wire"
+        );
+    }
+    // The test was pre-empted, and says so.
+    let events = json(&request(daemon.http, "GET", "/api/events?kind=sounding_preempted", None, "").1);
+    assert!(events[0]["detail"].as_str().unwrap().contains(&format!("campaign {test_id}")), "{events}");
+
+    // Another request, rejected; and the first marked a false alarm.
+    let (_, body) = request(daemon.http, "POST", "/api/activations", Some(&s.operator), ask);
+    let reject = format!("/api/activations/{}/reject", json(&body)["id"]);
+    let (status, body) = request(daemon.http, "POST", &reject, Some(&second), r#"{"reason":"wrong district"}"#);
+    assert_eq!((status, json(&body)["state"].as_str()), (200, Some("rejected")), "{body}");
+    let false_alarm = format!("/api/activations/{}/false-alarm", activation["id"]);
+    let (status, body) = request(daemon.http, "POST", &false_alarm, Some(&s.operator), r#"{"reason":"drill"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["false_alarm"].as_str().unwrap().contains("drill"), "{body}");
+    for kind in ["live_requested", "live_approved", "live_started", "live_rejected", "live_false_alarm"] {
+        let events = json(&request(daemon.http, "GET", &format!("/api/events?kind={kind}"), None, "").1);
+        assert!(!events.as_array().unwrap().is_empty(), "no {kind} event");
+    }
+    devices.shutdown().await;
+    daemon.stop().await;
+}

@@ -17,13 +17,15 @@
 //! - [`status::StatusRequests`]: which MQTT siren to ask for its status next (after each
 //!   birth, and all in turn at a low rate);
 //! - [`cadence::Cadence`]: how often open campaigns are asked for their next commands;
-//! - [`stops`]: the one-step stop of every siren in a scope.
+//! - [`stops`]: the one-step stop of every siren in a scope;
+//! - [`live`]: LIVE warnings, from request and approval to their campaign.
 
 pub mod cadence;
 pub mod clock;
 pub mod counters;
 pub mod deaths;
 pub mod heartbeat;
+pub mod live;
 pub mod polls;
 pub mod status;
 pub mod stops;
@@ -96,6 +98,8 @@ pub enum Input {
         reason: String,
         reply: oneshot::Sender<crate::sounding::stop::SweepView>,
     },
+    /// A LIVE warning's request, approval, rejection, false alarm, or a look at them.
+    Live(live::LiveInput),
     /// The state of stop sweep `id`.
     StopStatus {
         id: u32,
@@ -206,6 +210,9 @@ pub struct Engine {
     /// Stop sweeps under way, and the latest that are over.
     sweeps: Vec<crate::sounding::stop::Sweep>,
     next_sweep: u32,
+    /// LIVE requests and what became of them.
+    desk: crate::live::Desk,
+    live_config: crate::live::LiveConfig,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -317,6 +324,8 @@ impl Engine {
             stop_uncommanded: true,
             sweeps: Vec::new(),
             next_sweep: 0,
+            desk: crate::live::Desk::default(),
+            live_config: crate::live::LiveConfig::default(),
             arrived: None,
         })
     }
@@ -330,6 +339,12 @@ impl Engine {
     /// Runs `runner`'s campaigns.
     pub fn set_soundings(&mut self, runner: Runner) {
         self.soundings = Some(runner);
+    }
+
+    /// LIVE warnings: their configuration, and the activations a previous run stored.
+    pub fn set_live(&mut self, config: crate::live::LiveConfig, desk: crate::live::Desk) {
+        self.live_config = config;
+        self.desk = desk;
     }
 
     /// Whether a siren armed or sounding without a campaign of ours is stopped (it is an alarm
@@ -422,6 +437,7 @@ impl Engine {
             Input::Stop { scope, by, reason, reply } => {
                 let _ = reply.send(self.start_stop(&scope, &by, &reason));
             }
+            Input::Live(input) => self.handle_live(input),
             Input::StopStatus { id, reply } => {
                 let _ = reply.send(self.sweep_view(id));
             }
@@ -675,6 +691,7 @@ impl Engine {
         self.master.handle_timeout(now);
         self.drain_events(None, now);
         self.follow_maintenance();
+        self.expire_live();
         self.run_sweeps();
         self.poll_soundings(now);
         self.schedule_polls(now);

@@ -101,7 +101,7 @@ pub(super) async fn start(State(state): State<AppState>, client: Client, headers
     if let Err(refused) = super::authenticated(&state, &headers, client, "start-maintenance") {
         return *refused;
     }
-    let body: StartBody = match serde_json::from_slice(&body) {
+    let body: StartBody = match super::json_object(&body) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
@@ -212,7 +212,7 @@ pub(super) async fn end(
     if let Err(refused) = super::authenticated(&state, &headers, client, "end-maintenance") {
         return *refused;
     }
-    let body: EndBody = match serde_json::from_slice(&body) {
+    let body: EndBody = match super::json_object(&body) {
         Ok(b) => b,
         Err(_) if body.is_empty() => EndBody::default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),

@@ -387,7 +387,7 @@ pub(super) async fn create(State(state): State<AppState>, client: Client, header
     if let Err(refused) = super::authenticated(&state, &headers, client, "schedule-sounding") {
         return *refused;
     }
-    let request: AdHoc = match serde_json::from_slice(&body) {
+    let request: AdHoc = match super::json_object(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
@@ -441,7 +441,7 @@ pub(super) async fn cancel(
     if let Err(refused) = super::authenticated(&state, &headers, client, "cancel-sounding") {
         return *refused;
     }
-    let body: CancelBody = match serde_json::from_slice(&body) {
+    let body: CancelBody = match super::json_object(&body) {
         Ok(b) => b,
         Err(_) if body.is_empty() => CancelBody::default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),

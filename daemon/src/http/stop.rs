@@ -54,7 +54,7 @@ pub(super) async fn stop(State(state): State<AppState>, client: Client, headers:
     if let Err(refused) = super::authenticated(&state, &headers, client, "stop") {
         return *refused;
     }
-    let body: StopBody = match serde_json::from_slice(&body) {
+    let body: StopBody = match super::json_object(&body) {
         Ok(b) => b,
         Err(_) if body.is_empty() => StopBody::default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),

@@ -98,6 +98,8 @@ impl Settings {
 }
 
 /// Synchronisation attempts before a clock that stays off is flagged and armed compensated.
+/// How long after its instant a LIVE warning's trigger is still sent and sounded, µs.
+pub const LIVE_TRIGGER_WINDOW_US: i64 = 60_000_000;
 const SYNC_ATTEMPTS: u8 = 3;
 /// Wait before asking again after a NAK or a request that went unanswered, µs.
 const RETRY_US: i64 = 5_000_000;
@@ -428,6 +430,9 @@ pub struct Campaign {
     pub arming_began: Option<Timestamp>,
     #[serde(default)]
     pub all_armed: Option<Timestamp>,
+    /// A LIVE warning's approval: its sirens' latency counts from here.
+    #[serde(default)]
+    pub approved_at: Option<Timestamp>,
     #[serde(skip)]
     segments: Vec<Segment>,
     #[serde(skip)]
@@ -462,6 +467,7 @@ impl Campaign {
             targets,
             arming_began: None,
             all_armed: None,
+            approved_at: None,
             segments,
             notices: Vec::new(),
             dirty: true,
@@ -490,6 +496,13 @@ impl Campaign {
     fn end_us(&self) -> i64 {
         let ms = i64::try_from(sequence::duration_ms(&self.segments)).unwrap_or(i64::MAX / 1000);
         self.instant_us() + ms * 1000
+    }
+
+    /// How long after the instant a trigger may still leave and sound: for a test, half the
+    /// tolerance (never late); for a LIVE warning, [`LIVE_TRIGGER_WINDOW_US`] (late is better
+    /// than never, and its latency is measured).
+    fn trigger_window_us(&self) -> i64 {
+        if self.kind == Kind::Live { LIVE_TRIGGER_WINDOW_US } else { self.tolerance_us() / 2 }
     }
 
     fn tolerance_us(&self) -> i64 {
@@ -561,7 +574,8 @@ impl Campaign {
         let cutoff_us = instant - i64::from(self.settings.arm_cutoff_s) * 1_000_000;
         let mut actions = Vec::new();
         if self.phase == Phase::Planned {
-            if now_us >= instant {
+            // A test never sounds late; a LIVE warning is triggered within its window.
+            if now_us >= instant && self.kind != Kind::Live {
                 self.miss("the instant passed before arming could start");
                 return actions;
             }
@@ -573,7 +587,14 @@ impl Campaign {
         }
         if self.phase == Phase::Arming {
             // Triggers may leave up to half the tolerance after the instant; then it runs.
-            if now_us >= instant + self.tolerance_us() / 2 {
+            // A LIVE warning runs as soon as every siren has it (its window is for stragglers).
+            let all_have_it = self.kind == Kind::Live
+                && now_us >= instant
+                && self
+                    .targets
+                    .iter()
+                    .all(|t| !t.busy && matches!(t.step, TargetStep::Triggered | TargetStep::Armed | TargetStep::Idle));
+            if now_us >= instant + self.trigger_window_us() || all_have_it {
                 self.set_phase(Phase::Running);
             } else {
                 for i in 0..self.targets.len() {
@@ -652,16 +673,16 @@ impl Campaign {
         match action.command {
             Command::Sync => Message::TimeSyncRequest { t1_us: now.as_microsecond() },
             Command::Adjust { sync_t1_us, offset_us } => Message::ClockAdjust { sync_t1_us, offset_us },
-            Command::Arm => Message::ArmTest(Arm {
-                campaign: self.id,
-                start_us: self.device_start_us(t),
-                segments: self.segments.clone(),
-            }),
+            Command::Arm => {
+                let arm = Arm { campaign: self.id, start_us: self.device_start_us(t), segments: self.segments.clone() };
+                if self.kind == Kind::Live { Message::ArmLive(arm) } else { Message::ArmTest(arm) }
+            }
             Command::Trigger => {
-                // Never sound later than the tolerance allows, whatever the queue did.
-                let not_after_true = self.instant_us() + self.tolerance_us() / 2;
+                // A test never sounds later than the tolerance allows, whatever the queue did.
+                let not_after_true = self.instant_us() + self.trigger_window_us();
                 let not_after_us = not_after_true - t.expected_offset_us(not_after_true);
-                Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() })
+                let trigger = Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() };
+                if self.kind == Kind::Live { Message::TriggerLive(trigger) } else { Message::TriggerTest(trigger) }
             }
             Command::Report => Message::ReportRequest { campaign: self.id },
             Command::Cancel => Message::Cancel { campaign: self.id },
@@ -700,8 +721,9 @@ impl Campaign {
             t.busy = false;
         }
         self.dirty = true;
-        let not_after_us = self.instant_us() + self.tolerance_us() / 2;
-        Some(Message::TriggerTest(Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() }))
+        let not_after_us = self.instant_us() + self.trigger_window_us();
+        let trigger = Trigger { campaign: self.id, not_after_us, segments: self.segments.clone() };
+        Some(if self.kind == Kind::Live { Message::TriggerLive(trigger) } else { Message::TriggerTest(trigger) })
     }
 
     /// The instant by the target's clock: true instant less the offset it is expected to
@@ -1033,7 +1055,8 @@ impl Campaign {
     fn finish(&mut self, reachable: &dyn Fn(usize) -> bool) {
         let instant = self.instant_us();
         let criteria = Criteria {
-            tolerance_us: self.tolerance_us(),
+            // A LIVE warning that sounded late still warned: its lateness is its latency.
+            tolerance_us: if self.kind == Kind::Live { LIVE_TRIGGER_WINDOW_US } else { self.tolerance_us() },
             audible: self.kind.audible(),
             min_sound_level_db: self.settings.min_sound_level_db,
         };

@@ -484,6 +484,12 @@ impl Runner {
         store: &Store,
         fleet: &FleetState,
     ) -> Result<u32, RequestError> {
+        if request.kind == Kind::Live {
+            return Err(RequestError::Invalid {
+                field: "kind",
+                message: "a LIVE warning is requested and approved at /api/activations, never here".into(),
+            });
+        }
         let lead = Duration::from_secs(u64::from(self.config.arm_cutoff_s) + 10);
         let earliest = now + lead;
         if request.at < earliest {
@@ -517,6 +523,88 @@ impl Runner {
         store.flush()?;
         self.adopt(c, fleet);
         Ok(id)
+    }
+
+    /// Starts the campaign of an approved LIVE activation: `sequence` on the sirens of `zones`
+    /// and `sirens` (neither: every siren), at `at` or at once. It pre-empts every other
+    /// campaign on those sirens (their targets are stopped, recorded as pre-empted); nothing
+    /// pre-empts it. Returns the campaign's id and the cancels of pre-empted arms to send.
+    #[allow(clippy::too_many_arguments, reason = "an activation is all of these")]
+    pub fn start_live(
+        &mut self,
+        activation: u32,
+        (zones, sirens): (&[String], &[String]),
+        sequence: &[Step],
+        at: Option<Timestamp>,
+        approved_at: Timestamp,
+        store: &Store,
+        fleet: &FleetState,
+    ) -> Result<(u32, Vec<Outgoing>), RequestError> {
+        let now = Timestamp::now();
+        // "Now" is now: the triggers leave at once (the campaign triggers what is not armed
+        // by its instant).
+        let (instant, lead_s) = match at {
+            Some(t) if t > now + jiff::SignedDuration::from_secs(i64::from(self.config.arm_cutoff_s) + 10) => {
+                (t, self.config.lead_s)
+            }
+            _ => (now, 0),
+        };
+        let targets: Vec<Target> = fleet
+            .sirens()
+            .iter()
+            .filter(|s| {
+                (zones.is_empty() && sirens.is_empty())
+                    || sirens.contains(&s.id)
+                    || zones.iter().any(|z| s.zone.is_within(z))
+            })
+            .map(|s| Target::new(s.id.clone(), s.zone.to_string()))
+            .collect();
+        let id = store
+            .create_campaign(&format!("live-{activation}"), instant)?
+            .ok_or_else(|| RequestError::Conflict(format!("activation {activation} already has a campaign")))?;
+        let mut settings = Settings::from_config(&self.config, lead_s);
+        settings.lead_s = lead_s;
+        let mut c =
+            Campaign::new(id, format!("live-{activation}"), Kind::Live, instant, sequence.to_vec(), settings, targets)
+                .map_err(|e| RequestError::Invalid { field: "signal", message: e.to_string() })?;
+        c.approved_at = Some(approved_at);
+        c.note = Some(format!("LIVE activation {activation}"));
+        // Pre-empt every other campaign on these sirens.
+        let indices: Vec<usize> = c.targets.iter().filter_map(|t| fleet.index(&t.siren)).collect();
+        let mut out = Vec::new();
+        for live in &mut self.open {
+            let mut pre_empted = 0;
+            for target in 0..live.fleet_index.len() {
+                if live.fleet_index[target].is_some_and(|f| indices.contains(&f))
+                    && live.campaign.stop_target(target, &format!("pre-empted by LIVE activation {activation}"), now)
+                {
+                    pre_empted += 1;
+                }
+            }
+            if pre_empted > 0 {
+                tracing::warn!(
+                    campaign = live.campaign.id,
+                    sirens = pre_empted,
+                    activation,
+                    "pre-empted by a LIVE warning"
+                );
+                let detail = format!(
+                    "campaign {} ({}): {pre_empted} sirens pre-empted by LIVE activation {activation}",
+                    live.campaign.id, live.campaign.schedule
+                );
+                let _ = store.record(Event { at: now, siren: None, kind: "sounding_preempted".into(), detail });
+                let index = &live.fleet_index;
+                let reachable = |i: usize| index[i].is_some_and(|f| fleet.siren(f).liveness.reachable());
+                for action in live.campaign.poll(now, &reachable) {
+                    if let Some(o) = outgoing(&live.campaign, index, fleet, action, now) {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        store.save_campaign(&c)?;
+        self.adopt(c, fleet);
+        Ok((id, out))
     }
 
     /// What a sounding holding the sirens of `zones` for `span` would collide with: an open

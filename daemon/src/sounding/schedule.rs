@@ -60,6 +60,8 @@ pub enum ScheduleError {
     StrayExdate(DateTime),
     #[error("rule: it never occurs (no date matches it from `start` on)")]
     NeverOccurs,
+    #[error("kind: a schedule never sounds a LIVE warning (those are requested and approved at /api/activations)")]
+    Live,
 }
 
 /// A checked schedule, ready to give its occurrences.
@@ -87,6 +89,9 @@ impl Schedule {
     pub fn from_config(c: &ScheduleConfig, default_zone: &str, default_lead_s: u32) -> Result<Self, ScheduleError> {
         if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
             return Err(ScheduleError::BadName);
+        }
+        if c.kind == Kind::Live {
+            return Err(ScheduleError::Live);
         }
         let zone_name = c.timezone.as_deref().unwrap_or(default_zone);
         let timezone = TimeZone::get(zone_name).map_err(|_| ScheduleError::UnknownZone(zone_name.to_owned()))?;

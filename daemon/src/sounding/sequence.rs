@@ -15,6 +15,9 @@ pub enum Kind {
     Silent,
     /// A short audible time signal.
     Chime,
+    /// A real warning (LIVE message types on the wire): only ever from an approved activation
+    /// (`/api/activations`), never from a schedule or an ad-hoc test.
+    Live,
 }
 
 impl Kind {
@@ -23,6 +26,7 @@ impl Kind {
             Kind::Test => "test",
             Kind::Silent => "silent",
             Kind::Chime => "chime",
+            Kind::Live => "live",
         }
     }
 
@@ -95,7 +99,7 @@ pub fn segments(kind: Kind, steps: &[Step]) -> Result<Vec<Segment>, SequenceErro
         Kind::Silent if !exercises => {
             Err(SequenceError::WrongKind { kind: "silent", what: "exercise the amplifiers (silent-test)" })
         }
-        Kind::Test | Kind::Chime if !audible => {
+        Kind::Test | Kind::Chime | Kind::Live if !audible => {
             Err(SequenceError::WrongKind { kind: kind.as_str(), what: "contain an audible pattern" })
         }
         _ => Ok(out),
