@@ -886,6 +886,8 @@ async fn a_live_warning_needs_a_second_person_pre_empts_a_test_and_sounds_with_l
     latencies.sort_unstable();
     assert!(latencies[0] >= 0, "{view:#}");
     eprintln!("approval to start of sound, ms: {latencies:?}");
+    let series = format!("sirend_live_sirens{{activation=\"{}\",state=\"done\"}} 6", activation["id"]);
+    wait_for("the LIVE state in the metrics", || daemon.metrics.encode().contains(&series)).await;
     for id in &ids {
         let c = lock(s.sim.controller(id).unwrap());
         let truth = c.device.soundings().to_vec();

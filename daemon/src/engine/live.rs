@@ -226,6 +226,21 @@ impl Engine {
         Some(LiveView { activation, counts, sirens })
     }
 
+    /// Sets `sirend_live_sirens` for every LIVE campaign still open (called about once a second).
+    pub(super) fn live_metrics(&mut self) {
+        let Some(runner) = &mut self.soundings else { return };
+        let now = Timestamp::now();
+        let ended = runner.take_ended_live();
+        for c in runner.open().filter(|c| c.kind == Kind::Live).chain(ended.iter()) {
+            let Some(activation) = c.schedule.strip_prefix("live-").and_then(|n| n.parse().ok()) else { continue };
+            let mut counts = std::collections::BTreeMap::new();
+            for s in live_sirens(c, now) {
+                *counts.entry(s.state).or_insert(0) += 1;
+            }
+            self.metrics.live_sirens(activation, &counts);
+        }
+    }
+
     /// Expires the requests whose window passed.
     pub(super) fn expire_live(&mut self) {
         let now = Timestamp::now();

@@ -725,6 +725,7 @@ impl Engine {
             let waiting = self.counters.leases_waiting();
             self.store_leases(&waiting);
             self.metrics.events_written(self.store.events_written());
+            self.live_metrics();
             self.metrics.store_health(&self.store.health());
             // A burst of requests (a whole fleet's time sync) must not keep its capacity.
             if self.pending.capacity() > 4 * self.pending.len().max(PENDING_KEPT) {

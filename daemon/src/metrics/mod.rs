@@ -29,6 +29,12 @@ struct LinkLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LiveLabel {
+    activation: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabel {
     reason: &'static str,
 }
@@ -76,6 +82,7 @@ pub struct Metrics {
     command_naks: Family<RefusedLabel, Counter>,
     commands_unanswered: Counter,
     uncommanded: Counter,
+    live_sirens: Family<LiveLabel, Gauge>,
     http_refused: Counter,
     soundings: SharedBoard,
 }
@@ -85,6 +92,14 @@ fn register_counter(registry: &mut Registry, name: &str, help: &str) -> Counter 
     let counter = Counter::default();
     registry.register(name, help, counter.clone());
     counter
+}
+
+/// `sirend_live_sirens`, registered.
+fn register_live(registry: &mut Registry) -> Family<LiveLabel, Gauge> {
+    let family = Family::<LiveLabel, Gauge>::default();
+    let help = "The sirens of each LIVE activation by state (pending, armed, sounding, sounded, done, failed, stopped)";
+    registry.register("sirend_live_sirens", help, family.clone());
+    family
 }
 
 /// The store's health.
@@ -143,6 +158,7 @@ impl Metrics {
         let api_refused = Family::<RefusedLabel, Counter>::default();
         let command_naks = Family::<RefusedLabel, Counter>::default();
         let commands_unanswered = Counter::default();
+        let live_sirens = register_live(&mut registry);
         let uncommanded = register_counter(
             &mut registry,
             "siren_uncommanded_activations",
@@ -221,6 +237,7 @@ impl Metrics {
             command_naks,
             commands_unanswered,
             uncommanded,
+            live_sirens,
             http_refused,
             soundings,
         }
@@ -313,6 +330,14 @@ impl Metrics {
     /// A command went unanswered after every retry.
     pub fn command_unanswered(&self) {
         self.commands_unanswered.inc();
+    }
+
+    /// How many sirens of LIVE activation `activation` are in each state.
+    pub fn live_sirens(&self, activation: u32, counts: &std::collections::BTreeMap<&'static str, usize>) {
+        for state in ["pending", "armed", "sounding", "sounded", "done", "failed", "stopped"] {
+            let n = i64::try_from(counts.get(state).copied().unwrap_or(0)).unwrap_or(i64::MAX);
+            self.live_sirens.get_or_create(&LiveLabel { activation: activation.to_string(), state }).set(n);
+        }
     }
 
     /// A siren was found armed or sounding without a campaign of ours.

@@ -75,6 +75,8 @@ pub struct Runner {
     next_plan: Instant,
     /// The version of the maintenance windows the open campaigns were last told of (0: never).
     maintenance_seen: u64,
+    /// LIVE campaigns that ended since last asked (their final state goes to the metrics).
+    ended_live: Vec<Campaign>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -110,8 +112,15 @@ impl Runner {
                 }
             }
         }
-        let mut runner =
-            Self { schedules, config, open: Vec::new(), board, next_plan: Instant::now(), maintenance_seen: 0 };
+        let mut runner = Self {
+            schedules,
+            config,
+            open: Vec::new(),
+            board,
+            next_plan: Instant::now(),
+            maintenance_seen: 0,
+            ended_live: Vec::new(),
+        };
         for c in store.campaigns(true, 10_000)? {
             tracing::info!(campaign = c.id, schedule = %c.schedule, phase = c.phase.as_str(), "resuming campaign");
             runner.adopt(c, fleet);
@@ -148,6 +157,11 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// The LIVE campaigns that ended since last asked.
+    pub fn take_ended_live(&mut self) -> Vec<Campaign> {
+        std::mem::take(&mut self.ended_live)
     }
 
     /// The campaigns under way or planned.
@@ -307,6 +321,9 @@ impl Runner {
         for i in finished.into_iter().rev() {
             let live = self.open.remove(i);
             self.record_final(&live.campaign, store);
+            if live.campaign.kind == Kind::Live {
+                self.ended_live.push(live.campaign.clone());
+            }
             self.next_plan = Instant::now();
         }
     }
