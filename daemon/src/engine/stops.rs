@@ -76,6 +76,7 @@ impl Engine {
 
     /// One broadcast `STOP` on every serial bus all of whose sirens are in `indices`.
     fn broadcast_stops(&mut self, indices: &[usize]) {
+        let indices: std::collections::HashSet<usize> = indices.iter().copied().collect();
         let links: Vec<_> = self.buses.iter().filter_map(|(l, b)| b.group.map(|g| (*l, g))).collect();
         for (link, group) in links {
             let Some(name) = self.link_names.get(&link).cloned() else { continue };

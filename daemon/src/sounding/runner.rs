@@ -4,6 +4,7 @@
 //! The engine owns the runner and the protocol master: it sends what [`Runner::poll`] returns
 //! and feeds the answers back.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -45,6 +46,9 @@ struct Live {
     campaign: Campaign,
     /// Each target's index in the fleet state (`None`: no longer in the fleet).
     fleet_index: Vec<Option<usize>>,
+    /// The other way: the target of each fleet index (a status from one of 10,000 sirens must
+    /// not scan every target).
+    target_of: HashMap<usize, usize>,
     saved_phase: Phase,
     saved_at: Instant,
 }
@@ -129,9 +133,10 @@ impl Runner {
     }
 
     fn adopt(&mut self, campaign: Campaign, fleet: &FleetState) {
-        let fleet_index = campaign.targets.iter().map(|t| fleet.index(&t.siren)).collect();
+        let fleet_index: Vec<Option<usize>> = campaign.targets.iter().map(|t| fleet.index(&t.siren)).collect();
+        let target_of = fleet_index.iter().enumerate().filter_map(|(t, f)| f.map(|f| (f, t))).collect();
         let saved_phase = campaign.phase;
-        self.open.push(Live { campaign, fleet_index, saved_phase, saved_at: Instant::now() });
+        self.open.push(Live { campaign, fleet_index, target_of, saved_phase, saved_at: Instant::now() });
         // A new campaign learns which of its sirens are in maintenance at the next poll.
         self.maintenance_seen = 0;
     }
@@ -381,10 +386,9 @@ impl Runner {
     pub fn stop(&mut self, sirens: &[usize], why: &str, now: Timestamp, fleet: &FleetState) -> Vec<Outgoing> {
         let mut out = Vec::new();
         for live in &mut self.open {
-            for target in 0..live.fleet_index.len() {
-                if live.fleet_index[target].is_some_and(|f| sirens.contains(&f))
-                    && live.campaign.stop_target(target, why, now)
-                {
+            let targets: Vec<usize> = sirens.iter().filter_map(|f| live.target_of.get(f).copied()).collect();
+            for target in targets {
+                if live.campaign.stop_target(target, why, now) {
                     tracing::info!(campaign = live.campaign.id, siren = %live.campaign.targets[target].siren, "stopped");
                 }
             }
@@ -407,7 +411,7 @@ impl Runner {
         self.open.iter().any(|l| {
             l.campaign.phase != Phase::Planned
                 && campaign.is_none_or(|c| c == l.campaign.id)
-                && l.fleet_index.contains(&Some(fleet_index))
+                && l.target_of.contains_key(&fleet_index)
         })
     }
 
@@ -417,7 +421,7 @@ impl Runner {
             if live.campaign.phase != Phase::Arming {
                 continue;
             }
-            if let Some(t) = live.fleet_index.iter().position(|&f| f == Some(fleet_index)) {
+            if let Some(&t) = live.target_of.get(&fleet_index) {
                 live.campaign.on_status(t, view, now);
             }
         }
@@ -427,7 +431,7 @@ impl Runner {
     pub fn clocks_set(&mut self, sirens: &[usize], now: Timestamp) {
         for live in &mut self.open {
             for &f in sirens {
-                if let Some(t) = live.fleet_index.iter().position(|&i| i == Some(f)) {
+                if let Some(&t) = live.target_of.get(&f) {
                     live.campaign.clock_set(t, now);
                 }
             }
@@ -455,8 +459,7 @@ impl Runner {
     /// are not targets, or that are armed, so the triggers go one by one.
     pub fn trigger_bus(&mut self, campaign: u32, members: &[usize]) -> Option<Message> {
         let live = self.live(campaign)?;
-        let targets: Option<Vec<usize>> =
-            members.iter().map(|&m| live.fleet_index.iter().position(|&f| f == Some(m))).collect();
+        let targets: Option<Vec<usize>> = members.iter().map(|&m| live.target_of.get(&m).copied()).collect();
         live.campaign.broadcast_trigger(&targets?)
     }
 
@@ -484,7 +487,7 @@ impl Runner {
             if live.campaign.id != report.campaign {
                 continue;
             }
-            if let Some(t) = live.fleet_index.iter().position(|&f| f == Some(fleet_index)) {
+            if let Some(&t) = live.target_of.get(&fleet_index) {
                 ours = true;
                 first |= live.campaign.on_report(t, report);
             }
@@ -588,13 +591,13 @@ impl Runner {
         c.note = Some(format!("LIVE activation {activation}"));
         // Pre-empt every other campaign on these sirens.
         let indices: Vec<usize> = c.targets.iter().filter_map(|t| fleet.index(&t.siren)).collect();
+        let why = format!("pre-empted by LIVE activation {activation}");
         let mut out = Vec::new();
         for live in &mut self.open {
             let mut pre_empted = 0;
-            for target in 0..live.fleet_index.len() {
-                if live.fleet_index[target].is_some_and(|f| indices.contains(&f))
-                    && live.campaign.stop_target(target, &format!("pre-empted by LIVE activation {activation}"), now)
-                {
+            let targets: Vec<usize> = indices.iter().filter_map(|f| live.target_of.get(f).copied()).collect();
+            for target in targets {
+                if live.campaign.stop_target(target, &why, now) {
                     pre_empted += 1;
                 }
             }
