@@ -57,6 +57,8 @@ pub struct Prepared {
     /// A bearer token with the operator role, printed so that ad-hoc soundings, cancels and
     /// fault acknowledgements can be tried.
     pub operator_token: String,
+    /// A second operator's token: a LIVE warning one requests, the other approves.
+    pub second_token: String,
     /// The first occurrence of the demo's chime schedule.
     pub first_sounding: jiff::Timestamp,
 }
@@ -85,7 +87,9 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
     let mut g = generate::generate(&options)?;
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
     std::fs::write(o.dir.join("people.csv"), synthetic_population(&options))?;
-    let (operator_token, token_entry) = new_token("demo-operator", Role::Operator);
+    let (operator_token, first_entry) = new_token("demo-operator", Role::Operator);
+    let (second_token, second_entry) = new_token("demo-second-officer", Role::Operator);
+    let token_entry = format!("{first_entry}\n{second_entry}");
     let first_sounding = (jiff::Timestamp::now() + o.first_sounding_in).round(jiff::Unit::Second)?;
     let configure = |g: &generate::Generated| -> anyhow::Result<Loaded> {
         let written = generate::write(g, &o.dir)?;
@@ -124,7 +128,7 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
         .collect();
     generate::add_sirens(&mut g, &options.code, &sites, options.seed)?;
     let loaded = configure(&g)?;
-    Ok(Prepared { loaded, generated: g, operator_token, first_sounding })
+    Ok(Prepared { loaded, generated: g, operator_token, second_token, first_sounding })
 }
 
 /// The generated sirend.toml made the demo's: its ports, short polls and heartbeats, the
@@ -203,7 +207,7 @@ pub fn scenario(fleet: &siren_proto::fleet::Fleet) -> Scenario {
 /// Runs the demo until Ctrl-C.
 pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
-    let Prepared { loaded, generated: g, operator_token, first_sounding } = prepare(&o)?;
+    let Prepared { loaded, generated: g, operator_token, second_token, first_sounding } = prepare(&o)?;
     let sirens = g.fleet.sirens.len();
     let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     let dir = o.dir.canonicalize()?;
@@ -219,7 +223,8 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     if o.faults {
         sim.play(scenario(&g.fleet));
     }
-    print_banner(&daemon, &o, &dir, (sirens, buses.len(), devices.len()), &operator_token, first_sounding);
+    let tokens = [operator_token.as_str(), second_token.as_str()];
+    print_banner(&daemon, &o, &dir, (sirens, buses.len(), devices.len()), tokens, first_sounding);
     shutdown.await;
     devices.shutdown().await;
     daemon.stop().await;
@@ -232,7 +237,7 @@ fn print_banner(
     o: &DemoOptions,
     dir: &Path,
     (sirens, buses, mqtt): (usize, usize, usize),
-    operator_token: &str,
+    [operator_token, second_token]: [&str; 2],
     first_sounding: jiff::Timestamp,
 ) {
     let http = daemon.http;
@@ -244,12 +249,15 @@ fn print_banner(
     println!("  events (JSON)   http://{http}/api/events");
     println!("  soundings       http://{http}/api/soundings");
     println!("  coverage        http://{http}/api/coverage");
+    println!("  API document    http://{http}/api/openapi.json");
     println!("  MQTT broker     mqtt://{}", o.broker);
     println!("  files           {}", dir.display());
     println!("  operator token  {operator_token}");
     println!(
         "                  (curl -H 'Authorization: Bearer <token>' for POST /api/soundings, cancels, fault acks)"
     );
+    println!("  second officer  {second_token}");
+    println!("                  (approves the first's LIVE requests: POST /api/activations, then .../approve)");
     if o.faults {
         println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
     } else {

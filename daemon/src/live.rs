@@ -116,8 +116,9 @@ pub struct Activation {
     pub zones: Vec<String>,
     pub sirens: Vec<String>,
     pub signal: String,
-    /// When it sounds (RFC 3339); `None`: at once on approval.
-    pub at: Option<String>,
+    /// When it sounds (RFC 3339); `None`: at once on approval. (Named apart from the `at` of
+    /// its approval, rejection or expiry, which the same object carries.)
+    pub sounds_at: Option<String>,
     pub reason: String,
     #[serde(flatten)]
     pub standing: Standing,
@@ -187,7 +188,7 @@ impl Desk {
             zones: ask.zones,
             sirens: ask.sirens,
             signal: ask.signal,
-            at: ask.at.map(|t| t.to_string()),
+            sounds_at: ask.at.map(|t| t.to_string()),
             reason: ask.reason,
             standing,
             campaign: None,
@@ -287,6 +288,8 @@ mod tests {
         assert_eq!(a.standing, Standing::Requested);
         assert_eq!(d.approve(a.id, "alice", at(10)), Err(Refused::SamePerson(a.id, "alice".into())));
         let approved = d.approve(a.id, "bob", at(20)).unwrap();
+        let json = serde_json::to_string(&approved).unwrap();
+        assert_eq!(json.matches("\"at\":").count(), 1, "one key each: {json}");
         assert!(matches!(approved.standing, Standing::Approved { ref by, waived: false, .. } if by == "bob"));
         assert_eq!(d.approve(a.id, "carol", at(21)), Err(Refused::NotPending(a.id, "approved")));
         assert_eq!(d.reject(a.id, "carol", "no", at(21)), Err(Refused::NotPending(a.id, "approved")));

@@ -175,7 +175,7 @@ impl Engine {
     /// Starts the campaign of approved activation `a`.
     fn start_live(&mut self, a: Activation, approved_at: Timestamp) -> Result<Activation, LiveError> {
         let steps = self.live_config.signal(&a.signal).unwrap_or_default();
-        let at = a.at.as_deref().and_then(|t| t.parse().ok());
+        let at = a.sounds_at.as_deref().and_then(|t| t.parse().ok());
         let Some(runner) = self.soundings.as_mut() else {
             return Err(LiveError::Campaign("soundings are not running".into()));
         };
