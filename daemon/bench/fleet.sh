@@ -24,3 +24,15 @@ start_daemon() {
   env RUST_LOG=warn ${DAEMON_ENV:-} target/release/sirend run --config "$work/sirend.toml" > "$work/sirend.log" 2>&1 & daemon=$!; pids+=($daemon)
   sleep 2
 }
+
+# Waits until every one of the $sirens sirens is ok, as sirend's metrics on $http_port say
+# (at most 300 s), and says how long it took.
+wait_all_ok() {
+  local start
+  start=$(date +%s)
+  until [ "$(curl -s "http://127.0.0.1:$http_port/metrics" | awk '$1 == "siren_zone_sirens{zone=\"hangzhou\",state=\"ok\"}" {print $2}')" = "$sirens" ]; do
+    sleep 1
+    if (( $(date +%s) - start > 300 )); then echo "not every siren became ok"; tail -5 "$work/sirend.log" "$work/sim.log"; exit 1; fi
+  done
+  echo "all $sirens sirens ok after $(( $(date +%s) - start )) s"
+}

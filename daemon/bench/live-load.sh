@@ -27,13 +27,7 @@ start_daemon
 RUST_LOG=warn target/release/siren-sim mqtt --fleet "$work/fleet.csv" --broker "mqtt://127.0.0.1:$broker_port" > "$work/sim.log" 2>&1 & pids+=($!)
 
 api="http://127.0.0.1:$http_port"
-metric() { curl -s "$api/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-start=$(date +%s)
-until [ "$(metric 'siren_zone_sirens{zone="hangzhou",state="ok"}')" = "$sirens" ]; do
-  sleep 1
-  if (( $(date +%s) - start > 300 )); then echo "not every siren became ok"; tail -5 "$work/sirend.log" "$work/sim.log"; exit 1; fi
-done
-echo "all $sirens sirens ok after $(( $(date +%s) - start )) s"
+wait_all_ok
 
 post() { curl -s -X POST -H "Authorization: Bearer $1" -H 'Content-Type: application/json' -d "$3" "$api$2"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

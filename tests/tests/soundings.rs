@@ -77,6 +77,14 @@ fn setup_fleet(dir: &Path, in_s: i64, g: generate::Generated) -> Setup {
     Setup { loaded, sim, url: format!("mqtt://{port}"), operator, viewer }
 }
 
+/// Waits until the daemon has heard every siren of `ids` since it started.
+async fn every_siren_heard(daemon: &Daemon, ids: &[String]) {
+    wait_for("every siren heard", || {
+        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
+    })
+    .await;
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -666,10 +674,7 @@ async fn a_siren_in_maintenance_is_left_out_of_a_sounding_and_windows_and_acknow
     let daemon = Daemon::start(&s.loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    let heard = |daemon: &Daemon| {
-        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
-    };
-    wait_for("every siren heard", || heard(&daemon)).await;
+    every_siren_heard(&daemon, &ids).await;
 
     // A crew takes one siren out of service for an hour.
     let (held, faulty) = (&ids[1], &ids[2]);
@@ -733,7 +738,7 @@ async fn a_siren_in_maintenance_is_left_out_of_a_sounding_and_windows_and_acknow
     let (loaded, url) = on_a_new_broker(&s.loaded);
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&url));
-    wait_for("every siren heard again", || heard(&daemon)).await;
+    every_siren_heard(&daemon, &ids).await;
     let siren = json(&request(daemon.http, "GET", &format!("/api/sirens/{held}"), Some(&s.viewer), "").1);
     assert_eq!(siren["maintenance"]["id"].as_u64(), Some(window_id), "{siren}");
     wait_for("the broken siren faulty again", || state_of(&daemon, faulty) == State::Faulty).await;
@@ -782,10 +787,7 @@ async fn one_step_stops_every_siren_and_disarms_the_sounding_being_armed() {
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    wait_for("every siren heard", || {
-        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
-    })
-    .await;
+    every_siren_heard(&daemon, &ids).await;
     s.sim.inject(&ids[0], &Fault::SelfTrigger { campaign: 0 }).unwrap();
     let device = |id: &str| {
         let c = lock(s.sim.controller(id).unwrap());
@@ -842,10 +844,7 @@ async fn a_live_warning_needs_a_second_person_pre_empts_a_test_and_sounds_with_l
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    wait_for("every siren heard", || {
-        ids.iter().all(|id| daemon.fleet.read().unwrap().get(id).unwrap().liveness.state != State::Unknown)
-    })
-    .await;
+    every_siren_heard(&daemon, &ids).await;
     // A test is planned on the same sirens.
     let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(40)).to_string();
     let planned_test = format!(r#"{{"at":"{at}","kind":"test","sequence":[{{"pattern":"chime"}}]}}"#);
