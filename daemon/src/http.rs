@@ -359,6 +359,21 @@ fn refused_response(refusal: Option<(StatusCode, String)>) -> Response {
     response
 }
 
+/// Sends the engine the request `make` builds around a reply channel, and waits for the
+/// answer; a 503 when the engine is not running or has stopped.
+pub(crate) async fn ask_engine<T>(
+    state: &AppState,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::engine::Input,
+) -> Result<T, Response> {
+    let unavailable = |why: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response();
+    let Some(engine) = &state.engine else { return Err(unavailable("the engine is not running")) };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if engine.send(make(tx)).await.is_err() {
+        return Err(unavailable("the engine has stopped"));
+    }
+    rx.await.map_err(|_| unavailable("the engine has stopped"))
+}
+
 /// A request body as `T`, which must be a JSON object: serde would also take an array for a
 /// struct (`[]` for one whose fields all have defaults), which no client means.
 pub(crate) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
@@ -477,20 +492,14 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: C
         Ok(by) => by,
         Err(refused) => return *refused,
     };
-    let Some(engine) = &state.engine else {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine is not running"}))).into_response();
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if engine.send(crate::engine::Input::Resync { siren: id.clone(), by, reply }).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine has stopped"}))).into_response();
-    }
-    match answer.await {
+    let siren = id.clone();
+    match ask_engine(&state, |reply| crate::engine::Input::Resync { siren, by, reply }).await {
         Ok(Ok(counter)) => Json(views::ResyncView { siren: id, counter }).into_response(),
         Ok(Err(why)) if why.starts_with("no siren") => {
             (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
         }
         Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the engine has stopped"}))).into_response(),
+        Err(unavailable) => unavailable,
     }
 }
 

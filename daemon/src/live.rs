@@ -157,6 +157,9 @@ pub enum Refused {
 pub struct Desk {
     activations: Vec<Activation>,
     next_id: u32,
+    /// When the earliest pending request expires: the engine asks at every tick, and the desk
+    /// may hold thousands of past activations.
+    next_expiry: Option<Timestamp>,
 }
 
 fn parse(t: &str) -> Timestamp {
@@ -167,7 +170,9 @@ impl Desk {
     /// A desk of the activations the store kept.
     pub fn restore(activations: Vec<Activation>) -> Self {
         let next_id = activations.iter().map(|a| a.id).max().unwrap_or(0) + 1;
-        Self { activations, next_id }
+        let mut desk = Self { activations, next_id, next_expiry: None };
+        desk.find_next_expiry();
+        desk
     }
 
     /// Files a request by `by` at `now`, waiting `window` for approval (approved at once when
@@ -195,7 +200,13 @@ impl Desk {
             false_alarm: None,
         };
         self.activations.push(a.clone());
+        self.find_next_expiry();
         a
+    }
+
+    fn find_next_expiry(&mut self) {
+        self.next_expiry =
+            self.activations.iter().filter(|a| a.standing == Standing::Requested).map(|a| parse(&a.expires)).min();
     }
 
     fn pending(&mut self, id: u32, now: Timestamp) -> Result<&mut Activation, Refused> {
@@ -216,14 +227,18 @@ impl Desk {
             return Err(Refused::SamePerson(id, a.requested_by.clone()));
         }
         a.standing = Standing::Approved { by: by.to_owned(), at: now.to_string(), waived: false };
-        Ok(a.clone())
+        let a = a.clone();
+        self.find_next_expiry();
+        Ok(a)
     }
 
     /// `by` rejects (or its requester withdraws) request `id`.
     pub fn reject(&mut self, id: u32, by: &str, reason: &str, now: Timestamp) -> Result<Activation, Refused> {
         let a = self.pending(id, now)?;
         a.standing = Standing::Rejected { by: by.to_owned(), at: now.to_string(), reason: reason.to_owned() };
-        Ok(a.clone())
+        let a = a.clone();
+        self.find_next_expiry();
+        Ok(a)
     }
 
     /// Requests whose window passed by `now`, now expired.
@@ -235,6 +250,7 @@ impl Desk {
                 out.push(a.clone());
             }
         }
+        self.find_next_expiry();
         out
     }
 
@@ -263,7 +279,7 @@ impl Desk {
 
     /// The instant the earliest pending request expires, for the engine's wake-up.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.activations.iter().filter(|a| a.standing == Standing::Requested).map(|a| parse(&a.expires)).min()
+        self.next_expiry
     }
 }
 

@@ -41,14 +41,7 @@ fn refusal(e: &LiveError) -> Response {
 
 /// Asks the engine and waits for its answer.
 async fn ask_engine<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> LiveInput) -> Result<T, Response> {
-    let Some(engine) = &state.engine else {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine is not running"));
-    };
-    let (tx, rx) = oneshot::channel();
-    if engine.send(Input::Live(make(tx))).await.is_err() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"));
-    }
-    rx.await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"))
+    super::ask_engine(state, |tx| Input::Live(make(tx))).await
 }
 
 /// A LIVE request.

@@ -356,17 +356,9 @@ async fn ask_engine<T>(
     state: &AppState,
     make: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> SoundingRequest,
 ) -> Result<T, Response> {
-    let Some(engine) = &state.engine else {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "soundings are not running"));
-    };
-    let (tx, rx) = oneshot::channel();
-    if engine.send(Input::Soundings(make(tx))).await.is_err() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"));
-    }
-    match rx.await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(why)) => Err(refusal(&why)),
-        Err(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped")),
+    match super::ask_engine(state, |tx| Input::Soundings(make(tx))).await? {
+        Ok(v) => Ok(v),
+        Err(why) => Err(refusal(&why)),
     }
 }
 

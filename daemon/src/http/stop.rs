@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use super::views::ApiError;
 use super::{AppState, Ask, Client, authorize};
@@ -102,18 +101,11 @@ pub(super) async fn stop(State(state): State<AppState>, client: Client, headers:
         Ok(by) => by,
         Err(refused) => return *refused,
     };
-    let Some(engine) = &state.engine else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine is not running");
-    };
-    let (reply, answer) = oneshot::channel();
     let reason =
         if body.reason.trim().is_empty() { "no reason given".to_owned() } else { body.reason.trim().to_owned() };
-    if engine.send(Input::Stop { scope, by, reason, reply }).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
-    }
-    match answer.await {
+    match super::ask_engine(&state, |reply| Input::Stop { scope, by, reason, reply }).await {
         Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
+        Err(unavailable) => unavailable,
     }
 }
 
@@ -127,16 +119,9 @@ pub(super) async fn stop(State(state): State<AppState>, client: Client, headers:
         (status = 503, description = "The engine is not running", body = ApiError),
     ))]
 pub(super) async fn status(State(state): State<AppState>, Path(id): Path<u32>) -> Response {
-    let Some(engine) = &state.engine else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine is not running");
-    };
-    let (reply, answer) = oneshot::channel();
-    if engine.send(Input::StopStatus { id, reply }).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
-    }
-    match answer.await {
+    match super::ask_engine(&state, |reply| Input::StopStatus { id, reply }).await {
         Ok(Some(view)) => Json(view).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no stop {id}")),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
+        Err(unavailable) => unavailable,
     }
 }

@@ -36,6 +36,9 @@ pub struct Sweep {
     pub began: Timestamp,
     /// Fleet index → its part, with its id.
     parts: BTreeMap<usize, (String, Part)>,
+    /// The pending sirens to send `STOP` to next, with when: the engine asks at every tick,
+    /// and a sweep of 10,000 sirens must not look at each of them every time.
+    queue: Vec<(Timestamp, usize)>,
     /// When the last siren was confirmed silent.
     pub done: Option<Timestamp>,
 }
@@ -43,6 +46,7 @@ pub struct Sweep {
 impl Sweep {
     /// A sweep of the sirens `sirens` (fleet index, id), begun at `now`.
     pub fn new(id: u32, by: &str, reason: &str, scope: &str, sirens: Vec<(usize, String)>, now: Timestamp) -> Self {
+        let queue = sirens.iter().map(|(i, _)| (now, *i)).collect();
         let parts =
             sirens.into_iter().map(|(i, s)| (i, (s, Part::Pending { tries: 0, next: now, busy: false }))).collect();
         let mut sweep = Self {
@@ -52,6 +56,7 @@ impl Sweep {
             scope: scope.to_owned(),
             began: now,
             parts,
+            queue,
             done: None,
         };
         sweep.check_done(now);
@@ -64,15 +69,20 @@ impl Sweep {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for (&index, (_, part)) in &mut self.parts {
-            if let Part::Pending { tries, next, busy } = part {
-                if !*busy && *next <= now {
+        let parts = &mut self.parts;
+        self.queue.retain(|&(next, index)| {
+            if next > now {
+                return true;
+            }
+            if let Some((_, Part::Pending { tries, busy, .. })) = parts.get_mut(&index) {
+                if !*busy {
                     *busy = true;
                     *tries += 1;
                     out.push(index);
                 }
             }
-        }
+            false
+        });
         out
     }
 
@@ -91,6 +101,7 @@ impl Sweep {
         if let Some((_, Part::Pending { next, busy, .. })) = self.parts.get_mut(&index) {
             *busy = false;
             *next = now + RETRY_EVERY;
+            self.queue.push((*next, index));
         }
     }
 
