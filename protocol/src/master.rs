@@ -202,6 +202,15 @@ struct Link {
     /// In-flight requests due for (re)transmission, by priority, oldest first.
     due_commands: VecDeque<KeyId>,
     due_polls: VecDeque<KeyId>,
+    /// Queued requests to devices that already had one in flight when the queue was last
+    /// searched, oldest first, put back at the head of their queues when that one ends. A
+    /// device takes one request at a time, and without this a queue of 10,000 triggers behind
+    /// busy devices was searched from its head for every frame sent.
+    parked: HashMap<KeyId, Vec<(Priority, Queued)>>,
+    parked_len: usize,
+    /// Broadcasts among `commands`: while the line awaits a reply only they may go, and a
+    /// link with none is not searched for one.
+    broadcasts: usize,
     /// Requests on the wire awaiting a reply.
     waiting: usize,
 }
@@ -215,6 +224,9 @@ impl Link {
             polls: VecDeque::new(),
             due_commands: VecDeque::new(),
             due_polls: VecDeque::new(),
+            parked: HashMap::new(),
+            parked_len: 0,
+            broadcasts: 0,
             waiting: 0,
         }
     }
@@ -224,6 +236,20 @@ impl Link {
             Priority::Command => &mut self.commands,
             Priority::Poll => &mut self.polls,
         }
+    }
+
+    /// Puts `key_id`'s parked requests back at the head of their queues, oldest first.
+    fn unpark(&mut self, key_id: KeyId) {
+        let Some(parked) = self.parked.remove(&key_id) else { return };
+        self.parked_len -= parked.len();
+        for (priority, q) in parked.into_iter().rev() {
+            self.queue(priority).push_front(q);
+        }
+    }
+
+    /// Requests queued and not yet sent.
+    fn queued(&self) -> usize {
+        self.commands.len() + self.polls.len() + self.parked_len
     }
 
     fn due(&mut self, priority: Priority) -> &mut VecDeque<KeyId> {
@@ -361,13 +387,13 @@ impl Master {
 
     /// Requests waiting to be sent or awaiting replies, on every link.
     pub fn pending(&self) -> usize {
-        self.links.values().map(|l| l.commands.len() + l.polls.len()).sum::<usize>() + self.in_flight.len()
+        self.links.values().map(Link::queued).sum::<usize>() + self.in_flight.len()
     }
 
     /// Requests queued on `link` and not yet sent: a scheduler that keeps this at zero or one
     /// never oversubscribes a bus, and lets commands go first.
     pub fn queued_on(&self, link: LinkId) -> usize {
-        self.links.get(&link).map_or(0, |l| l.commands.len() + l.polls.len() + l.due_commands.len() + l.due_polls.len())
+        self.links.get(&link).map_or(0, |l| l.queued() + l.due_commands.len() + l.due_polls.len())
     }
 
     /// Whether `link` has a request on the wire awaiting its reply.
@@ -378,7 +404,9 @@ impl Master {
     /// Whether a request to `key_id` is queued or awaiting its reply.
     pub fn is_busy(&self, key_id: KeyId) -> bool {
         self.in_flight.contains_key(&key_id)
-            || self.links.values().any(|l| l.commands.iter().chain(&l.polls).any(|q| q.key_id == key_id))
+            || self.links.values().any(|l| {
+                l.parked.contains_key(&key_id) || l.commands.iter().chain(&l.polls).any(|q| q.key_id == key_id)
+            })
     }
 
     /// Queues a request to one device on its current link. Replies arrive as
@@ -404,8 +432,9 @@ impl Master {
         }
         let link = self.groups.get(&group).ok_or(RequestError::UnknownGroup(group.0))?.link;
         let id = self.next_id();
-        let queue = self.links.get_mut(&link).ok_or(RequestError::UnknownLink(link.0))?.queue(Priority::Command);
-        queue.push_back(Queued { id, key_id: group, message, broadcast: true });
+        let l = self.links.get_mut(&link).ok_or(RequestError::UnknownLink(link.0))?;
+        l.broadcasts += 1;
+        l.commands.push_back(Queued { id, key_id: group, message, broadcast: true });
         Ok(id)
     }
 
@@ -436,11 +465,30 @@ impl Master {
         for priority in [Priority::Command, Priority::Poll] {
             let l = self.links.get_mut(&link)?;
             let free = l.waiting < l.config.max_in_flight;
-            let in_flight = &self.in_flight;
-            let sendable =
-                l.queue(priority).iter().position(|q| q.broadcast || (free && !in_flight.contains_key(&q.key_id)));
-            let Some(index) = sendable else { continue };
-            let Some(q) = l.queue(priority).remove(index) else { continue };
+            let q = if free {
+                // Requests to busy devices are parked as they come up, so each is passed over
+                // once, not once per frame sent.
+                let mut sendable = None;
+                while let Some(q) = l.queue(priority).pop_front() {
+                    if q.broadcast || !(self.in_flight.contains_key(&q.key_id) || l.parked.contains_key(&q.key_id)) {
+                        sendable = Some(q);
+                        break;
+                    }
+                    l.parked.entry(q.key_id).or_default().push((priority, q));
+                    l.parked_len += 1;
+                }
+                sendable
+            } else if l.broadcasts > 0 {
+                // Only a broadcast may go while the line awaits a reply.
+                let index = l.queue(priority).iter().position(|q| q.broadcast);
+                index.and_then(|i| l.queue(priority).remove(i))
+            } else {
+                None
+            };
+            let Some(q) = q else { continue };
+            if q.broadcast {
+                l.broadcasts -= 1;
+            }
             if l.queue(priority).is_empty() {
                 // A burst (a whole fleet's time sync after a restart) must not keep its
                 // queue's capacity for good.
@@ -450,7 +498,9 @@ impl Master {
                 let sealed = self.seal_broadcast(link, &q);
                 if sealed.is_none() {
                     // Waiting for a group counter lease: keep its place.
-                    self.links.get_mut(&link)?.commands.push_front(q);
+                    let l = self.links.get_mut(&link)?;
+                    l.broadcasts += 1;
+                    l.commands.push_front(q);
                 }
                 return sealed;
             }
@@ -485,9 +535,17 @@ impl Master {
         None
     }
 
+    /// The requests parked behind `key_id`'s ended request go back to their queues.
+    fn unpark(&mut self, key_id: KeyId) {
+        for l in self.links.values_mut() {
+            l.unpark(key_id);
+        }
+    }
+
     /// Ends an in-flight request, releasing its reply slot and deadline.
     fn finish(&mut self, key_id: KeyId) -> Option<InFlight> {
         let flight = self.in_flight.remove(&key_id)?;
+        self.unpark(key_id);
         if let Some(d) = flight.deadline {
             self.deadlines.remove(&(d, flight.id));
             if let Some(l) = self.links.get_mut(&flight.link) {
@@ -597,6 +655,7 @@ impl Master {
             link.waiting = link.waiting.saturating_sub(1);
             if flight.counters.len() > usize::from(link.config.retries) {
                 self.in_flight.remove(&key_id);
+                self.unpark(key_id);
                 self.events.push_back(MasterEvent::Failed { request, key_id, attempts: attempt });
             } else {
                 link.due(priority).push_back(key_id);

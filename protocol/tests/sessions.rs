@@ -148,6 +148,47 @@ fn poll_gets_status() {
     assert_eq!(m.poll_timeout(), None);
 }
 
+/// Requests to a device with one in flight wait for it, in their order, and let requests to
+/// other devices pass; a failed request releases them as a reply does.
+#[test]
+fn requests_to_a_busy_device_wait_in_order_and_let_others_pass() {
+    let t0 = Instant::now();
+    let mut m = master(MasterConfig::mqtt(), &[1, 2, 3]);
+    let mut o1 = outstation(Framing::Datagram, 1);
+    let first = m.request(KeyId(1), Message::StatusRequest, Priority::Command).unwrap();
+    let second = m.request(KeyId(1), Message::Stop { campaign: 7 }, Priority::Command).unwrap();
+    let third = m.request(KeyId(1), Message::StatusRequest, Priority::Poll).unwrap();
+    m.request(KeyId(2), Message::StatusRequest, Priority::Command).unwrap();
+    m.request(KeyId(3), Message::StatusRequest, Priority::Poll).unwrap();
+    let sent: Vec<_> = std::iter::from_fn(|| m.poll_transmit(t0)).collect();
+    let to: Vec<Address> = sent.iter().map(|t| t.destination).collect();
+    assert_eq!(to, [Address(1), Address(2), Address(3)], "one request per device at a time");
+    assert_eq!(sent[0].request, Some(first));
+    assert_eq!(m.pending(), 5, "two wait behind the first");
+    assert_eq!(m.queued_on(LinkId::DEFAULT), 2);
+    o1.handle_input(&sent[0].bytes);
+    serve(&mut o1);
+    m.handle_input(t0, &o1.poll_transmit().unwrap());
+    let next = m.poll_transmit(t0).unwrap();
+    assert_eq!((next.destination, next.request), (Address(1), Some(second)), "the command, then the poll");
+    assert!(m.poll_transmit(t0).is_none());
+    // The STOP goes unanswered: once it fails, the poll behind it leaves.
+    while let Some(now) = m.poll_timeout() {
+        m.handle_timeout(now);
+        if let Some(t) = m.poll_transmit(now) {
+            if t.request == Some(third) {
+                assert!(
+                    events(&mut m)
+                        .iter()
+                        .any(|e| matches!(e, MasterEvent::Failed { request, .. } if *request == second))
+                );
+                return;
+            }
+        }
+    }
+    panic!("the poll behind the failed STOP was never sent");
+}
+
 #[test]
 fn timeout_scales_with_baud_rate_and_frame_length() {
     let t0 = Instant::now();
