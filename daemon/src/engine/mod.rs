@@ -61,6 +61,8 @@ use crate::store::{Event, Store, StoreError};
 /// seconds before a trigger. A campaign scans every target when asked; asking at every reply
 /// of a 10,000-siren arming made that scan the daemon's bottleneck.
 const SOUNDINGS_EVERY: Duration = Duration::from_millis(10);
+/// Inputs handled at most between two ticks when they queue up.
+const INPUTS_PER_TICK: usize = 256;
 /// Capacity the table of requests awaiting answers keeps after a burst.
 const PENDING_KEPT: usize = 512;
 /// Requests awaiting their answers at once on the MQTT link.
@@ -366,6 +368,12 @@ impl Engine {
             };
             if let Some(input) = input {
                 self.handle(input);
+                // What else has arrived is handled before the tick: a tick and the next wake
+                // look at every open campaign, and a whole fleet's replies arrive together.
+                for _ in 1..INPUTS_PER_TICK {
+                    let Ok(input) = inputs.try_recv() else { break };
+                    self.handle(input);
+                }
             }
             self.tick(Instant::now());
         }
@@ -396,7 +404,9 @@ impl Engine {
         if let Some(t) = self.heartbeats.next_due() {
             wake = wake.min(t);
         }
-        if let Some(t) = self.status_requests.next_due() {
+        // A status request waits for room in the queue, which only a reply (an input) makes:
+        // waking for it before then would spin.
+        if let Some(t) = self.status_requests.next_due().filter(|_| self.status_room()) {
             wake = wake.min(t);
         }
         if let Some(t) = self.deaths.next_due() {
@@ -815,12 +825,15 @@ impl Engine {
 
     /// Asks MQTT sirens for their status: those just born, and the next in turn when due, as
     /// long as the link's queue has room.
+    /// Whether the MQTT link is up with room in its queue for status requests.
+    fn status_room(&self) -> bool {
+        self.mqtt.is_some_and(|link| {
+            self.link_up.get(&link).copied().unwrap_or(false) && self.master.queued_on(link) < clock::QUEUE_ROOM
+        })
+    }
+
     fn request_statuses(&mut self, now: Instant) {
-        let Some(link) = self.mqtt else { return };
-        if !self.link_up.get(&link).copied().unwrap_or(false) {
-            return;
-        }
-        while self.master.queued_on(link) < clock::QUEUE_ROOM {
+        while self.status_room() {
             let Some(index) = self.status_requests.next(now) else { break };
             let (key_id, heard) = {
                 let fleet = self.read_fleet();
@@ -1203,7 +1216,7 @@ impl Engine {
                 // An armed siren starts by its clock: its campaign watches it and moves the
                 // start instead (docs/protocol.md §5.4). Its next unsynchronised status after
                 // `clock::RESYNC_AFTER` asks again.
-                if self.soundings.as_ref().is_some_and(|r| r.clocks_held().any(|i| i == index)) {
+                if self.soundings.as_ref().is_some_and(|r| r.clock_held(index)) {
                     tracing::debug!(siren = index, "time sync: not corrected while armed");
                     return;
                 }
