@@ -125,6 +125,8 @@ impl World {
             }
             Message::ArmTest(a) => d.arm(a, false).map(|()| None),
             Message::TriggerTest(t) => d.trigger(t, false).map(|()| None),
+            Message::ArmLive(a) => d.arm(a, true).map(|()| None),
+            Message::TriggerLive(t) => d.trigger(t, true).map(|()| None),
             Message::Cancel { campaign } => d.cancel(*campaign).map(|()| None),
             Message::ReportRequest { campaign } => {
                 d.report(*campaign).map(|r| Some(Message::SoundingReport(r))).ok_or(NakCode::UnknownCampaign)
@@ -676,4 +678,32 @@ fn sirens_taken_into_maintenance_are_disarmed_left_silent_and_reported_apart() {
     assert!(c.targets[2].maintenance.is_none());
     let tally = c.tally();
     assert_eq!((tally.passed, tally.failed, tally.in_maintenance), (1, 0, 3));
+}
+
+#[test]
+fn a_siren_that_sounded_keeps_its_clock_until_it_is_measured_after_the_sounding() {
+    // A LIVE warning "now" to a siren 1.5 s ahead: no measurement before it, so its start
+    // error rests on the one after; a time set in between would make that a second and a
+    // half wrong, so its clock is held from the trigger until then.
+    let instant = T0 + 10 * S;
+    let mut world = World::new(vec![Siren::new(1_500_000, 0.0, 20_000)]);
+    let mut c = campaign(61, Kind::Live, instant, steps(&["chime"], 0.0), 1);
+    let mut held_while_unmeasured = 0;
+    world.run(&mut c, instant, instant + 300 * S, |_, _, c| {
+        let held = c.clocks_held().any(|t| t == 0);
+        let t = &c.targets[0];
+        let measured = t.verdict.is_some() || t.after_settled();
+        if t.triggered && !measured {
+            assert!(held, "sounded, not yet measured, yet its clock may be set: {t:?}");
+            held_while_unmeasured += 1;
+        }
+        if measured {
+            assert!(!held, "measured, yet its clock is still held: {t:?}");
+        }
+    });
+    assert!(held_while_unmeasured > 0, "the campaign never sounded the siren");
+    let t = &c.targets[0];
+    assert_eq!(t.verdict, Some(Verdict::Pass), "{t:?}");
+    let off = started_off(&world, 0, instant);
+    assert!((t.skew_us.unwrap() - off).abs() < 30_000, "daemon {:?} µs, truth {off} µs", t.skew_us);
 }

@@ -689,19 +689,26 @@ impl Campaign {
         }
     }
 
-    /// The targets armed with a start on their own clock.
-    /// (A target being re-armed is among them: its next arm is computed from the clock as
-    /// measured.)
-    pub fn armed_targets(&self) -> impl Iterator<Item = usize> + '_ {
-        self.targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                t.armed_start_us.is_some()
-                    || t.step == TargetStep::Disarm
-                    || (t.rearms > 0 && t.step == TargetStep::Arm)
-            })
-            .map(|(i, _)| i)
+    /// The targets whose clocks must not be stepped now: those armed with a start on their
+    /// own clock (a target being re-armed too: its next arm is computed from the clock as
+    /// measured), and those that sounded and whose clock is not yet measured after it (their
+    /// start error is their reported start less that offset, so a step in between would count
+    /// as error: with thousands of sirens synchronised after a restart, a LIVE warning's
+    /// sirens read up to two seconds early or late). Targets waiting for a trigger are not
+    /// among them: a time set helps them.
+    pub fn clocks_held(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.targets.len()).filter(|&i| self.clock_held(i))
+    }
+
+    /// Whether target `i`'s clock must not be stepped now ([`Campaign::clocks_held`]).
+    pub fn clock_held(&self, i: usize) -> bool {
+        let Some(t) = self.targets.get(i) else { return false };
+        let before = matches!(self.phase, Phase::Arming | Phase::Running);
+        let after = matches!(self.phase, Phase::Running | Phase::Verifying);
+        let armed =
+            t.armed_start_us.is_some() || t.step == TargetStep::Disarm || (t.rearms > 0 && t.step == TargetStep::Arm);
+        let sounded = t.triggered || t.armed_start_us.is_some() || t.report.is_some();
+        (before && armed) || (after && sounded && t.verdict.is_none() && !t.after_settled())
     }
 
     /// Triggers `targets` with one broadcast if every one of them waits for a trigger: marks

@@ -443,14 +443,14 @@ impl Runner {
         self.open.iter().any(|l| l.campaign.urgent(now))
     }
 
-    /// The sirens (fleet indices) whose clocks must not be stepped now: those armed by a
-    /// campaign that has not sounded yet, whose start is an instant on their own clock.
-    /// (Targets waiting for a trigger are not among them: a time set helps them.)
+    /// The sirens (fleet indices) whose clocks must not be stepped now ([`Campaign::clocks_held`]).
     pub fn clocks_held(&self) -> impl Iterator<Item = usize> + '_ {
-        self.open
-            .iter()
-            .filter(|l| matches!(l.campaign.phase, Phase::Arming | Phase::Running))
-            .flat_map(|l| l.campaign.armed_targets().filter_map(|t| l.fleet_index.get(t).copied().flatten()))
+        self.open.iter().flat_map(|l| l.campaign.clocks_held().filter_map(|t| l.fleet_index.get(t).copied().flatten()))
+    }
+
+    /// Whether siren `index` (fleet index) is among [`Runner::clocks_held`].
+    pub fn clock_held(&self, index: usize) -> bool {
+        self.open.iter().any(|l| l.target_of.get(&index).is_some_and(|&t| l.campaign.clock_held(t)))
     }
 
     /// The broadcast trigger of `campaign` for a serial bus whose sirens are `members` (fleet
