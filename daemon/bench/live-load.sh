@@ -49,12 +49,13 @@ wait_counts() {
 id=$(live burst)
 wait_counts "$id" "c.get('done', 0) + c.get('failed', 0) == $sirens"
 curl -s "$api/api/activations/$id" | python3 -c '
-import json, sys
+import collections, json, sys
 v = json.load(sys.stdin)
 lat = sorted(s["latency_ms"] for s in v["sirens"] if s["latency_ms"] is not None)
 pick = lambda q: lat[max(0, min(len(lat), int(-(-q * len(lat) // 1))) - 1)]
 print("LIVE now:       %s" % v["counts"])
-print("approval to start of sound, ms: p50 %d  p99 %d  max %d  (n=%d)" % (pick(0.5), pick(0.99), lat[-1], len(lat)))
+print("approval to start of sound, ms: p50 %d  p90 %d  p99 %d  max %d  (n=%d)" % (pick(0.5), pick(0.9), pick(0.99), lat[-1], len(lat)))
+print("  by 250 ms: %s" % sorted(collections.Counter(l // 250 * 250 for l in lat).items()))
 '
 
 id=$(live air-raid)
