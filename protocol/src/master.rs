@@ -424,7 +424,8 @@ impl Master {
     }
 
     /// Queues a broadcast under a group key on the group's bus. Broadcasts get no reply and
-    /// pre-empt polls.
+    /// go before every request queued to one device (in their own order among themselves),
+    /// and while the line awaits a reply.
     pub fn broadcast(&mut self, group: KeyId, message: Message) -> Result<RequestId, RequestError> {
         let ty = message.message_type();
         if !ty.broadcast_allowed() {
@@ -434,7 +435,10 @@ impl Master {
         let id = self.next_id();
         let l = self.links.get_mut(&link).ok_or(RequestError::UnknownLink(link.0))?;
         l.broadcasts += 1;
-        l.commands.push_back(Queued { id, key_id: group, message, broadcast: true });
+        // Behind the broadcasts already queued, ahead of every request to one device: a STOP
+        // or a trigger for a whole bus must not wait for one exchange per siren.
+        let at = l.commands.iter().take_while(|q| q.broadcast).count();
+        l.commands.insert(at, Queued { id, key_id: group, message, broadcast: true });
         Ok(id)
     }
 

@@ -190,6 +190,27 @@ fn requests_to_a_busy_device_wait_in_order_and_let_others_pass() {
 }
 
 #[test]
+fn broadcasts_go_before_queued_requests_in_their_own_order() {
+    let t0 = Instant::now();
+    let mut m = master(MasterConfig::serial(9600), &[1, 2]);
+    m.request(KeyId(1), Message::Cancel { campaign: 3 }, Priority::Command).unwrap();
+    m.request(KeyId(2), Message::Cancel { campaign: 3 }, Priority::Command).unwrap();
+    let stop = m.broadcast(GROUP, Message::Stop { campaign: 0 }).unwrap();
+    let then = m.broadcast(GROUP, Message::Stop { campaign: 3 }).unwrap();
+    let order: Vec<_> = std::iter::from_fn(|| {
+        let t = m.poll_transmit(t0)?;
+        if t.destination != Address::BROADCAST {
+            // Answered at once, so the next may go.
+            m.handle_timeout(m.poll_timeout()?);
+        }
+        Some(t.request)
+    })
+    .take(3)
+    .collect();
+    assert_eq!(order[..2], [Some(stop), Some(then)]);
+}
+
+#[test]
 fn timeout_scales_with_baud_rate_and_frame_length() {
     let t0 = Instant::now();
     let mut m = master(MasterConfig::serial(9600), &[1]);

@@ -56,8 +56,11 @@ impl Engine {
             "stop_requested",
             format!("stop {}: {described} ({} sirens) by {by}: {reason}", sweep.id, sirens.len()),
         );
-        // Nothing of ours re-arms or triggers them.
         let indices: Vec<usize> = sirens.iter().map(|(i, _)| *i).collect();
+        // The broadcasts first: a bus takes one frame at a time, and the campaigns' disarms
+        // queued ahead of them would keep its sirens sounding for one exchange each.
+        self.broadcast_stops(&indices);
+        // Nothing of ours re-arms or triggers them.
         if let Some(runner) = &mut self.soundings {
             let fleet = std::sync::Arc::clone(&self.fleet);
             let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -67,7 +70,6 @@ impl Engine {
                 self.send_sounding(o, false);
             }
         }
-        self.broadcast_stops(&indices);
         let view = sweep.view();
         self.sweeps.push(sweep);
         self.run_sweeps();
