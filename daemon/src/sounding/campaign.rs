@@ -844,6 +844,7 @@ impl Campaign {
     pub fn on_reply(&mut self, target: usize, command: Command, reply: &Message, now: Timestamp) -> Option<Action> {
         let now_us = now.as_microsecond();
         let next_watch = self.next_watch(now_us);
+        let end_us = self.end_us();
         let t = self.targets.get_mut(target)?;
         t.busy = false;
         self.dirty = true;
@@ -884,8 +885,15 @@ impl Campaign {
                 t.triggered = true;
                 None
             }
-            // Asked too early, or the device kept no report: not a refusal to sound.
-            (Command::Report, Message::Nak { .. }) => None,
+            // Asked too early, or the device kept no report: not a refusal to sound. Soon
+            // after the end it may still be sounding: a trigger-now starts it later than the
+            // instant by its link's latency, so it is asked again in a second, not ten.
+            (Command::Report, Message::Nak { .. }) => {
+                if now_us < end_us + REPORT_EVERY_US {
+                    t.retry_at_us = t.retry_at_us.min(now_us + AFTER_RETRY_US);
+                }
+                None
+            }
             // Disarmed to be armed again (a device that no longer knows the campaign lost its
             // arm): armed again, or triggered at the instant past the cut-off.
             (Command::Cancel, Message::Ack { .. } | Message::Nak { code: NakCode::UnknownCampaign, .. })
