@@ -917,3 +917,82 @@ async fn a_live_warning_needs_a_second_person_pre_empts_a_test_and_sounds_with_l
     devices.shutdown().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_warning_on_a_pty_serial_bus_is_one_broadcast_and_one_step_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { sirens: 6, seed: 15, serial_share: 1.0, redundant_share: 0.0, ..Options::default() };
+    let mut g = generate::generate(&options).unwrap();
+    for (n, siren) in (0u16..).zip(g.fleet.sirens.iter_mut()) {
+        siren.links = vec![Link::Serial { bus: "bus-c-1".into() }];
+        siren.address = Address(17 + n);
+    }
+    let s = setup_fleet(dir.path(), 3600, g);
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    write!(text, "\n{entry}\n[live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n")
+        .unwrap();
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let _serial = s.sim.serve_serial("bus-c-1", 9600, Some(generate::pty_link(&root, "bus-c-1"))).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    every_siren_heard(&daemon, &ids).await;
+    let truth = |id: &str| lock(s.sim.controller(id).unwrap()).device.soundings().to_vec();
+    let live = |signal: &str| {
+        let ask = format!(r#"{{"signal":"{signal}","reason":"flood warning"}}"#);
+        let (status, body) = request(daemon.http, "POST", "/api/activations", Some(&s.operator), &ask);
+        assert_eq!(status, 201, "{body}");
+        let id = json(&body)["id"].as_u64().unwrap();
+        let (status, body) = request(daemon.http, "POST", &format!("/api/activations/{id}/approve"), Some(&second), "");
+        assert_eq!(status, 200, "{body}");
+        id
+    };
+
+    // A short warning: every siren sounds it, triggered by one broadcast TRIGGER_LIVE.
+    let first = live("burst");
+    let mut view = serde_json::Value::Null;
+    wait_for("every siren done", || {
+        view = json(&request(daemon.http, "GET", &format!("/api/activations/{first}"), None, "").1);
+        view["counts"]["done"] == 6
+    })
+    .await;
+    for id in &ids {
+        let c = lock(s.sim.controller(id).unwrap());
+        let triggers: Vec<_> =
+            c.received().iter().filter(|r| matches!(r.message, siren_proto::Message::TriggerLive(_))).collect();
+        assert!(triggers.len() == 1 && triggers[0].broadcast, "{id}: {triggers:?}");
+        drop(c);
+        assert!(truth(id).iter().any(|t| t.live && t.started.is_some()), "{id} sounded");
+    }
+    assert!(view["sirens"].as_array().unwrap().iter().all(|x| x["latency_ms"].as_i64() >= Some(0)), "{view:#}");
+
+    // The air-raid signal, stopped in one step while it sounds: one broadcast STOP silences
+    // the bus, then each siren confirms.
+    let second_warning = live("air-raid");
+    let sounding = |id: &str| lock(s.sim.controller(id).unwrap()).device.sounding_campaign();
+    wait_for("every siren sounding", || ids.iter().all(|id| sounding(id).is_some())).await;
+    let (status, body) = request(daemon.http, "POST", "/api/stop", Some(&s.operator), r#"{"zones":["hangzhou"]}"#);
+    assert_eq!(status, 202, "{body}");
+    let path = format!("/api/stop/{}", json(&body)["id"]);
+    let mut sweep = serde_json::Value::Null;
+    wait_for("every siren confirmed silent", || {
+        sweep = json(&request(daemon.http, "GET", &path, None, "").1);
+        sweep["pending"] == 0
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(sounding(id), None, "{id} silent");
+        let stopped = truth(id);
+        assert!(stopped.iter().any(|t| t.live && t.outcome == siren_proto::message::Outcome::Aborted), "{stopped:?}");
+        let c = lock(s.sim.controller(id).unwrap());
+        assert!(
+            c.received().iter().any(|r| r.broadcast && matches!(r.message, siren_proto::Message::Stop { .. })),
+            "{id} got the broadcast STOP"
+        );
+    }
+    let view = json(&request(daemon.http, "GET", &format!("/api/activations/{second_warning}"), None, "").1);
+    assert_eq!(view["counts"]["stopped"], 6, "{view:#}");
+    daemon.stop().await;
+}
