@@ -9,6 +9,7 @@
 //! - [`maintenance`]: windows in which crews have taken sirens out of service.
 //! - [`store`]: events, replay counters and last known states in SQLite.
 
+pub mod area;
 pub mod auth;
 pub mod config;
 pub mod coverage;

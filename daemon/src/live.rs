@@ -114,7 +114,12 @@ pub struct Activation {
     pub expires: String,
     /// Target zones and sirens; both empty: the whole fleet.
     pub zones: Vec<String>,
+    /// With the sirens that stood inside `area` when it was requested.
     pub sirens: Vec<String>,
+    /// The area the request drew (a GeoJSON geometry), if it drew one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub area: Option<serde_json::Value>,
     pub signal: String,
     /// When it sounds (RFC 3339); `None`: at once on approval. (Named apart from the `at` of
     /// its approval, rejection or expiry, which the same object carries.)
@@ -133,7 +138,10 @@ pub struct Activation {
 #[derive(Debug, Clone)]
 pub struct Ask {
     pub zones: Vec<String>,
+    /// With the sirens inside `area`, if one was given.
     pub sirens: Vec<String>,
+    /// The GeoJSON area the request drew, as given.
+    pub area: Option<serde_json::Value>,
     pub signal: String,
     pub at: Option<Timestamp>,
     pub reason: String,
@@ -192,6 +200,7 @@ impl Desk {
             expires: (now + window).to_string(),
             zones: ask.zones,
             sirens: ask.sirens,
+            area: ask.area,
             signal: ask.signal,
             sounds_at: ask.at.map(|t| t.to_string()),
             reason: ask.reason,
@@ -292,7 +301,14 @@ mod tests {
     }
 
     fn ask() -> Ask {
-        Ask { zones: vec!["hz/w".into()], sirens: vec![], signal: "air-raid".into(), at: None, reason: "drill".into() }
+        Ask {
+            zones: vec!["hz/w".into()],
+            sirens: vec![],
+            area: None,
+            signal: "air-raid".into(),
+            at: None,
+            reason: "drill".into(),
+        }
     }
 
     const WINDOW: SignedDuration = SignedDuration::from_secs(120);

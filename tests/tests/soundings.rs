@@ -996,3 +996,72 @@ async fn a_live_warning_on_a_pty_serial_bus_is_one_broadcast_and_one_step_stops_
     assert_eq!(view["counts"]["stopped"], 6, "{view:#}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_warning_drawn_as_an_area_sounds_the_sirens_inside_it_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3600);
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    write!(text, "\n{entry}\n[live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n")
+        .unwrap();
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    every_siren_heard(&daemon, &ids).await;
+    // Two small squares drawn around the first two sirens.
+    let square = |i: usize| {
+        let x = &loaded.fleet.sirens[i];
+        let (lon, lat, d) = (x.longitude, x.latitude, 0.0005);
+        serde_json::json!([[
+            [lon - d, lat - d],
+            [lon + d, lat - d],
+            [lon + d, lat + d],
+            [lon - d, lat + d],
+            [lon - d, lat - d]
+        ]])
+    };
+    let area = serde_json::json!({"type": "MultiPolygon", "coordinates": [square(0), square(1)]});
+    let ask = |area: &serde_json::Value| {
+        let body = serde_json::json!({"signal": "burst", "reason": "flash flood", "area": area}).to_string();
+        request(daemon.http, "POST", "/api/activations", Some(&s.operator), &body)
+    };
+    // What is not an area, or holds no siren, is refused and requests nothing.
+    let point = serde_json::json!({"type": "Point", "coordinates": [120.0, 30.0]});
+    let (status, body) = ask(&point);
+    assert_eq!((status, json(&body)["field"].as_str()), (422, Some("area")), "{body}");
+    let empty =
+        serde_json::json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1], [0.0, 0.0]]]});
+    let (status, body) = ask(&empty);
+    assert!(status == 422 && body.contains("no siren"), "{status} {body}");
+    assert_eq!(json(&request(daemon.http, "GET", "/api/activations", None, "").1), serde_json::json!([]));
+
+    let (status, body) = ask(&area);
+    assert_eq!(status, 201, "{body}");
+    let activation = json(&body);
+    let mut targeted: Vec<String> =
+        activation["sirens"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    targeted.sort();
+    let mut expected = ids[..2].to_vec();
+    expected.sort();
+    assert_eq!(targeted, expected, "{activation}");
+    assert_eq!(activation["area"], area, "the drawn area is kept with the request");
+    let id = activation["id"].as_u64().unwrap();
+    let (status, body) = request(daemon.http, "POST", &format!("/api/activations/{id}/approve"), Some(&second), "");
+    assert_eq!(status, 200, "{body}");
+    let mut view = serde_json::Value::Null;
+    wait_for("both sirens done", || {
+        view = json(&request(daemon.http, "GET", &format!("/api/activations/{id}"), None, "").1);
+        view["counts"]["done"] == 2
+    })
+    .await;
+    assert_eq!(view["sirens"].as_array().unwrap().len(), 2, "{view:#}");
+    for (i, id) in ids.iter().enumerate() {
+        let truth = lock(s.sim.controller(id).unwrap()).device.soundings().to_vec();
+        assert_eq!(truth.iter().any(|t| t.live && t.started.is_some()), i < 2, "{id}: {truth:?}");
+    }
+    devices.shutdown().await;
+    daemon.stop().await;
+}

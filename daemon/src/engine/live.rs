@@ -147,6 +147,8 @@ impl Engine {
                     .ok_or_else(|| LiveError::Invalid { field: "sirens", message: format!("no siren `{id}`") })?;
                 zones.push(s.zone.to_string());
             }
+            zones.sort_unstable();
+            zones.dedup();
             for z in &ask.zones {
                 if !fleet.sirens().iter().any(|s| s.zone.is_within(z)) {
                     return Err(LiveError::Invalid { field: "zones", message: format!("no siren is in zone `{z}`") });

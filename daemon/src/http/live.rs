@@ -24,6 +24,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+fn invalid(field: &str, message: &str) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": message, "field": field}))).into_response()
+}
+
 fn refusal(e: &LiveError) -> Response {
     let message = e.to_string();
     match e {
@@ -51,9 +55,14 @@ pub(crate) struct RequestBody {
     /// Target zones (each with the zones inside it).
     #[serde(default)]
     zones: Vec<String>,
-    /// Target sirens. Neither zones nor sirens: the whole fleet.
+    /// Target sirens. No zones, sirens or area: the whole fleet.
     #[serde(default)]
     sirens: Vec<String>,
+    /// A target area: a GeoJSON `Polygon` or `MultiPolygon` geometry (`[longitude, latitude]`,
+    /// WGS 84); the sirens standing inside it or on its edge when requested are targeted.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    area: Option<serde_json::Value>,
     /// `pre-warning`, `air-raid`, `all-clear`, or a configured hazard signal (`[[live.signals]]`).
     signal: String,
     /// When to sound (RFC 3339); absent: at once on approval.
@@ -94,13 +103,27 @@ pub(super) async fn request(
     };
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 1000 {
-        let message = "reason: say what the warning is about (at most 1,000 characters)";
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": message, "field": "reason"}))).into_response();
+        return invalid("reason", "reason: say what the warning is about (at most 1,000 characters)");
     }
+    let mut sirens = body.sirens;
     let zones: Option<Vec<String>> = {
         let fleet = super::fleet(&state);
+        if let Some(value) = &body.area {
+            // The sirens inside are fixed now: what the second person approves is what sounds.
+            let inside = match crate::area::Area::from_geojson(value) {
+                Ok(area) => area.sirens_inside(&fleet),
+                Err(e) => return invalid("area", &format!("area: {e}")),
+            };
+            if inside.is_empty() {
+                return invalid("area", "area: no siren stands inside it");
+            }
+            let named: std::collections::HashSet<String> = sirens.iter().cloned().collect();
+            sirens.extend(inside.into_iter().filter(|id| !named.contains(id)));
+        }
         let mut zones = body.zones.clone();
-        zones.extend(body.sirens.iter().filter_map(|id| fleet.get(id).map(|s| s.zone.to_string())));
+        zones.extend(sirens.iter().filter_map(|id| fleet.get(id).map(|s| s.zone.to_string())));
+        zones.sort_unstable();
+        zones.dedup();
         (!zones.is_empty()).then_some(zones)
     };
     let target =
@@ -116,7 +139,7 @@ pub(super) async fn request(
         Ok(by) => by,
         Err(refused) => return *refused,
     };
-    let ask = crate::live::Ask { zones: body.zones, sirens: body.sirens, signal: body.signal, at: body.at, reason };
+    let ask = crate::live::Ask { zones: body.zones, sirens, area: body.area, signal: body.signal, at: body.at, reason };
     match ask_engine(&state, |reply| LiveInput::Request { ask, by, reply }).await {
         Ok(Ok(a)) => (StatusCode::CREATED, Json(a)).into_response(),
         Ok(Err(e)) => refusal(&e),
@@ -136,6 +159,8 @@ async fn zones_of(state: &AppState, id: u32) -> Result<Option<Vec<String>>, Resp
     let fleet = super::fleet(state);
     let mut zones = a.zones.clone();
     zones.extend(a.sirens.iter().filter_map(|id| fleet.get(id).map(|s| s.zone.to_string())));
+    zones.sort_unstable();
+    zones.dedup();
     Ok(Some(zones))
 }
 

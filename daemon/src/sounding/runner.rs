@@ -569,12 +569,14 @@ impl Runner {
             }
             _ => (now, 0),
         };
+        // A drawn area can name thousands of sirens.
+        let named: std::collections::HashSet<&str> = sirens.iter().map(String::as_str).collect();
         let targets: Vec<Target> = fleet
             .sirens()
             .iter()
             .filter(|s| {
                 (zones.is_empty() && sirens.is_empty())
-                    || sirens.contains(&s.id)
+                    || named.contains(s.id.as_str())
                     || zones.iter().any(|z| s.zone.is_within(z))
             })
             .map(|s| Target::new(s.id.clone(), s.zone.to_string()))
