@@ -653,12 +653,18 @@ async fn a_mosquitto_configured_with_the_generated_files_admits_each_siren_only_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in_maintenance() {
     let dir = tempfile::tempdir().unwrap();
-    let (loaded, sim, url) = setup(dir.path(), 3, None, 30);
+    let (loaded, sim, url) = setup(dir.path(), 4, None, 30);
     let daemon = Daemon::start(&loaded).await.unwrap();
     let mqtt = devices(&sim, &url, 2);
     let ids = ids(&loaded);
     wait_for("every siren ok", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
-    let (rogue_sounding, rogue_armed, crew_sounding) = (&ids[0], &ids[1], &ids[2]);
+    let (rogue_sounding, rogue_armed, crew_sounding, unseen) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // The fourth sounds by itself while its link is lost and is power-cycled before the link
+    // returns: nobody saw it active; its status then names a campaign nobody ordered.
+    sim.inject(unseen, &Fault::LinkLoss).unwrap();
+    sim.inject(unseen, &Fault::SelfTrigger { campaign: 5151 }).unwrap();
+    sim.inject(unseen, &Fault::Reboot).unwrap();
+    sim.inject(unseen, &Fault::LinkRestore).unwrap();
     let now = jiff::Timestamp::now();
     let scope = sirend::maintenance::Scope::Siren(crew_sounding.clone());
     let until = now + jiff::SignedDuration::from_hours(1);
@@ -689,7 +695,9 @@ async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in
     assert!((metric(&daemon, &series(crew_sounding)) - 1.0).abs() < f64::EPSILON);
     assert_eq!(device(crew_sounding).0, Some(99));
     // At least one each: a heartbeat sent before a stop and read after it begins the alarm again.
-    assert!(metric(&daemon, "siren_uncommanded_activations_total") >= 3.0);
+    for id in [rogue_sounding, rogue_armed, crew_sounding] {
+        assert!(metric(&daemon, &format!("siren_uncommanded_activations_total{{siren=\"{id}\"}}")) >= 1.0, "{id}");
+    }
 
     let events = |id: &str, kind: &str| {
         daemon
@@ -713,6 +721,15 @@ async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in
     assert!(began.iter().any(|e| e.starts_with("armed")), "{began:?}");
     let began = events(crew_sounding, "uncommanded_activation");
     assert!(began.len() == 1 && began[0].contains("in maintenance: not stopped"), "{began:?}");
+    wait_for("the campaign nobody saw reported", || {
+        daemon.store.flush().unwrap();
+        !events(unseen, "uncommanded_activation").is_empty()
+    })
+    .await;
+    let began = events(unseen, "uncommanded_activation");
+    assert!(began.len() == 1 && began[0].starts_with("reported campaign 5151"), "{began:?}");
+    let last = metric(&daemon, &format!("siren_last_uncommanded_activation_timestamp_seconds{{siren=\"{unseen}\"}}"));
+    assert!(last > 1.7e9, "{last}");
     mqtt.shutdown().await;
     daemon.stop().await;
 }

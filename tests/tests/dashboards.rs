@@ -197,6 +197,10 @@ fn alertmanager_accepts_its_configuration_and_routes_each_zone_to_its_crew() {
             &["alertname=SirenUncommandedActivation", "zone=hangzhou/s/t1", "severity=critical"][..],
             "duty-officer,crew-south-pager",
         ),
+        (
+            &["alertname=SirenSoundedUncommanded", "zone=hangzhou/c/t2", "severity=critical"][..],
+            "duty-officer,crew-north-pager",
+        ),
         (&["alertname=SirendNotScraped", "zone=all", "severity=critical"][..], "duty-officer"),
         // The MQTT broker serves the whole city: its link alert goes to the duty officer.
         (&["alertname=SirenLinkDown", "zone=hangzhou", "severity=critical"][..], "duty-officer"),
@@ -507,9 +511,13 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_a
 
     // Every series the dashboards and rules read is one sirend exports. Some appear only
     // once what they report happens: the last missed occurrence after a miss
-    // (tests/tests/soundings.rs sees it), a command-path fault while a siren has one
-    // (tests/tests/daemon_mqtt.rs sees it).
-    let on_event_only = ["sirend_sounding_last_missed_timestamp_seconds", "siren_command_path_failing"];
+    // (tests/tests/soundings.rs sees it), a command-path fault while a siren has one, the
+    // last activation nobody ordered (tests/tests/daemon_mqtt.rs sees both).
+    let on_event_only = [
+        "sirend_sounding_last_missed_timestamp_seconds",
+        "siren_command_path_failing",
+        "siren_last_uncommanded_activation_timestamp_seconds",
+    ];
     let exposition = http::get(sirend, "/metrics").body;
     let exported: BTreeSet<&str> =
         exposition.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();

@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use siren_proto::frame::{FrameRef, KeyId};
 use siren_proto::master::{LinkId, Master, MasterConfig, MasterEvent, Priority, RequestId};
-use siren_proto::message::{FaultBits, Message};
+use siren_proto::message::{DeviceState, FaultBits, Message};
+
 use siren_proto::{Key, RejectReason};
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +56,7 @@ use crate::liveness::{Change, Observation};
 use crate::metrics::Metrics;
 use crate::sounding::campaign::{Command as SoundingCommand, DeviceView};
 use crate::sounding::runner::{AdHoc, Outgoing, RequestError, Runner};
+use crate::sounding::uncommanded::Seen;
 use crate::store::{Event, Store, StoreError};
 
 /// How often open campaigns are asked for their next commands at most, outside the last
@@ -1067,7 +1069,11 @@ impl Engine {
                     };
                     runner.on_status(index, &view, received);
                 }
-                self.watch_uncommanded(index, s.state, Some(s.active_campaign));
+                let seen = Seen { state: s.state, campaign: Some(s.active_campaign), reported: false };
+                self.watch_uncommanded(index, seen);
+                if let Some(ended) = self.uncommanded.campaign_ended(index, s.last_campaign) {
+                    self.check_reported_campaign(index, ended);
+                }
                 if s.state == siren_proto::message::DeviceState::Idle {
                     self.stop_answered(0, index);
                 }
@@ -1081,7 +1087,7 @@ impl Engine {
                         Timestamp::now(),
                     );
                 }
-                self.watch_uncommanded(index, h.state, None);
+                self.watch_uncommanded(index, Seen { state: h.state, campaign: None, reported: false });
                 if h.state == siren_proto::message::DeviceState::Idle {
                     self.stop_answered(0, index);
                 }
@@ -1095,9 +1101,12 @@ impl Engine {
             Message::SoundingReport(r) => {
                 // Recorded once per siren and campaign: the device repeats its report until
                 // it is acknowledged, and answers report requests with it too.
-                let news = self.soundings.as_mut().is_none_or(|runner| runner.on_report(index, r));
-                if news {
+                let ours = self.soundings.as_mut().and_then(|runner| runner.on_report(index, r));
+                if ours.is_none_or(|first| first) {
                     self.record_siren(index, "sounding_report", format!("campaign {} {:?}", r.campaign, r.outcome));
+                }
+                if ours.is_none() && r.started_us != 0 {
+                    self.check_reported_campaign(index, r.campaign);
                 }
                 return;
             }
@@ -1110,19 +1119,40 @@ impl Engine {
         self.observe(index, &Observation::Heard { link: link_name, faults });
     }
 
-    /// Siren `index` says it is in `state` (for `campaign`, when the message names one): armed
-    /// or sounding with no open campaign of ours behind it is an alarm, and it is stopped unless
-    /// a crew has it in maintenance.
-    fn watch_uncommanded(&mut self, index: usize, state: siren_proto::message::DeviceState, campaign: Option<u32>) {
-        use crate::sounding::uncommanded::{Seen, Step};
+    /// Siren `index` reports that it ran `campaign`, which is over (a sounding report, or its
+    /// status's `last_campaign` moving on): unless a campaign of ours has it (still open, or
+    /// closed and stored) or it was alarmed already (seen armed or sounding), it was armed or
+    /// sounded between two of the siren's heartbeats without an order.
+    fn check_reported_campaign(&mut self, index: usize, campaign: u32) {
         let now = Timestamp::now();
-        let claimed = self.soundings.as_ref().is_some_and(|r| r.claims(index, campaign));
+        if !self.uncommanded.report_is_news(index, campaign, now)
+            || self.soundings.as_ref().is_some_and(|r| r.claims(index, Some(campaign)))
+        {
+            return;
+        }
+        let id = self.read_fleet().siren(index).id.clone();
+        let ordered = campaign != 0
+            && self.store.campaign(campaign).ok().flatten().is_some_and(|c| c.targets.iter().any(|t| t.siren == id));
+        if !ordered {
+            self.watch_uncommanded(
+                index,
+                Seen { state: DeviceState::Sounding, campaign: Some(campaign), reported: true },
+            );
+        }
+    }
+
+    /// Siren `index` says it is as `seen`: armed or sounding with no open campaign of ours
+    /// behind it is an alarm, and it is stopped unless a crew has it in maintenance.
+    fn watch_uncommanded(&mut self, index: usize, seen: Seen) {
+        use crate::sounding::uncommanded::Step;
+        let now = Timestamp::now();
+        let claimed = !seen.reported && self.soundings.as_ref().is_some_and(|r| r.claims(index, seen.campaign));
         let (id, in_maintenance) = {
             let fleet = self.read_fleet();
             (fleet.siren(index).id.clone(), fleet.in_maintenance(index, now).is_some())
         };
         let to_stop = self.stop_uncommanded && !in_maintenance;
-        let Some(step) = self.uncommanded.observe(index, Seen { state, campaign }, claimed, to_stop, now) else {
+        let Some(step) = self.uncommanded.observe(index, seen, claimed, to_stop, now) else {
             return;
         };
         let remedy = match step {
@@ -1133,7 +1163,7 @@ impl Engine {
                     (None, false) => "; stop_uncommanded is off: not stopped".to_owned(),
                 };
                 tracing::error!(siren = %id, what = seen.describe(), "a siren is active that nobody ordered");
-                self.metrics.uncommanded_activation();
+                self.metrics.uncommanded_activation(&id, now);
                 self.write_fleet().set_uncommanded(index, true);
                 self.record(Some(id), "uncommanded_activation", format!("{}{action}", seen.describe()));
                 remedy

@@ -29,6 +29,11 @@ struct LinkLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SirenLabel {
+    siren: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LiveLabel {
     activation: String,
     state: &'static str,
@@ -81,7 +86,8 @@ pub struct Metrics {
     api_refused: Family<RefusedLabel, Counter>,
     command_naks: Family<RefusedLabel, Counter>,
     commands_unanswered: Counter,
-    uncommanded: Counter,
+    uncommanded: Family<SirenLabel, Counter>,
+    uncommanded_last: Family<SirenLabel, Gauge>,
     live_sirens: Family<LiveLabel, Gauge>,
     http_refused: Counter,
     soundings: SharedBoard,
@@ -92,6 +98,23 @@ fn register_counter(registry: &mut Registry, name: &str, help: &str) -> Counter 
     let counter = Counter::default();
     registry.register(name, help, counter.clone());
     counter
+}
+
+/// The count of activations nobody ordered and the time of the last, per siren.
+fn register_uncommanded(registry: &mut Registry) -> (Family<SirenLabel, Counter>, Family<SirenLabel, Gauge>) {
+    let count = Family::<SirenLabel, Counter>::default();
+    registry.register(
+        "siren_uncommanded_activations",
+        "Times a siren was found armed or sounding, or reported a campaign, that no campaign of sirend ordered",
+        count.clone(),
+    );
+    let last = Family::<SirenLabel, Gauge>::default();
+    registry.register(
+        "siren_last_uncommanded_activation_timestamp_seconds",
+        "When a siren was last found armed or sounding, or reported a campaign, that no campaign of sirend ordered (Unix time)",
+        last.clone(),
+    );
+    (count, last)
 }
 
 /// `sirend_live_sirens`, registered.
@@ -159,11 +182,7 @@ impl Metrics {
         let command_naks = Family::<RefusedLabel, Counter>::default();
         let commands_unanswered = Counter::default();
         let live_sirens = register_live(&mut registry);
-        let uncommanded = register_counter(
-            &mut registry,
-            "siren_uncommanded_activations",
-            "Sirens found armed or sounding that no campaign of sirend ordered",
-        );
+        let (uncommanded, uncommanded_last) = register_uncommanded(&mut registry);
         let http_refused = register_counter(
             &mut registry,
             "sirend_http_connections_refused",
@@ -237,6 +256,7 @@ impl Metrics {
             command_naks,
             commands_unanswered,
             uncommanded,
+            uncommanded_last,
             live_sirens,
             http_refused,
             soundings,
@@ -340,9 +360,12 @@ impl Metrics {
         }
     }
 
-    /// A siren was found armed or sounding without a campaign of ours.
-    pub fn uncommanded_activation(&self) {
-        self.uncommanded.inc();
+    /// Siren `siren` was found armed or sounding, or reported a sounding, without a campaign
+    /// of ours.
+    pub fn uncommanded_activation(&self, siren: &str, at: jiff::Timestamp) {
+        let label = SirenLabel { siren: siren.to_owned() };
+        self.uncommanded.get_or_create(&label).inc();
+        self.uncommanded_last.get_or_create(&label).set(at.as_second());
     }
 
     /// An HTTP connection was closed at once: too many open, in all or from its address.

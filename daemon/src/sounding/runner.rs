@@ -477,22 +477,21 @@ impl Runner {
         }
     }
 
-    /// A sounding report from a siren. Returns whether it is news: the first report of a
-    /// target of an open campaign, or a report of a campaign this daemon is not running (a
-    /// sounding nobody here ordered, or one that is over).
-    pub fn on_report(&mut self, fleet_index: usize, report: &SoundingReport) -> bool {
-        let mut ours = false;
-        let mut first = false;
+    /// A sounding report from a siren. `None`: no open campaign has the siren in the report's
+    /// campaign (a sounding nobody here ordered, or a campaign that is over); otherwise whether
+    /// it is that target's first report.
+    pub fn on_report(&mut self, fleet_index: usize, report: &SoundingReport) -> Option<bool> {
+        let mut ours = None;
         for live in &mut self.open {
             if live.campaign.id != report.campaign {
                 continue;
             }
             if let Some(&t) = live.target_of.get(&fleet_index) {
-                ours = true;
-                first |= live.campaign.on_report(t, report);
+                let first = live.campaign.on_report(t, report);
+                ours = Some(ours.unwrap_or(false) || first);
             }
         }
-        first || !ours
+        ours
     }
 
     /// An operator's ad-hoc sounding. Returns the campaign id.
