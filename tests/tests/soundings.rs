@@ -25,7 +25,7 @@ use sirend::daemon::Daemon;
 use sirend::liveness::State;
 use sirennet_e2e::broker::free_port;
 use sirennet_e2e::http;
-use sirennet_e2e::wait::wait_for;
+use sirennet_e2e::wait::{wait_for, wait_within};
 
 fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let r = http::request(addr, method, path, token, body);
@@ -1063,5 +1063,32 @@ async fn a_live_warning_drawn_as_an_area_sounds_the_sirens_inside_it_only() {
         assert_eq!(truth.iter().any(|t| t.live && t.started.is_some()), i < 2, "{id}: {truth:?}");
     }
     devices.shutdown().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_request_not_approved_within_its_window_expires_and_cannot_be_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3600);
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    write!(text, "\n{entry}\n[live]\napproval_window_s = 30\n").unwrap();
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ask = r#"{"zones":["hangzhou"],"signal":"pre-warning","reason":"storm surge"}"#;
+    let (status, body) = request(daemon.http, "POST", "/api/activations", Some(&s.operator), ask);
+    assert_eq!(status, 201, "{body}");
+    let id = json(&body)["id"].as_u64().unwrap();
+    let path = format!("/api/activations/{id}");
+    // Nobody approves it: the daemon itself marks it expired once its window has passed.
+    let expired = || json(&request(daemon.http, "GET", &path, None, "").1)["state"] == "expired";
+    wait_within("the request expired", Duration::from_secs(120), expired).await;
+    let (status, body) = request(daemon.http, "POST", &format!("{path}/approve"), Some(&second), "");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let events = json(&request(daemon.http, "GET", "/api/events?kind=live_expired", None, "").1);
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert!(json(&request(daemon.http, "GET", &path, None, "").1)["campaign"].is_null(), "nothing sounded");
     daemon.stop().await;
 }
