@@ -50,6 +50,9 @@ pub enum Permission {
     RequestLive,
     /// Approve or reject another person's LIVE request.
     ApproveLive,
+    /// Submit CAP alerts (`POST /api/cap`): a warning platform's token. No role has it
+    /// unless listed, but an administrator.
+    SubmitCap,
     /// Resynchronise counters, read the audit log.
     Admin,
 }
@@ -65,6 +68,7 @@ impl Permission {
             Permission::Stop => "stop",
             Permission::RequestLive => "request_live",
             Permission::ApproveLive => "approve_live",
+            Permission::SubmitCap => "submit_cap",
             Permission::Admin => "admin",
         }
     }
@@ -94,6 +98,7 @@ impl Role {
                 Permission::Stop,
                 Permission::RequestLive,
                 Permission::ApproveLive,
+                Permission::SubmitCap,
                 Permission::Admin,
             ],
         }

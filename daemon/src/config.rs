@@ -52,6 +52,9 @@ pub struct Config {
     /// LIVE warnings: the approval window, hazard signals, waivers of the second person.
     #[serde(default)]
     pub live: crate::live::LiveConfig,
+    /// CAP alerts: which rules sound which signal, which geocodes are which zones.
+    #[serde(default)]
+    pub cap: crate::cap::rules::CapConfig,
     /// Test-sounding schedules; more may come from `soundings.include` files.
     #[serde(default)]
     pub schedule: Vec<ScheduleConfig>,
@@ -519,6 +522,7 @@ impl Loaded {
         let mut loaded = Self { path: path.to_owned(), config, fleet, keys, schedules: Vec::new() };
         loaded.validate()?;
         loaded.validate_live()?;
+        loaded.validate_cap()?;
         loaded.schedules = loaded.load_schedules()?;
         Ok(loaded)
     }
@@ -549,6 +553,33 @@ impl Loaded {
             }
             if let Some(z) = w.zones.iter().find(|z| !self.fleet.sirens.iter().any(|s| s.zone.is_within(z))) {
                 return Err(self.field(field, format!("no siren of the fleet is in zone `{z}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[cap]`: each rule's name and signal, each geocode's zone.
+    fn validate_cap(&self) -> Result<(), ConfigError> {
+        let cap = &self.config.cap;
+        for (i, r) in cap.rules.iter().enumerate() {
+            let field = format!("cap.rules[{i}] ({})", r.name);
+            if cap.rules[..i].iter().any(|o| o.name == r.name) {
+                return Err(self.field(field, "another rule has this name"));
+            }
+            if let Some(signal) = &r.signal {
+                if self.config.live.signal(signal).is_none() {
+                    let known = self.config.live.signal_names().join(", ");
+                    return Err(self.field(field, format!("no signal `{signal}` (known: {known})")));
+                }
+            }
+            if r.event_code.as_ref().is_some_and(|c| !c.contains('=')) {
+                return Err(self.field(field, "event_code is `valueName=value`"));
+            }
+        }
+        for (i, g) in cap.geocodes.iter().enumerate() {
+            if !self.fleet.sirens.iter().any(|s| s.zone.is_within(&g.zone)) {
+                let field = format!("cap.geocodes[{i}]");
+                return Err(self.field(field, format!("no siren of the fleet is in zone `{}`", g.zone)));
             }
         }
         Ok(())

@@ -197,6 +197,7 @@ impl Daemon {
             );
         }
         engine.set_live(c.live.clone(), crate::live::Desk::restore(store.activations(10_000)?));
+        engine.set_cap(c.cap.clone(), crate::cap::intake::Intake::restore(store.cap_alerts(100_000)?));
         // The API's way to the engine (ad-hoc soundings, cancels).
         let engine_tx = inputs_tx.clone();
         drop(inputs_tx);

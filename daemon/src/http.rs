@@ -51,6 +51,7 @@ pub struct Views {
     sirens: std::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
 }
 
+mod cap;
 mod coverage;
 mod live;
 mod maintenance;
@@ -94,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/activations/{id}/reject", post(live::reject))
         .route("/api/activations/{id}/false-alarm", post(live::false_alarm))
         .route("/api/stop/{id}", get(stop::status))
+        .route("/api/cap", post(cap::submit))
+        .route("/api/cap/alerts", get(cap::alerts))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))

@@ -11,6 +11,7 @@
 
 pub mod area;
 pub mod auth;
+pub mod cap;
 pub mod config;
 pub mod coverage;
 pub mod daemon;

@@ -23,7 +23,7 @@ use crate::maintenance::{Ended, Scope, Window};
 use crate::sounding::campaign::Campaign;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 /// How long a caller waits for the writer's answer (a flush, a counter lease, a new campaign's
@@ -168,6 +168,7 @@ enum Write {
         reply: Sender<Result<Option<u32>, String>>,
     },
     Audit(AuditEntry),
+    CapAlert(Box<crate::cap::intake::Received>),
     /// A siren's acknowledgement (`None`: it ended).
     Acknowledgement(String, Option<Acknowledgement>),
     /// A maintenance window as it is now (opened, ended or lapsed).
@@ -283,7 +284,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The schema's migrations: each brings the store from the version before it to its own.
-const MIGRATIONS: [(i64, &str); 7] = [
+const MIGRATIONS: [(i64, &str); 8] = [
     (
         1,
         "BEGIN;
@@ -410,6 +411,21 @@ const MIGRATIONS: [(i64, &str); 7] = [
         PRAGMA user_version = 7;
         COMMIT;",
     ),
+    // CAP alerts received, each once (sender, identifier, sent), with what it did, as JSON.
+    (
+        8,
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS cap_alerts (
+            id INTEGER PRIMARY KEY,
+            sender TEXT NOT NULL,
+            identifier TEXT NOT NULL,
+            sent TEXT NOT NULL,
+            body TEXT NOT NULL,
+            UNIQUE (sender, identifier, sent)
+        );
+        PRAGMA user_version = 8;
+        COMMIT;",
+    ),
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
@@ -480,6 +496,30 @@ impl Store {
     pub fn save_activation(&self, a: &crate::live::Activation) -> Result<(), StoreError> {
         self.send(Write::Activation(a.id, serde_json::to_string(a).unwrap_or_default()))?;
         self.flush()
+    }
+
+    /// Queues a received CAP alert and what it did, and waits until it is committed: an
+    /// alert is applied once, across restarts too.
+    pub fn save_cap_alert(&self, r: &crate::cap::intake::Received) -> Result<(), StoreError> {
+        self.send(Write::CapAlert(Box::new(r.clone())))?;
+        self.flush()
+    }
+
+    /// The latest `limit` CAP alerts received, oldest first.
+    pub fn cap_alerts(&self, limit: usize) -> Result<Vec<crate::cap::intake::Received>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM (SELECT id, body FROM cap_alerts ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for body in rows {
+            match serde_json::from_str(&body?) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::error!(error = %e, "unreadable CAP alert record"),
+            }
+        }
+        Ok(out)
     }
 
     /// The latest `limit` LIVE activations, oldest first.
@@ -967,6 +1007,18 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
                 Write::Activation(id, body) => {
                     tx.prepare_cached("INSERT OR REPLACE INTO activations (id, body) VALUES (?1, ?2)")?
                         .execute(params![id, body])?;
+                }
+                Write::CapAlert(r) => {
+                    tx.prepare_cached(
+                        "INSERT INTO cap_alerts (sender, identifier, sent, body) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (sender, identifier, sent) DO UPDATE SET body = excluded.body",
+                    )?
+                    .execute(params![
+                        r.sender,
+                        r.identifier,
+                        r.sent,
+                        serde_json::to_string(&r).unwrap_or_default()
+                    ])?;
                 }
                 Write::Campaign { id, phase, body } => {
                     campaign.execute(params![id, phase, body])?;

@@ -1092,3 +1092,188 @@ async fn a_live_request_not_approved_within_its_window_expires_and_cannot_be_app
     assert!(json(&request(daemon.http, "GET", &path, None, "").1)["campaign"].is_null(), "nothing sounded");
     daemon.stop().await;
 }
+
+/// A CAP 1.2 alert of the typhoon platform: `status`, `msg_type`, `identifier`, the polygon
+/// (CAP's `lat,lon` pairs) and `references`.
+fn cap_alert(status: &str, msg_type: &str, identifier: &str, polygon: &str, references: Option<&str>) -> String {
+    let references = references.map(|r| format!("\n  <references>{r}</references>")).unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>typhoon@hz.example</sender>
+  <sent>2026-09-17T08:00:00+08:00</sent>
+  <status>{status}</status>
+  <msgType>{msg_type}</msgType>
+  <scope>Public</scope>{references}
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>台风</event>
+    <urgency>Immediate</urgency>
+    <severity>Extreme</severity>
+    <certainty>Observed</certainty>
+    <headline>台风红色预警</headline>
+    <area>
+      <areaDesc>沿海</areaDesc>
+      <polygon>{polygon}</polygon>
+    </area>
+  </info>
+</alert>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_documents_never_sound_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3600);
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let (platform, platform_entry) = new_token("typhoon-platform", Role::Viewer);
+    let (mirror, mirror_entry) = new_token("typhoon-mirror", Role::Viewer);
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    write!(
+        text,
+        "\n{entry}\n{platform_entry}permissions = [\"submit_cap\"]\n\n{mirror_entry}permissions = [\"submit_cap\"]\n\n\
+         [live]\n[[live.signals]]\nname = \"typhoon\"\nsequence = [{{ pattern = \"chime\" }}]\n\n\
+         [[cap.rules]]\nname = \"typhoon\"\nevent = \"台风\"\nseverity = [\"Severe\", \"Extreme\"]\nsignal = \"typhoon\"\n\n\
+         [[cap.rules]]\nname = \"flood drill\"\nevent = \"洪水\"\nsignal = \"typhoon\"\nexercise = \"test\"\n"
+    )
+    .unwrap();
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    every_siren_heard(&daemon, &ids).await;
+    // A polygon (CAP: lat,lon) around the given sirens' bounding box, a little larger.
+    let around = |which: &[usize]| {
+        let pick = |f: fn(&siren_proto::fleet::Siren) -> f64| -> Vec<f64> {
+            which.iter().map(|&i| f(&loaded.fleet.sirens[i])).collect()
+        };
+        let (lats, lons) = (pick(|x| x.latitude), pick(|x| x.longitude));
+        let (s_, n) =
+            (lats.iter().copied().fold(90.0, f64::min) - 0.0005, lats.iter().copied().fold(-90.0, f64::max) + 0.0005);
+        let (w, e) =
+            (lons.iter().copied().fold(180.0, f64::min) - 0.0005, lons.iter().copied().fold(-180.0, f64::max) + 0.0005);
+        format!("{s_},{w} {s_},{e} {n},{e} {n},{w} {s_},{w}")
+    };
+    let inside = |polygon: &str| -> Vec<String> {
+        let mut pairs = polygon.split(' ').map(|p| {
+            let (a, b) = p.split_once(',').unwrap();
+            (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())
+        });
+        let (s_, w) = pairs.next().unwrap();
+        let (n, e) = pairs.nth(1).unwrap();
+        let mut v: Vec<String> = loaded
+            .fleet
+            .sirens
+            .iter()
+            .filter(|x| (s_..=n).contains(&x.latitude) && (w..=e).contains(&x.longitude))
+            .map(|x| x.id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let post = |token: &str, doc: &str| {
+        let r = http::send(daemon.http, "POST", "/api/cap", Some(token), "application/cap+xml", doc).unwrap();
+        (r.status, r.body)
+    };
+    let first_area = around(&[0]);
+    let expected_first = inside(&first_area);
+    assert!(!expected_first.is_empty() && expected_first.len() < ids.len(), "{expected_first:?}");
+
+    // Invalid documents are refused with the reason and change nothing.
+    let invalid = cap_alert("Actual", "Alert", "TY-1", &first_area, None).replace("<urgency>Immediate</urgency>", "");
+    let (status, body) = post(&platform, &invalid);
+    assert!(status == 422 && body.contains("urgency"), "{status} {body}");
+    let (status, body) = post(&platform, "<alert>not CAP</alert>");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(request(daemon.http, "POST", "/api/cap", Some(&s.operator), &invalid).0, 403, "no submit_cap");
+    assert_eq!(json(&request(daemon.http, "GET", "/api/activations", None, "").1), serde_json::json!([]));
+
+    // The typhoon warning: a LIVE request for the sirens inside its polygon.
+    let alert = cap_alert("Actual", "Alert", "TY-1", &first_area, None);
+    let (status, body) = post(&platform, &alert);
+    assert_eq!(status, 200, "{body}");
+    let received = json(&body);
+    let first = received["activation"].as_u64().unwrap();
+    assert!(received["outcome"].as_str().unwrap().contains("requested"), "{received}");
+    assert_eq!(received["rule"], "typhoon");
+    // The same alert from another feed: applied once.
+    let (status, body) = post(&mirror, &alert);
+    assert_eq!((status, json(&body)["activation"].as_u64()), (200, Some(first)), "{body}");
+    let activations = json(&request(daemon.http, "GET", "/api/activations", None, "").1);
+    assert_eq!(activations.as_array().unwrap().len(), 1, "{activations}");
+    let mut targeted: Vec<String> =
+        activations[0]["sirens"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    targeted.sort();
+    assert_eq!(targeted, expected_first);
+    assert_eq!(activations[0]["requested_by"], "typhoon-platform");
+
+    // Its update, before approval, over a larger area: the request is superseded by one for
+    // the new area; the second person approves that one.
+    let reference = "typhoon@hz.example,TY-1,2026-09-17T08:00:00+08:00";
+    let second_area = around(&[0, 1]);
+    let expected_second = inside(&second_area);
+    assert!(expected_second.len() > expected_first.len(), "{expected_second:?}");
+    let (status, body) = post(&platform, &cap_alert("Actual", "Update", "TY-2", &second_area, Some(reference)));
+    assert_eq!(status, 200, "{body}");
+    let updated = json(&body)["activation"].as_u64().unwrap();
+    assert_ne!(updated, first);
+    let old = json(&request(daemon.http, "GET", &format!("/api/activations/{first}"), None, "").1);
+    assert_eq!(old["state"], "rejected", "{old}");
+    let (status, body) =
+        request(daemon.http, "POST", &format!("/api/activations/{updated}/approve"), Some(&second), "");
+    assert_eq!(status, 200, "{body}");
+    let mut view = serde_json::Value::Null;
+    wait_for("the updated warning sounding or done", || {
+        view = json(&request(daemon.http, "GET", &format!("/api/activations/{updated}"), None, "").1);
+        view["sirens"].as_array().is_some_and(|v| v.len() == expected_second.len())
+            && view["counts"]["pending"].is_null()
+    })
+    .await;
+
+    // Its cancel stops that warning in one step.
+    let reference = "typhoon@hz.example,TY-2,2026-09-17T08:00:00+08:00";
+    let (status, body) = post(&platform, &cap_alert("Actual", "Cancel", "TY-3", &second_area, Some(reference)));
+    assert_eq!(status, 200, "{body}");
+    let cancelled = json(&body);
+    assert_eq!(cancelled["activation"].as_u64(), Some(updated), "{cancelled}");
+    assert!(cancelled["outcome"].as_str().unwrap().contains("stopped"), "{cancelled}");
+    let events = json(&request(daemon.http, "GET", "/api/events?kind=stop_requested", None, "").1);
+    assert!(events[0]["detail"].as_str().unwrap().contains("cancelled by CAP"), "{events}");
+
+    // An exercise never sounds LIVE (this rule records it only).
+    let (status, body) = post(&platform, &cap_alert("Exercise", "Alert", "EX-1", &first_area, None));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        json(&body)["activation"].is_null() && json(&body)["outcome"].as_str().unwrap().contains("Exercise"),
+        "{body}"
+    );
+    // A flood drill whose rule says so becomes a TEST sounding of the same sirens' zones.
+    // (Over a siren in none of the warning's zones: a test never shares a siren with it.)
+    let zone_of = |id: &str| loaded.fleet.sirens.iter().find(|x| x.id == id).unwrap().zone.to_string();
+    let warned: Vec<String> = expected_second.iter().map(|id| zone_of(id)).collect();
+    let apart = (0..ids.len())
+        .find(|&i| !warned.iter().any(|z| zone_of(&ids[i]).starts_with(z.as_str()) || z.starts_with(&zone_of(&ids[i]))))
+        .unwrap();
+    let drill = cap_alert("Exercise", "Alert", "EX-2", &around(&[apart]), None).replace("台风", "洪水");
+    let (status, body) = post(&platform, &drill);
+    assert_eq!(status, 200, "{body}");
+    let sounding = json(&body)["sounding"].as_u64().unwrap_or_else(|| panic!("{body}"));
+    let campaign = json(&request(daemon.http, "GET", &format!("/api/soundings/{sounding}"), None, "").1);
+    assert_eq!(campaign["kind"], "test", "{campaign}");
+    let activations = json(&request(daemon.http, "GET", "/api/activations", None, "").1);
+    assert_eq!(activations.as_array().unwrap().len(), 2, "no activation for the exercises: {activations}");
+
+    let listed = json(&request(daemon.http, "GET", "/api/cap/alerts", None, "").1);
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed:#}");
+    let counted = daemon.metrics.encode();
+    assert!(
+        counted.contains("sirend_cap_alerts_total{source=\"typhoon-platform\",outcome=\"refused\"} 2"),
+        "{counted}"
+    );
+    assert!(counted.contains("sirend_cap_alerts_total{source=\"typhoon-mirror\",outcome=\"duplicate\"} 1"));
+    devices.shutdown().await;
+    daemon.stop().await;
+}

@@ -35,6 +35,9 @@ pub enum LiveError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Campaign(String),
+    /// The source may not act where the request would.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// An activation with how each of its sirens is doing.
@@ -127,7 +130,7 @@ impl Engine {
         }
     }
 
-    fn live_request(&mut self, ask: Ask, by: &str) -> Result<Activation, LiveError> {
+    pub(super) fn live_request(&mut self, ask: Ask, by: &str) -> Result<Activation, LiveError> {
         let Some(steps) = self.live_config.signal(&ask.signal) else {
             let known = self.live_config.signal_names().join(", ");
             return Err(LiveError::Invalid {

@@ -21,6 +21,7 @@
 //! - [`live`]: LIVE warnings, from request and approval to their campaign.
 
 pub mod cadence;
+pub mod cap;
 pub mod clock;
 pub mod counters;
 pub mod deaths;
@@ -104,6 +105,7 @@ pub enum Input {
     },
     /// A LIVE warning's request, approval, rejection, false alarm, or a look at them.
     Live(live::LiveInput),
+    Cap(cap::CapInput),
     /// The state of stop sweep `id`.
     StopStatus {
         id: u32,
@@ -217,6 +219,8 @@ pub struct Engine {
     /// LIVE requests and what became of them.
     desk: crate::live::Desk,
     live_config: crate::live::LiveConfig,
+    intake: crate::cap::intake::Intake,
+    cap_config: crate::cap::rules::CapConfig,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -330,6 +334,8 @@ impl Engine {
             next_sweep: 0,
             desk: crate::live::Desk::default(),
             live_config: crate::live::LiveConfig::default(),
+            intake: crate::cap::intake::Intake::default(),
+            cap_config: crate::cap::rules::CapConfig::default(),
             arrived: None,
         })
     }
@@ -346,6 +352,12 @@ impl Engine {
     }
 
     /// LIVE warnings: their configuration, and the activations a previous run stored.
+    /// CAP rules, and the alerts received before.
+    pub fn set_cap(&mut self, config: crate::cap::rules::CapConfig, intake: crate::cap::intake::Intake) {
+        self.cap_config = config;
+        self.intake = intake;
+    }
+
     pub fn set_live(&mut self, config: crate::live::LiveConfig, desk: crate::live::Desk) {
         self.live_config = config;
         self.desk = desk;
@@ -450,6 +462,7 @@ impl Engine {
                 let _ = reply.send(self.start_stop(&scope, &by, &reason));
             }
             Input::Live(input) => self.handle_live(input),
+            Input::Cap(input) => self.handle_cap(input),
             Input::StopStatus { id, reply } => {
                 let _ = reply.send(self.sweep_view(id));
             }

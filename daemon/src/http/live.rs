@@ -28,11 +28,11 @@ fn invalid(field: &str, message: &str) -> Response {
     (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": message, "field": field}))).into_response()
 }
 
-fn refusal(e: &LiveError) -> Response {
+pub(super) fn refusal(e: &LiveError) -> Response {
     let message = e.to_string();
     match e {
         LiveError::Refused(Refused::Unknown(_)) => error(StatusCode::NOT_FOUND, message),
-        LiveError::Refused(Refused::SamePerson(..)) => error(StatusCode::FORBIDDEN, message),
+        LiveError::Refused(Refused::SamePerson(..)) | LiveError::Forbidden(_) => error(StatusCode::FORBIDDEN, message),
         LiveError::Refused(Refused::Expired(..) | Refused::NotPending(..)) | LiveError::Campaign(_) => {
             error(StatusCode::CONFLICT, message)
         }

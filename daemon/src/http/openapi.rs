@@ -43,6 +43,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::live::false_alarm,
         super::live::list,
         super::live::one,
+        super::cap::submit,
+        super::cap::alerts,
     ),
     components(schemas(crate::liveness::State)),
     modifiers(&Bearer),

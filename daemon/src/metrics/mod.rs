@@ -34,6 +34,12 @@ struct SirenLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapLabel {
+    source: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LiveLabel {
     activation: String,
     state: &'static str,
@@ -88,6 +94,7 @@ pub struct Metrics {
     commands_unanswered: Counter,
     uncommanded: Family<SirenLabel, Counter>,
     uncommanded_last: Family<SirenLabel, Gauge>,
+    cap_alerts: Family<CapLabel, Counter>,
     live_sirens: Family<LiveLabel, Gauge>,
     http_refused: Counter,
     soundings: SharedBoard,
@@ -183,6 +190,12 @@ impl Metrics {
         let commands_unanswered = Counter::default();
         let live_sirens = register_live(&mut registry);
         let (uncommanded, uncommanded_last) = register_uncommanded(&mut registry);
+        let cap_alerts = Family::<CapLabel, Counter>::default();
+        registry.register(
+            "sirend_cap_alerts",
+            "CAP alerts received, by source and outcome (requested, updated, cancelled, exercise, recorded, duplicate, refused)",
+            cap_alerts.clone(),
+        );
         let http_refused = register_counter(
             &mut registry,
             "sirend_http_connections_refused",
@@ -257,6 +270,7 @@ impl Metrics {
             commands_unanswered,
             uncommanded,
             uncommanded_last,
+            cap_alerts,
             live_sirens,
             http_refused,
             soundings,
@@ -366,6 +380,11 @@ impl Metrics {
         let label = SirenLabel { siren: siren.to_owned() };
         self.uncommanded.get_or_create(&label).inc();
         self.uncommanded_last.get_or_create(&label).set(at.as_second());
+    }
+
+    /// A CAP alert from `source` was applied (`outcome`), or refused.
+    pub fn cap_alert(&self, source: &str, outcome: &'static str) {
+        self.cap_alerts.get_or_create(&CapLabel { source: source.to_owned(), outcome }).inc();
     }
 
     /// An HTTP connection was closed at once: too many open, in all or from its address.

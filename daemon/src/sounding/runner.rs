@@ -494,6 +494,12 @@ impl Runner {
         ours
     }
 
+    /// The earliest instant an ad-hoc sounding requested at `now` may have: time to
+    /// synchronise and arm.
+    pub fn earliest_ad_hoc(&self, now: Timestamp) -> Timestamp {
+        now + Duration::from_secs(u64::from(self.config.arm_cutoff_s) + 10)
+    }
+
     /// An operator's ad-hoc sounding. Returns the campaign id.
     pub fn schedule_ad_hoc(
         &mut self,
@@ -509,8 +515,7 @@ impl Runner {
                 message: "a LIVE warning is requested and approved at /api/activations, never here".into(),
             });
         }
-        let lead = Duration::from_secs(u64::from(self.config.arm_cutoff_s) + 10);
-        let earliest = now + lead;
+        let earliest = self.earliest_ad_hoc(now);
         if request.at < earliest {
             return Err(RequestError::Invalid {
                 field: "at",
