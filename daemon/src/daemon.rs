@@ -189,15 +189,7 @@ impl Daemon {
         }
         engine.set_soundings(start_soundings(loaded, &store, &fleet, &metrics)?);
         engine.set_stop_uncommanded(c.soundings.stop_uncommanded);
-        for w in &c.live.waivers {
-            tracing::warn!(
-                source = %w.source,
-                zones = %w.zones.join(", "),
-                "LIVE warnings from this source in these zones need NO second person ([[live.waivers]])"
-            );
-        }
-        engine.set_live(c.live.clone(), crate::live::Desk::restore(store.activations(10_000)?));
-        engine.set_cap(c.cap.clone(), crate::cap::intake::Intake::restore(store.cap_alerts(100_000)?));
+        warnings_desk(&mut engine, loaded, &store)?;
         // The API's way to the engine (ad-hoc soundings, cancels).
         let engine_tx = inputs_tx.clone();
         drop(inputs_tx);
@@ -328,4 +320,27 @@ fn start_soundings(
 ) -> anyhow::Result<Runner> {
     let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(Runner::new(loaded.schedules.clone(), loaded.config.soundings.clone(), store, &fleet, metrics.soundings())?)
+}
+
+/// The LIVE desk and the CAP intake and feed, from the configuration and the store; each
+/// waiver of the second person said loudly.
+fn warnings_desk(engine: &mut Engine, loaded: &Loaded, store: &Store) -> anyhow::Result<()> {
+    let c = &loaded.config;
+    for w in &c.live.waivers {
+        tracing::warn!(
+            source = %w.source,
+            zones = %w.zones.join(", "),
+            "LIVE warnings from this source in these zones need NO second person ([[live.waivers]])"
+        );
+    }
+    engine.set_live(c.live.clone(), crate::live::Desk::restore(store.activations(10_000)?));
+    let publishing = crate::engine::cap::Publishing {
+        publisher: crate::cap::publish::Publisher {
+            sender: c.cap.sender.clone().unwrap_or_else(|| "sirend@localhost".to_owned()),
+            timezone: jiff::tz::TimeZone::get(&c.soundings.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+        },
+        coverage: c.coverage.clone(),
+    };
+    engine.set_cap(c.cap.clone(), crate::cap::intake::Intake::restore(store.cap_alerts(100_000)?), publishing);
+    Ok(())
 }

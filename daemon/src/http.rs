@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stop/{id}", get(stop::status))
         .route("/api/cap", post(cap::submit))
         .route("/api/cap/alerts", get(cap::alerts))
+        .route("/api/cap.atom", get(cap::feed))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))

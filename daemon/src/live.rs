@@ -132,6 +132,12 @@ pub struct Activation {
     /// Marked a false alarm: who, when, why.
     #[serde(default)]
     pub false_alarm: Option<String>,
+    /// Stopped while it sounded (`POST /api/stop`, a CAP cancel): who, when, why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// The activation it updates (a CAP `Update`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<u32>,
 }
 
 /// What a request asks.
@@ -207,6 +213,8 @@ impl Desk {
             standing,
             campaign: None,
             false_alarm: None,
+            stopped: None,
+            updates: None,
         };
         self.activations.push(a.clone());
         self.find_next_expiry();
@@ -268,6 +276,25 @@ impl Desk {
         let a = self.activations.iter_mut().find(|a| a.id == id)?;
         a.campaign = Some(campaign);
         Some(a.clone())
+    }
+
+    /// Records that activation `id` updates activation `old`.
+    pub fn updates(&mut self, id: u32, old: u32) -> Option<Activation> {
+        let a = self.activations.iter_mut().find(|a| a.id == id)?;
+        a.updates = Some(old);
+        Some(a.clone())
+    }
+
+    /// Marks activation `id` stopped (the first stop counts).
+    pub fn stopped(&mut self, id: u32, note: String) -> Option<Activation> {
+        let a = self.activations.iter_mut().find(|a| a.id == id && a.stopped.is_none())?;
+        a.stopped = Some(note);
+        Some(a.clone())
+    }
+
+    /// The activations approved and started whose campaign is one of `campaigns`.
+    pub fn sounding_in(&self, campaigns: &[u32]) -> Vec<u32> {
+        self.activations.iter().filter(|a| a.campaign.is_some_and(|c| campaigns.contains(&c))).map(|a| a.id).collect()
     }
 
     /// Marks activation `id` a false alarm.

@@ -522,6 +522,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Queues a LIVE activation as it is now without waiting for the commit (a stop must not
+    /// wait for the disk).
+    pub fn queue_activation(&self, a: &crate::live::Activation) -> Result<(), StoreError> {
+        self.send(Write::Activation(a.id, serde_json::to_string(a).unwrap_or_default()))
+    }
+
     /// The latest `limit` LIVE activations, oldest first.
     pub fn activations(&self, limit: usize) -> Result<Vec<crate::live::Activation>, StoreError> {
         let conn = self.reader();

@@ -1127,53 +1127,14 @@ fn cap_alert(status: &str, msg_type: &str, identifier: &str, polygon: &str, refe
 async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_documents_never_sound_live() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 3600);
-    let (second, entry) = new_token("second-officer", Role::Operator);
-    let (platform, platform_entry) = new_token("typhoon-platform", Role::Viewer);
-    let (mirror, mirror_entry) = new_token("typhoon-mirror", Role::Viewer);
-    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
-    write!(
-        text,
-        "\n{entry}\n{platform_entry}permissions = [\"submit_cap\"]\n\n{mirror_entry}permissions = [\"submit_cap\"]\n\n\
-         [live]\n[[live.signals]]\nname = \"typhoon\"\nsequence = [{{ pattern = \"chime\" }}]\n\n\
-         [[cap.rules]]\nname = \"typhoon\"\nevent = \"台风\"\nseverity = [\"Severe\", \"Extreme\"]\nsignal = \"typhoon\"\n\n\
-         [[cap.rules]]\nname = \"flood drill\"\nevent = \"洪水\"\nsignal = \"typhoon\"\nexercise = \"test\"\n"
-    )
-    .unwrap();
-    std::fs::write(&s.loaded.path, text).unwrap();
+    let [second, platform, mirror] = cap_config(&s.loaded.path);
     let loaded = Loaded::load(&s.loaded.path).unwrap();
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
     every_siren_heard(&daemon, &ids).await;
-    // A polygon (CAP: lat,lon) around the given sirens' bounding box, a little larger.
-    let around = |which: &[usize]| {
-        let pick = |f: fn(&siren_proto::fleet::Siren) -> f64| -> Vec<f64> {
-            which.iter().map(|&i| f(&loaded.fleet.sirens[i])).collect()
-        };
-        let (lats, lons) = (pick(|x| x.latitude), pick(|x| x.longitude));
-        let (s_, n) =
-            (lats.iter().copied().fold(90.0, f64::min) - 0.0005, lats.iter().copied().fold(-90.0, f64::max) + 0.0005);
-        let (w, e) =
-            (lons.iter().copied().fold(180.0, f64::min) - 0.0005, lons.iter().copied().fold(-180.0, f64::max) + 0.0005);
-        format!("{s_},{w} {s_},{e} {n},{e} {n},{w} {s_},{w}")
-    };
-    let inside = |polygon: &str| -> Vec<String> {
-        let mut pairs = polygon.split(' ').map(|p| {
-            let (a, b) = p.split_once(',').unwrap();
-            (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())
-        });
-        let (s_, w) = pairs.next().unwrap();
-        let (n, e) = pairs.nth(1).unwrap();
-        let mut v: Vec<String> = loaded
-            .fleet
-            .sirens
-            .iter()
-            .filter(|x| (s_..=n).contains(&x.latitude) && (w..=e).contains(&x.longitude))
-            .map(|x| x.id.clone())
-            .collect();
-        v.sort();
-        v
-    };
+    let around = |which: &[usize]| box_around(&loaded.fleet, which);
+    let inside = |polygon: &str| sirens_in_box(&loaded.fleet, polygon);
     let post = |token: &str, doc: &str| {
         let r = http::send(daemon.http, "POST", "/api/cap", Some(token), "application/cap+xml", doc).unwrap();
         (r.status, r.body)
@@ -1266,6 +1227,9 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
     let activations = json(&request(daemon.http, "GET", "/api/activations", None, "").1);
     assert_eq!(activations.as_array().unwrap().len(), 2, "no activation for the exercises: {activations}");
 
+    // The feed: the warning that sounded as an Alert, its stop as a Cancel referencing it.
+    check_feed(&daemon, dir.path(), updated, expected_second.len());
+
     let listed = json(&request(daemon.http, "GET", "/api/cap/alerts", None, "").1);
     assert_eq!(listed.as_array().unwrap().len(), 5, "{listed:#}");
     let counted = daemon.metrics.encode();
@@ -1276,4 +1240,100 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
     assert!(counted.contains("sirend_cap_alerts_total{source=\"typhoon-mirror\",outcome=\"duplicate\"} 1"));
     devices.shutdown().await;
     daemon.stop().await;
+}
+
+/// Checks the Atom feed is well-formed and each CAP document valid against the CAP 1.2 schema
+/// at `SIRENNET_CAP_XSD` (OASIS's CAP-v1.2.xsd; `.ci/run` fetches it), with xmllint. Skipped
+/// where either is missing, unless `SIRENNET_REQUIRE_CAP_XSD` is set.
+fn valid_cap(dir: &Path, feed: &str, documents: &[&str]) {
+    const REQUIRE: &str = "SIRENNET_REQUIRE_CAP_XSD";
+    let Some(xmllint) = sirennet_e2e::tools::find_required_by(&["xmllint"], REQUIRE) else { return };
+    let Some(schema) = std::env::var_os("SIRENNET_CAP_XSD") else {
+        assert!(std::env::var_os(REQUIRE).is_none(), "SIRENNET_CAP_XSD is not set ({REQUIRE} is)");
+        eprintln!("SIRENNET_CAP_XSD is not set: the CAP schema check is skipped");
+        return;
+    };
+    let lint = |name: &str, text: &str, schema: Option<&std::ffi::OsStr>| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut command = std::process::Command::new(&xmllint);
+        command.arg("--noout");
+        if let Some(schema) = schema {
+            command.arg("--schema").arg(schema);
+        }
+        let out = command.arg(&path).output().unwrap();
+        assert!(out.status.success(), "{name}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    };
+    lint("feed.atom", feed, None);
+    for (i, doc) in documents.iter().enumerate() {
+        let text = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{doc}");
+        lint(&format!("alert-{i}.xml"), &text, Some(&schema));
+    }
+}
+
+/// Adds a second officer, two CAP platforms' tokens (`submit_cap`), a typhoon signal and the
+/// rules to the configuration at `path`; returns the three tokens.
+fn cap_config(path: &Path) -> [String; 3] {
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let (platform, platform_entry) = new_token("typhoon-platform", Role::Viewer);
+    let (mirror, mirror_entry) = new_token("typhoon-mirror", Role::Viewer);
+    let mut text = std::fs::read_to_string(path).unwrap();
+    write!(
+        text,
+        "\n{entry}\n{platform_entry}permissions = [\"submit_cap\"]\n\n{mirror_entry}permissions = [\"submit_cap\"]\n\n\
+         [live]\n[[live.signals]]\nname = \"typhoon\"\nsequence = [{{ pattern = \"chime\" }}]\n\n\
+         [[cap.rules]]\nname = \"typhoon\"\nevent = \"台风\"\nseverity = [\"Severe\", \"Extreme\"]\nsignal = \"typhoon\"\n\n\
+         [[cap.rules]]\nname = \"flood drill\"\nevent = \"洪水\"\nsignal = \"typhoon\"\nexercise = \"test\"\n"
+    )
+    .unwrap();
+    std::fs::write(path, text).unwrap();
+    [second, platform, mirror]
+}
+
+/// A CAP polygon (`lat,lon` pairs) around the bounding box of sirens `which`, 0.0005° wider.
+fn box_around(fleet: &siren_proto::fleet::Fleet, which: &[usize]) -> String {
+    let sirens: Vec<_> = which.iter().map(|&i| &fleet.sirens[i]).collect();
+    let south = sirens.iter().map(|x| x.latitude).fold(90.0, f64::min) - 0.0005;
+    let north = sirens.iter().map(|x| x.latitude).fold(-90.0, f64::max) + 0.0005;
+    let west = sirens.iter().map(|x| x.longitude).fold(180.0, f64::min) - 0.0005;
+    let east = sirens.iter().map(|x| x.longitude).fold(-180.0, f64::max) + 0.0005;
+    format!("{south},{west} {south},{east} {north},{east} {north},{west} {south},{west}")
+}
+
+/// The sirens inside a polygon made by [`box_around`], sorted.
+fn sirens_in_box(fleet: &siren_proto::fleet::Fleet, polygon: &str) -> Vec<String> {
+    let corners: Vec<(f64, f64)> = polygon
+        .split(' ')
+        .map(|p| {
+            let (lat, lon) = p.split_once(',').unwrap();
+            (lat.parse().unwrap(), lon.parse().unwrap())
+        })
+        .collect();
+    let ((south, west), (north, east)) = (corners[0], corners[2]);
+    let mut inside: Vec<String> = fleet
+        .sirens
+        .iter()
+        .filter(|x| (south..=north).contains(&x.latitude) && (west..=east).contains(&x.longitude))
+        .map(|x| x.id.clone())
+        .collect();
+    inside.sort();
+    inside
+}
+
+/// The CAP feed holds the warning that sounded (`activation`, over `sirens` sirens) as an
+/// Alert with one circle per siren, and its stop as a Cancel referencing it; each document
+/// is valid against the CAP 1.2 schema.
+fn check_feed(daemon: &Daemon, dir: &Path, activation: u64, sirens: usize) {
+    let feed = request(daemon.http, "GET", "/api/cap.atom", None, "").1;
+    let documents: Vec<&str> = feed
+        .split("<content type=\"application/cap+xml\">")
+        .skip(1)
+        .map(|c| c.split("</content>").next().unwrap())
+        .collect();
+    assert_eq!(documents.len(), 2, "{feed}");
+    assert!(documents[0].contains("<msgType>Cancel</msgType>"), "{feed}");
+    assert!(documents[0].contains(&format!("sirend-activation-{activation},")), "references the alert: {feed}");
+    assert!(documents[1].contains("<msgType>Alert</msgType>"), "{feed}");
+    assert_eq!(documents[1].matches("<circle>").count(), sirens, "one circle per siren: {feed}");
+    valid_cap(dir, &feed, &documents);
 }

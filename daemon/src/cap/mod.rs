@@ -6,6 +6,7 @@
 //! Sans-IO: text in, a checked [`Alert`] or the reason it was refused out.
 
 pub mod intake;
+pub mod publish;
 pub mod rules;
 
 use serde::{Deserialize, Serialize};

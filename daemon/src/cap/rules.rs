@@ -8,6 +8,10 @@ use super::{Certainty, Info, Severity, Urgency};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapConfig {
+    /// The `<sender>` of the CAP documents sirend publishes (`GET /api/cap.atom`): unique to
+    /// this office, for example `sirend@hangzhou.example`.
+    #[serde(default)]
+    pub sender: Option<String>,
     #[serde(default)]
     pub rules: Vec<Rule>,
     #[serde(default)]
@@ -72,17 +76,17 @@ impl Rule {
         });
         event
             && code
-            && any_of(&self.severity, info.severity)
-            && any_of(&self.urgency, info.urgency)
-            && any_of(&self.certainty, info.certainty)
+            && any_of(&self.severity, &info.severity)
+            && any_of(&self.urgency, &info.urgency)
+            && any_of(&self.certainty, &info.certainty)
             && self.sender.as_ref().is_none_or(|s| s == sender)
             && self.source.as_ref().is_none_or(|s| s == source)
     }
 }
 
 /// Whether `value` is in `list`, or `list` is empty (no criterion).
-fn any_of<T: PartialEq>(list: &[T], value: T) -> bool {
-    list.is_empty() || list.contains(&value)
+fn any_of<T: PartialEq>(list: &[T], value: &T) -> bool {
+    list.is_empty() || list.contains(value)
 }
 
 impl CapConfig {

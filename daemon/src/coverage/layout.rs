@@ -230,6 +230,11 @@ fn settings_chain<'a>(
     chain
 }
 
+/// A zone's acoustics: how far its sirens are heard.
+pub fn zone_acoustics(settings: &config::Coverage, path: &str) -> Acoustics {
+    resolve(settings, path).0
+}
+
 /// A zone's acoustics and target: the nearest setting on the way up from the zone itself to
 /// the defaults, per field.
 fn resolve(settings: &config::Coverage, path: &str) -> (Acoustics, f64) {

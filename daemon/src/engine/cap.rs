@@ -2,6 +2,8 @@
 //! through the same paths as a person's request (a LIVE request under the two-person rule, a
 //! stop, a test sounding), and stored with what it did before it is answered.
 
+use std::fmt::Write as _;
+
 use jiff::Timestamp;
 use tokio::sync::oneshot;
 
@@ -28,6 +30,19 @@ pub enum CapInput {
     List {
         reply: oneshot::Sender<Vec<Received>>,
     },
+    /// The Atom feed of this daemon's LIVE warnings as CAP, its self link `url`.
+    Feed {
+        url: String,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// What publishing CAP needs besides the activations.
+#[derive(Debug, Clone)]
+pub struct Publishing {
+    pub publisher: crate::cap::publish::Publisher,
+    /// For each siren's audible radius.
+    pub coverage: crate::config::Coverage,
 }
 
 impl Engine {
@@ -42,6 +57,9 @@ impl Engine {
             }
             CapInput::List { reply } => {
                 let _ = reply.send(self.intake.latest(100));
+            }
+            CapInput::Feed { url, reply } => {
+                let _ = reply.send(self.cap_feed(&url));
             }
         }
     }
@@ -96,6 +114,28 @@ impl Engine {
         tracing::info!(source, sender = %r.sender, identifier = %r.identifier, outcome = %r.outcome, "CAP alert");
         self.record(None, "cap_alert", format!("{} from {source}: {}", alert.key(), r.outcome));
         Ok(r)
+    }
+
+    fn cap_feed(&self, url: &str) -> String {
+        let Some(p) = &self.publishing else { return String::new() };
+        let mut activations = self.desk.latest(100);
+        activations.reverse();
+        let circles = |a: &crate::live::Activation| {
+            let fleet = self.read_fleet();
+            let all = a.zones.is_empty() && a.sirens.is_empty();
+            let named: std::collections::HashSet<&str> = a.sirens.iter().map(String::as_str).collect();
+            fleet
+                .sirens()
+                .iter()
+                .filter(|s| all || named.contains(s.id.as_str()) || a.zones.iter().any(|z| s.zone.is_within(z)))
+                .map(|s| {
+                    let acoustics = crate::coverage::layout::zone_acoustics(&p.coverage, s.zone.as_str());
+                    (s.latitude, s.longitude, acoustics.audible_radius_m(s.rating_db) / 1000.0)
+                })
+                .collect()
+        };
+        let messages = p.publisher.messages(&activations, &circles);
+        crate::cap::publish::atom(&messages, &p.publisher.sender, url)
     }
 
     /// Refuses (and applies nothing of) an alert whose areas reach beyond the zones its
@@ -167,10 +207,14 @@ impl Engine {
         let headline = info.headline.as_deref().unwrap_or(&info.event);
         let mut reason = format!("CAP {} from {}: {headline}", alert.identifier, alert.sender);
         if let Some(old) = &old {
-            reason.push_str(&format!(" (update of activation {})", old.id));
+            let _ = write!(reason, " (update of activation {})", old.id);
         }
         let ask = Ask { zones, sirens, area: None, signal: signal.to_owned(), at: None, reason };
-        let a = self.live_request(ask, source)?;
+        let mut a = self.live_request(ask, source)?;
+        if let Some(linked) = old.as_ref().and_then(|o| self.desk.updates(a.id, o.id)) {
+            self.store.save_activation(&linked)?;
+            a = linked;
+        }
         r.activation = Some(a.id);
         r.outcome = match (&old, &a.standing) {
             (_, Standing::Approved { .. }) => format!("LIVE activation {} sounding (second person waived)", a.id),

@@ -221,6 +221,7 @@ pub struct Engine {
     live_config: crate::live::LiveConfig,
     intake: crate::cap::intake::Intake,
     cap_config: crate::cap::rules::CapConfig,
+    publishing: Option<cap::Publishing>,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -336,6 +337,7 @@ impl Engine {
             live_config: crate::live::LiveConfig::default(),
             intake: crate::cap::intake::Intake::default(),
             cap_config: crate::cap::rules::CapConfig::default(),
+            publishing: None,
             arrived: None,
         })
     }
@@ -353,9 +355,15 @@ impl Engine {
 
     /// LIVE warnings: their configuration, and the activations a previous run stored.
     /// CAP rules, and the alerts received before.
-    pub fn set_cap(&mut self, config: crate::cap::rules::CapConfig, intake: crate::cap::intake::Intake) {
+    pub fn set_cap(
+        &mut self,
+        config: crate::cap::rules::CapConfig,
+        intake: crate::cap::intake::Intake,
+        publishing: cap::Publishing,
+    ) {
         self.cap_config = config;
         self.intake = intake;
+        self.publishing = Some(publishing);
     }
 
     pub fn set_live(&mut self, config: crate::live::LiveConfig, desk: crate::live::Desk) {

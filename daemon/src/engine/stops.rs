@@ -62,6 +62,14 @@ impl Engine {
         self.broadcast_stops(&indices);
         // Nothing of ours re-arms or triggers them.
         if let Some(runner) = &mut self.soundings {
+            // LIVE warnings sounding in scope are marked stopped (the CAP feed says so).
+            for id in self.desk.sounding_in(&runner.campaigns_of(&indices)) {
+                if let Some(a) = self.desk.stopped(id, format!("{by} at {now}: {reason}")) {
+                    if let Err(e) = self.store.queue_activation(&a) {
+                        tracing::error!(activation = id, error = %e, "cannot store that the warning was stopped");
+                    }
+                }
+            }
             let fleet = std::sync::Arc::clone(&self.fleet);
             let fleet = fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let outgoing = runner.stop(&indices, &format!("stopped by {by}: {reason}"), now, &fleet);

@@ -85,3 +85,20 @@ pub(super) async fn alerts(State(state): State<AppState>) -> Response {
         Err(r) => r,
     }
 }
+
+/// This daemon's LIVE warnings as CAP 1.2 messages in an Atom feed, newest first: each
+/// approved warning an `Alert` (an `Update` when it updates another), each stopped warning or
+/// false alarm a `Cancel` referencing it; the area is the sirens' audible circles.
+#[utoipa::path(get, path = "/api/cap.atom", tag = "warnings",
+    responses(
+        (status = 200, description = "The Atom feed", body = String, content_type = "application/atom+xml"),
+        (status = 503, description = "The engine is not running", body = ApiError),
+    ))]
+pub(super) async fn feed(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let url = format!("http://{host}/api/cap.atom");
+    match super::ask_engine(&state, |reply| Input::Cap(CapInput::Feed { url, reply })).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")], text).into_response(),
+        Err(r) => r,
+    }
+}

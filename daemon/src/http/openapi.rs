@@ -45,6 +45,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::live::one,
         super::cap::submit,
         super::cap::alerts,
+        super::cap::feed,
     ),
     components(schemas(crate::liveness::State)),
     modifiers(&Bearer),

@@ -383,6 +383,11 @@ impl Runner {
 
     /// Stops the targets among `sirens` (fleet indices) of every open campaign: their arms are
     /// cancelled, nothing more is sent to them. Returns the cancels to send.
+    /// The open campaigns with any of `sirens` (fleet indices) among their targets.
+    pub fn campaigns_of(&self, sirens: &[usize]) -> Vec<u32> {
+        self.open.iter().filter(|l| sirens.iter().any(|f| l.target_of.contains_key(f))).map(|l| l.campaign.id).collect()
+    }
+
     pub fn stop(&mut self, sirens: &[usize], why: &str, now: Timestamp, fleet: &FleetState) -> Vec<Outgoing> {
         let mut out = Vec::new();
         for live in &mut self.open {

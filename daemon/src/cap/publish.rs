@@ -1,0 +1,193 @@
+//! sirend's own LIVE warnings as CAP 1.2, for the other channels (cell broadcast, apps,
+//! displays) to follow: each approved warning is an `Alert`, a warning that updates another an
+//! `Update` referencing it, a stopped warning or a false alarm a `Cancel` referencing it. The
+//! area is one circle per siren, its audible radius. Served as an Atom feed
+//! (`GET /api/cap.atom`), each entry's content the CAP document itself.
+//!
+//! Sans-IO: activations in, documents and the feed's text out.
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use quick_xml::escape::escape;
+
+use super::{Alert, Area, Category, Certainty, Info, MsgType, Scope, Severity, Status, Text, Urgency};
+use crate::live::{Activation, Standing};
+
+/// One siren's audible circle: latitude, longitude, radius in kilometres.
+pub type SirenCircle = (f64, f64, f64);
+
+/// What the feed is made of.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// `<sender>` of every document.
+    pub sender: String,
+    /// The time zone the documents write their times in.
+    pub timezone: TimeZone,
+}
+
+/// One CAP message and when it happened.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub alert: Alert,
+    pub at: Timestamp,
+}
+
+impl Publisher {
+    fn time(&self, t: Timestamp) -> String {
+        t.to_zoned(self.timezone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    }
+
+    fn identifier(a: &Activation) -> String {
+        format!("sirend-activation-{}", a.id)
+    }
+
+    /// The CAP messages of `activations`: `circles(a)` gives the audible circles of `a`'s
+    /// sirens.
+    pub fn messages(
+        &self,
+        activations: &[Activation],
+        circles: &dyn Fn(&Activation) -> Vec<SirenCircle>,
+    ) -> Vec<Message> {
+        let mut out = Vec::new();
+        for a in activations {
+            let Standing::Approved { at, .. } = &a.standing else { continue };
+            if a.campaign.is_none() {
+                continue;
+            }
+            let Ok(approved) = at.parse::<Timestamp>() else { continue };
+            let reference =
+                |b: &Activation, t: Timestamp| format!("{},{},{}", self.sender, Self::identifier(b), self.time(t));
+            let updated =
+                a.updates.and_then(|id| activations.iter().find(|b| b.id == id)).and_then(|b| match &b.standing {
+                    Standing::Approved { at, .. } => at.parse::<Timestamp>().ok().map(|t| (b, t)),
+                    _ => None,
+                });
+            let (msg_type, references) = match updated {
+                Some((b, t)) => (MsgType::Update, Some(reference(b, t))),
+                None => (MsgType::Alert, None),
+            };
+            let info = Self::info(a, &circles(a));
+            let alert = self.alert(Self::identifier(a), approved, msg_type, references, None, info.clone());
+            out.push(Message { alert, at: approved });
+            let ended =
+                a.false_alarm.as_ref().map(|n| ("false alarm", n)).or(a.stopped.as_ref().map(|n| ("stopped", n)));
+            if let Some((what, note)) = ended {
+                let when = note_time(note).unwrap_or(approved);
+                let id = format!("{}-cancel", Self::identifier(a));
+                let note = format!("{what}: {note}");
+                let cancel = self.alert(id, when, MsgType::Cancel, Some(reference(a, approved)), Some(note), info);
+                out.push(Message { alert: cancel, at: when });
+            }
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.at));
+        out
+    }
+
+    fn alert(
+        &self,
+        identifier: String,
+        sent: Timestamp,
+        msg_type: MsgType,
+        references: Option<String>,
+        note: Option<String>,
+        info: Info,
+    ) -> Alert {
+        Alert {
+            xmlns: None,
+            identifier,
+            sender: self.sender.clone(),
+            sent: self.time(sent),
+            status: Status::Actual,
+            msg_type,
+            source: None,
+            scope: Scope::Public,
+            restriction: None,
+            addresses: None,
+            code: Vec::new(),
+            note,
+            references,
+            incidents: None,
+            info: vec![info],
+        }
+    }
+
+    fn info(a: &Activation, circles: &[SirenCircle]) -> Info {
+        let targets = if a.zones.is_empty() && a.sirens.is_empty() {
+            "every siren".to_owned()
+        } else {
+            let mut t = a.zones.clone();
+            if !a.sirens.is_empty() {
+                t.push(format!("{} sirens", a.sirens.len()));
+            }
+            t.join(", ")
+        };
+        Info {
+            language: None,
+            category: vec![Text { value: Category::Safety }],
+            event: a.signal.clone(),
+            response_type: vec!["Shelter".into()],
+            urgency: Urgency::Immediate,
+            severity: Severity::Extreme,
+            certainty: Certainty::Observed,
+            audience: None,
+            event_code: Vec::new(),
+            effective: None,
+            onset: None,
+            expires: None,
+            sender_name: None,
+            headline: Some(format!("Sirens sound `{}`: {targets}", a.signal)),
+            description: Some(a.reason.clone()),
+            instruction: None,
+            web: None,
+            contact: None,
+            parameter: Vec::new(),
+            area: vec![Area {
+                area_desc: format!("the audible range of the sirens sounding: {targets}"),
+                polygon: Vec::new(),
+                circle: circles.iter().map(|(lat, lon, km)| format!("{lat},{lon} {km:.3}")).collect(),
+                geocode: Vec::new(),
+                altitude: None,
+                ceiling: None,
+            }],
+        }
+    }
+}
+
+/// The time a `who at <time>: why` note names.
+fn note_time(note: &str) -> Option<Timestamp> {
+    note.split_once(" at ")?.1.split(": ").next()?.parse().ok()
+}
+
+/// The Atom feed of `messages` (newest first), its id and self link `url`.
+pub fn atom(messages: &[Message], sender: &str, url: &str) -> String {
+    let updated = messages.first().map_or(Timestamp::UNIX_EPOCH, |m| m.at);
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n\
+         <id>urn:sirend:cap:{}</id>\n<title>LIVE warnings of {}</title>\n<updated>{updated}</updated>\n\
+         <link rel=\"self\" href=\"{}\"/>\n",
+        escape(sender),
+        escape(sender),
+        escape(url)
+    );
+    for m in messages {
+        let a = &m.alert;
+        let Ok(xml) = a.to_xml() else { continue };
+        let body = xml.split_once("?>\n").map_or(xml.as_str(), |(_, b)| b);
+        let title = a.info.first().and_then(|i| i.headline.clone()).unwrap_or_default();
+        let _ = write!(
+            out,
+            "<entry>\n<id>urn:sirend:cap:{}:{}</id>\n<title>{:?}: {}</title>\n<updated>{}</updated>\n\
+             <author><name>{}</name></author>\n<content type=\"application/cap+xml\">{body}</content>\n</entry>\n",
+            escape(&a.sender),
+            escape(&a.identifier),
+            a.msg_type,
+            escape(&title),
+            m.at,
+            escape(&a.sender),
+        );
+    }
+    out.push_str("</feed>\n");
+    out
+}
