@@ -545,8 +545,10 @@ impl Loaded {
         }
         for (i, w) in live.waivers.iter().enumerate() {
             let field = format!("live.waivers[{i}]");
-            if !self.config.http.tokens.iter().any(|t| t.name == w.source) {
-                return Err(self.field(field, format!("no token is named `{}` (http.tokens)", w.source)));
+            if !self.config.http.tokens.iter().any(|t| t.name == w.source)
+                && !self.config.cap.feeds.iter().any(|f| f.name == w.source)
+            {
+                return Err(self.field(field, format!("no token (http.tokens) or CAP feed is named `{}`", w.source)));
             }
             if w.zones.is_empty() {
                 return Err(self.field(field, "name the zones: the second person is never waived for the whole fleet"));
@@ -574,6 +576,23 @@ impl Loaded {
             }
             if r.event_code.as_ref().is_some_and(|c| !c.contains('=')) {
                 return Err(self.field(field, "event_code is `valueName=value`"));
+            }
+        }
+        for (i, f) in cap.feeds.iter().enumerate() {
+            let field = format!("cap.feeds[{i}] ({})", f.name);
+            if f.name.is_empty() || cap.feeds[..i].iter().any(|o| o.name == f.name) {
+                return Err(self.field(field, "give each feed a name of its own"));
+            }
+            if !(f.url.starts_with("http://") || f.url.starts_with("https://")) {
+                return Err(self.field(field, format!("url `{}` is not http:// or https://", f.url)));
+            }
+            if f.interval_s == 0 || f.timeout_s == 0 || f.max_backoff_s < f.interval_s {
+                return Err(
+                    self.field(field, "interval_s and timeout_s must be at least 1, max_backoff_s at least interval_s")
+                );
+            }
+            if let Some(z) = f.zones.iter().find(|z| !self.fleet.sirens.iter().any(|s| s.zone.is_within(z))) {
+                return Err(self.field(field, format!("no siren of the fleet is in zone `{z}`")));
             }
         }
         for (i, g) in cap.geocodes.iter().enumerate() {

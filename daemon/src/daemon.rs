@@ -155,6 +155,9 @@ impl Daemon {
             outputs.insert(link, tx);
             tasks.spawn(crate::link::serial::run(link, loaded.resolve(&s.port), s.baud, inputs_tx.clone(), rx));
         }
+        for feed in &c.cap.feeds {
+            tasks.spawn(crate::link::cap_feed::run(feed.clone(), inputs_tx.clone(), Arc::clone(&metrics)));
+        }
         let has_mqtt = loaded.own_sirens().any(siren_proto::fleet::Siren::has_mqtt);
         let (mqtt_broker, mqtt_link) = if has_mqtt {
             let (tx, rx) = mpsc::channel(8192);

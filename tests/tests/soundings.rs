@@ -1337,3 +1337,102 @@ fn check_feed(daemon: &Daemon, dir: &Path, activation: u64, sirens: usize) {
     assert_eq!(documents[1].matches("<circle>").count(), sirens, "one circle per siren: {feed}");
     valid_cap(dir, &feed, &documents);
 }
+
+/// What a test feed server answers on a path: after `delay`, `status` and `body`.
+type Routes = std::collections::HashMap<String, (Duration, u16, String)>;
+
+/// A plain HTTP server for CAP feeds, on a port of its own; one request per connection.
+async fn serve_feeds(routes: Routes) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = Arc::new(routes);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let routes = Arc::clone(&routes);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (delay, status, body) = routes.get(&path).cloned().unwrap_or((Duration::ZERO, 404, String::new()));
+                tokio::time::sleep(delay).await;
+                let head =
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_feeds_are_polled_the_same_alert_from_two_applies_once_and_slow_or_failing_feeds_do_no_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), 3600);
+    let [_, _, _] = cap_config(&s.loaded.path);
+    let fleet = Loaded::load(&s.loaded.path).unwrap().fleet;
+    let alert = cap_alert("Actual", "Alert", "TY-9", &box_around(&fleet, &[0]), None);
+    let atom = "<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>a</title><entry><id>1</id>\
+        <link rel=\"alternate\" href=\"/a/page\"/><link type=\"application/cap+xml\" href=\"/a/ty.xml\"/></entry></feed>";
+    let rss = "<rss version=\"2.0\"><channel><title>b</title><item><link>/b/ty.xml</link></item></channel></rss>";
+    let second = Duration::from_secs(1);
+    let routes: Routes = [
+        ("/a/index.atom", (Duration::ZERO, 200, atom.to_owned())),
+        ("/a/ty.xml", (Duration::ZERO, 200, alert.clone())),
+        ("/b/index.rss", (Duration::ZERO, 200, rss.to_owned())),
+        ("/b/ty.xml", (Duration::ZERO, 200, alert)),
+        ("/slow/index.atom", (5 * second, 200, atom.to_owned())),
+        ("/broken/index.atom", (Duration::ZERO, 500, "oops".to_owned())),
+    ]
+    .into_iter()
+    .map(|(p, r)| (p.to_owned(), r))
+    .collect();
+    let server = serve_feeds(routes).await;
+    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
+    for (name, path) in [
+        ("feed-a", "a/index.atom"),
+        ("feed-b", "b/index.rss"),
+        ("slow", "slow/index.atom"),
+        ("broken", "broken/index.atom"),
+    ] {
+        write!(
+            text,
+            "\n[[cap.feeds]]\nname = \"{name}\"\nurl = \"http://{server}/{path}\"\ninterval_s = 1\ntimeout_s = 1\nmax_backoff_s = 4\n"
+        )
+        .unwrap();
+    }
+    std::fs::write(&s.loaded.path, text).unwrap();
+    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let metric = |series: &str| {
+        daemon.metrics.encode().lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let polls = |feed: &str, outcome: &str| {
+        metric(&format!("sirend_cap_feed_polls_total{{source=\"{feed}\",outcome=\"{outcome}\"}}"))
+    };
+    wait_for("both feeds read, the slow and the broken one failed", || {
+        polls("feed-a", "ok") >= 1.0
+            && polls("feed-b", "ok") >= 1.0
+            && polls("slow", "failed") >= 1.0
+            && polls("broken", "failed") >= 1.0
+    })
+    .await;
+    let listed = json(&request(daemon.http, "GET", "/api/cap/alerts", None, "").1);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "applied once: {listed:#}");
+    assert!(listed[0]["outcome"].as_str().unwrap().contains("requested"), "{listed:#}");
+    let activations = json(&request(daemon.http, "GET", "/api/activations", None, "").1);
+    assert_eq!(activations.as_array().unwrap().len(), 1, "{activations}");
+    let first = listed[0]["source"].as_str().unwrap().to_owned();
+    let other = if first == "feed-a" { "feed-b" } else { "feed-a" };
+    assert!(metric(&format!("sirend_cap_alerts_total{{source=\"{other}\",outcome=\"duplicate\"}}")) >= 1.0);
+    assert_eq!(request(daemon.http, "GET", "/readyz", None, "").0, 200, "the daemon is unharmed");
+    daemon.stop().await;
+}

@@ -5,6 +5,7 @@
 //!
 //! Sans-IO: text in, a checked [`Alert`] or the reason it was refused out.
 
+pub mod feeds;
 pub mod intake;
 pub mod publish;
 pub mod rules;

@@ -16,6 +16,42 @@ pub struct CapConfig {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub geocodes: Vec<Geocode>,
+    /// Feeds polled for alerts.
+    #[serde(default)]
+    pub feeds: Vec<Feed>,
+}
+
+/// A CAP feed: an Atom or RSS index whose entries link to CAP documents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    /// The source its alerts come from (for rules, waivers and the record).
+    pub name: String,
+    pub url: String,
+    /// Between two polls, s.
+    #[serde(default = "default_interval")]
+    pub interval_s: u32,
+    /// For each request, s.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u32,
+    /// The longest wait after failures (the wait doubles from the interval), s.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_s: u32,
+    /// The zones its alerts may reach; empty: every zone.
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
+
+fn default_interval() -> u32 {
+    60
+}
+
+fn default_timeout() -> u32 {
+    10
+}
+
+fn default_max_backoff() -> u32 {
+    900
 }
 
 /// One rule. Every criterion given must hold (a list: any of its values); none given matches

@@ -2,6 +2,7 @@
 //! their link works. They know nothing about liveness or schedules.
 
 pub mod broker;
+pub mod cap_feed;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod serial;

@@ -95,6 +95,7 @@ pub struct Metrics {
     uncommanded: Family<SirenLabel, Counter>,
     uncommanded_last: Family<SirenLabel, Gauge>,
     cap_alerts: Family<CapLabel, Counter>,
+    cap_feed_polls: Family<CapLabel, Counter>,
     live_sirens: Family<LiveLabel, Gauge>,
     http_refused: Counter,
     soundings: SharedBoard,
@@ -105,6 +106,23 @@ fn register_counter(registry: &mut Registry, name: &str, help: &str) -> Counter 
     let counter = Counter::default();
     registry.register(name, help, counter.clone());
     counter
+}
+
+/// CAP alerts received and CAP feed polls, by source and outcome.
+fn register_cap(registry: &mut Registry) -> (Family<CapLabel, Counter>, Family<CapLabel, Counter>) {
+    let alerts = Family::<CapLabel, Counter>::default();
+    registry.register(
+        "sirend_cap_alerts",
+        "CAP alerts received, by source and outcome (requested, updated, cancelled, exercise, recorded, duplicate, refused)",
+        alerts.clone(),
+    );
+    let polls = Family::<CapLabel, Counter>::default();
+    registry.register(
+        "sirend_cap_feed_polls",
+        "Polls of CAP feeds, by feed (`source`) and outcome (ok, failed)",
+        polls.clone(),
+    );
+    (alerts, polls)
 }
 
 /// The count of activations nobody ordered and the time of the last, per siren.
@@ -190,12 +208,7 @@ impl Metrics {
         let commands_unanswered = Counter::default();
         let live_sirens = register_live(&mut registry);
         let (uncommanded, uncommanded_last) = register_uncommanded(&mut registry);
-        let cap_alerts = Family::<CapLabel, Counter>::default();
-        registry.register(
-            "sirend_cap_alerts",
-            "CAP alerts received, by source and outcome (requested, updated, cancelled, exercise, recorded, duplicate, refused)",
-            cap_alerts.clone(),
-        );
+        let (cap_alerts, cap_feed_polls) = register_cap(&mut registry);
         let http_refused = register_counter(
             &mut registry,
             "sirend_http_connections_refused",
@@ -271,6 +284,7 @@ impl Metrics {
             uncommanded,
             uncommanded_last,
             cap_alerts,
+            cap_feed_polls,
             live_sirens,
             http_refused,
             soundings,
@@ -385,6 +399,12 @@ impl Metrics {
     /// A CAP alert from `source` was applied (`outcome`), or refused.
     pub fn cap_alert(&self, source: &str, outcome: &'static str) {
         self.cap_alerts.get_or_create(&CapLabel { source: source.to_owned(), outcome }).inc();
+    }
+
+    /// A poll of CAP feed `feed` succeeded or failed.
+    pub fn cap_feed_poll(&self, feed: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.cap_feed_polls.get_or_create(&CapLabel { source: feed.to_owned(), outcome }).inc();
     }
 
     /// An HTTP connection was closed at once: too many open, in all or from its address.
