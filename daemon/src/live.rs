@@ -138,6 +138,9 @@ pub struct Activation {
     /// The activation it updates (a CAP `Update`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<u32>,
+    /// The CAP alert that requested it (`sender,identifier,sent`; `GET /api/cap/alerts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_alert: Option<String>,
 }
 
 /// What a request asks.
@@ -215,6 +218,7 @@ impl Desk {
             false_alarm: None,
             stopped: None,
             updates: None,
+            cap_alert: None,
         };
         self.activations.push(a.clone());
         self.find_next_expiry();
@@ -278,10 +282,11 @@ impl Desk {
         Some(a.clone())
     }
 
-    /// Records that activation `id` updates activation `old`.
-    pub fn updates(&mut self, id: u32, old: u32) -> Option<Activation> {
+    /// Records that CAP alert `alert` requested activation `id`, updating activation `old`.
+    pub fn from_cap(&mut self, id: u32, alert: String, old: Option<u32>) -> Option<Activation> {
         let a = self.activations.iter_mut().find(|a| a.id == id)?;
-        a.updates = Some(old);
+        a.cap_alert = Some(alert);
+        a.updates = old;
         Some(a.clone())
     }
 

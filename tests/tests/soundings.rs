@@ -1183,6 +1183,9 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
     assert_ne!(updated, first);
     let old = json(&request(daemon.http, "GET", &format!("/api/activations/{first}"), None, "").1);
     assert_eq!(old["state"], "rejected", "{old}");
+    let new = json(&request(daemon.http, "GET", &format!("/api/activations/{updated}"), None, "").1);
+    assert_eq!(new["cap_alert"], "typhoon@hz.example,TY-2,2026-09-17T08:00:00+08:00", "linked to its alert: {new}");
+    assert_eq!(new["updates"].as_u64(), Some(first), "{new}");
     let (status, body) =
         request(daemon.http, "POST", &format!("/api/activations/{updated}/approve"), Some(&second), "");
     assert_eq!(status, 200, "{body}");

@@ -191,3 +191,69 @@ pub fn atom(messages: &[Message], sender: &str, url: &str) -> String {
     out.push_str("</feed>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activation(id: u32, approved: &str) -> Activation {
+        Activation {
+            id,
+            requested_by: "ops".into(),
+            requested_at: approved.into(),
+            expires: approved.into(),
+            zones: vec!["hz/w".into()],
+            sirens: vec![],
+            area: None,
+            signal: "air-raid".into(),
+            sounds_at: None,
+            reason: "missile warning".into(),
+            standing: Standing::Approved { by: "second".into(), at: approved.into(), waived: false },
+            campaign: Some(id),
+            false_alarm: None,
+            stopped: None,
+            updates: None,
+            cap_alert: None,
+        }
+    }
+
+    #[test]
+    fn warnings_become_alerts_updates_and_cancels_with_references() {
+        let p = Publisher { sender: "sirend@hz.example".into(), timezone: TimeZone::fixed(jiff::tz::offset(8)) };
+        let first = activation(1, "2026-09-17T00:00:00Z");
+        let mut second = activation(2, "2026-09-17T00:05:00Z");
+        second.updates = Some(1);
+        second.false_alarm = Some("ops at 2026-09-17T00:09:00Z: wrong district".into());
+        let mut rejected = activation(3, "2026-09-17T00:06:00Z");
+        rejected.standing = Standing::Rejected { by: "b".into(), at: "x".into(), reason: "no".into() };
+        let circles = |_: &Activation| vec![(30.25, 120.1, 1.5)];
+        let m = p.messages(&[first, second, rejected], &circles);
+        let kinds: Vec<(MsgType, &str)> = m.iter().map(|m| (m.alert.msg_type, m.alert.identifier.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (MsgType::Cancel, "sirend-activation-2-cancel"),
+                (MsgType::Update, "sirend-activation-2"),
+                (MsgType::Alert, "sirend-activation-1"),
+            ]
+        );
+        assert_eq!(
+            m[0].alert.references.as_deref(),
+            Some("sirend@hz.example,sirend-activation-2,2026-09-17T08:05:00+08:00")
+        );
+        assert!(m[0].alert.note.as_deref().unwrap().starts_with("false alarm: "));
+        assert_eq!(m[0].alert.sent, "2026-09-17T08:09:00+08:00", "the cancel is sent when the false alarm was marked");
+        assert_eq!(
+            m[1].alert.references.as_deref(),
+            Some("sirend@hz.example,sirend-activation-1,2026-09-17T08:00:00+08:00")
+        );
+        assert_eq!(m[2].alert.info[0].area[0].circle, ["30.25,120.1 1.500"]);
+        // Each is a document sirend itself reads back as valid CAP 1.2.
+        for message in &m {
+            let xml = message.alert.to_xml().unwrap();
+            assert_eq!(crate::cap::Alert::parse(&xml).unwrap().identifier, message.alert.identifier);
+        }
+        let feed = atom(&m, "sirend@hz.example", "http://x/api/cap.atom");
+        assert_eq!(feed.matches("<entry>").count(), 3);
+    }
+}

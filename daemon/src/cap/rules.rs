@@ -145,3 +145,46 @@ impl CapConfig {
         zones
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_matching_rule_decides_and_geocodes_name_zones() {
+        let config: CapConfig = toml::from_str(
+            r#"
+            [[rules]]
+            name = "flood, one district"
+            event_code = "CN=FLOOD"
+            source = "xihu-feed"
+            signal = "flood"
+            [[rules]]
+            name = "anything else severe"
+            severity = ["Extreme"]
+            [[geocodes]]
+            value_name = "GB2260"
+            value = "330106"
+            zone = "hangzhou/w"
+            "#,
+        )
+        .unwrap();
+        let xml = |code: &str, severity: &str| {
+            format!(
+                r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>F</identifier><sender>s@x</sender>
+                <sent>2026-07-01T08:00:00+08:00</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope>
+                <info><category>Met</category><event>洪水</event><urgency>Expected</urgency><severity>{severity}</severity>
+                <certainty>Likely</certainty><eventCode><valueName>CN</valueName><value>{code}</value></eventCode>
+                <area><areaDesc>西湖区</areaDesc><geocode><valueName>GB2260</valueName><value>330106</value></geocode></area>
+                </info></alert>"#
+            )
+        };
+        let flood = crate::cap::Alert::parse(&xml("FLOOD", "Moderate")).unwrap();
+        let (rule, info) = config.rule_for(&flood.info, &flood.sender, "xihu-feed").unwrap();
+        assert_eq!((rule.name.as_str(), info), ("flood, one district", 0));
+        assert!(config.rule_for(&flood.info, &flood.sender, "another-feed").is_none(), "only from its source");
+        let storm = crate::cap::Alert::parse(&xml("STORM", "Extreme")).unwrap();
+        assert_eq!(config.rule_for(&storm.info, &storm.sender, "another-feed").unwrap().0.name, "anything else severe");
+        assert_eq!(config.zones_of(&flood.info[0]), ["hangzhou/w"]);
+    }
+}

@@ -211,7 +211,7 @@ impl Engine {
         }
         let ask = Ask { zones, sirens, area: None, signal: signal.to_owned(), at: None, reason };
         let mut a = self.live_request(ask, source)?;
-        if let Some(linked) = old.as_ref().and_then(|o| self.desk.updates(a.id, o.id)) {
+        if let Some(linked) = self.desk.from_cap(a.id, alert.key().to_string(), old.as_ref().map(|o| o.id)) {
             self.store.save_activation(&linked)?;
             a = linked;
         }
