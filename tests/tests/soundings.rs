@@ -1143,14 +1143,7 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
     let expected_first = inside(&first_area);
     assert!(!expected_first.is_empty() && expected_first.len() < ids.len(), "{expected_first:?}");
 
-    // Invalid documents are refused with the reason and change nothing.
-    let invalid = cap_alert("Actual", "Alert", "TY-1", &first_area, None).replace("<urgency>Immediate</urgency>", "");
-    let (status, body) = post(&platform, &invalid);
-    assert!(status == 422 && body.contains("urgency"), "{status} {body}");
-    let (status, body) = post(&platform, "<alert>not CAP</alert>");
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(request(daemon.http, "POST", "/api/cap", Some(&s.operator), &invalid).0, 403, "no submit_cap");
-    assert_eq!(json(&request(daemon.http, "GET", "/api/activations", None, "").1), serde_json::json!([]));
+    refuses_bad_cap(&daemon, &platform, &s.operator, &first_area);
 
     // The typhoon warning: a LIVE request for the sirens inside its polygon.
     let alert = cap_alert("Actual", "Alert", "TY-1", &first_area, None);
@@ -1438,4 +1431,20 @@ async fn cap_feeds_are_polled_the_same_alert_from_two_applies_once_and_slow_or_f
     assert!(metric(&format!("sirend_cap_alerts_total{{source=\"{other}\",outcome=\"duplicate\"}}")) >= 1.0);
     assert_eq!(request(daemon.http, "GET", "/readyz", None, "").0, 200, "the daemon is unharmed");
     daemon.stop().await;
+}
+
+/// Invalid CAP documents are refused with the reason, a token without `submit_cap` is refused,
+/// and nothing is requested.
+fn refuses_bad_cap(daemon: &Daemon, platform: &str, operator: &str, area: &str) {
+    let post = |token: &str, doc: &str| {
+        let r = http::send(daemon.http, "POST", "/api/cap", Some(token), "application/cap+xml", doc).unwrap();
+        (r.status, r.body)
+    };
+    let invalid = cap_alert("Actual", "Alert", "TY-1", area, None).replace("<urgency>Immediate</urgency>", "");
+    let (status, body) = post(platform, &invalid);
+    assert!(status == 422 && body.contains("urgency"), "{status} {body}");
+    let (status, body) = post(platform, "<alert>not CAP</alert>");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(post(operator, &invalid).0, 403, "no submit_cap");
+    assert_eq!(json(&request(daemon.http, "GET", "/api/activations", None, "").1), serde_json::json!([]));
 }
