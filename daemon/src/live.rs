@@ -290,6 +290,19 @@ impl Desk {
         Some(a.clone())
     }
 
+    /// The newest activation in `id`'s chain of updates (`id` itself when none updates it): a
+    /// CAP cancel or update of the first alert acts on what its updates made of it.
+    pub fn current(&self, id: u32) -> u32 {
+        let mut id = id;
+        while let Some(next) = self.activations.iter().filter(|a| a.updates == Some(id)).map(|a| a.id).max() {
+            if next <= id {
+                break;
+            }
+            id = next;
+        }
+        id
+    }
+
     /// Marks activation `id` stopped (the first stop counts).
     pub fn stopped(&mut self, id: u32, note: String) -> Option<Activation> {
         let a = self.activations.iter_mut().find(|a| a.id == id && a.stopped.is_none())?;
@@ -344,6 +357,18 @@ mod tests {
     }
 
     const WINDOW: SignedDuration = SignedDuration::from_secs(120);
+
+    #[test]
+    fn an_update_chain_leads_to_its_newest_activation() {
+        let mut d = Desk::default();
+        let ids: Vec<u32> = (0..3).map(|i| d.request(ask(), "cap-feed", WINDOW, false, at(i)).id).collect();
+        d.from_cap(ids[1], "s,TY-2,t".into(), Some(ids[0]));
+        d.from_cap(ids[2], "s,TY-3,t".into(), Some(ids[1]));
+        assert_eq!(d.current(ids[0]), ids[2]);
+        assert_eq!(d.current(ids[1]), ids[2]);
+        assert_eq!(d.current(ids[2]), ids[2]);
+        assert_eq!(d.get(ids[2]).unwrap().cap_alert.as_deref(), Some("s,TY-3,t"));
+    }
 
     #[test]
     fn a_different_person_approves_within_the_window() {

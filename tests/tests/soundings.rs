@@ -1190,8 +1190,8 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
     })
     .await;
 
-    // Its cancel stops that warning in one step.
-    let reference = "typhoon@hz.example,TY-2,2026-09-17T08:00:00+08:00";
+    // Its cancel stops that warning in one step, though it names only the first alert.
+    let reference = "typhoon@hz.example,TY-1,2026-09-17T08:00:00+08:00";
     let (status, body) = post(&platform, &cap_alert("Actual", "Cancel", "TY-3", &second_area, Some(reference)));
     assert_eq!(status, 200, "{body}");
     let cancelled = json(&body);

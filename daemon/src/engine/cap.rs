@@ -97,11 +97,15 @@ impl Engine {
                 self.cap_request(alert, &alert.info[info], &signal, source, None, &mut r)?
             }
             Decision::Update { activation, rule, signal, info } => {
+                let activation = self.desk.current(activation);
                 r.rule = Some(rule);
                 self.check_zones(&alert.info[info], source, allowed)?;
                 self.cap_request(alert, &alert.info[info], &signal, source, Some(activation), &mut r)?
             }
-            Decision::Cancel { activation } => self.cap_cancel(alert, activation, source, &mut r)?,
+            Decision::Cancel { activation } => {
+                let activation = self.desk.current(activation);
+                self.cap_cancel(alert, activation, source, &mut r)?
+            }
             Decision::Exercise { rule, signal, info } => {
                 r.rule = Some(rule);
                 self.check_zones(&alert.info[info], source, allowed)?;
@@ -196,13 +200,6 @@ impl Engine {
                 r.outcome = format!("update of activation {}: what sounds is unchanged", old.id);
                 return Ok("recorded");
             }
-            if old.standing == Standing::Requested {
-                let why = format!("superseded by CAP update {}", alert.key());
-                if let Ok(a) = self.desk.reject(old.id, source, &why, Timestamp::now()) {
-                    self.store.save_activation(&a)?;
-                    self.record(None, "live_rejected", format!("activation {} rejected by {source}: {why}", a.id));
-                }
-            }
         }
         let headline = info.headline.as_deref().unwrap_or(&info.event);
         let mut reason = format!("CAP {} from {}: {headline}", alert.identifier, alert.sender);
@@ -214,6 +211,14 @@ impl Engine {
         if let Some(linked) = self.desk.from_cap(a.id, alert.key().to_string(), old.as_ref().map(|o| o.id)) {
             self.store.save_activation(&linked)?;
             a = linked;
+        }
+        // The request it supersedes is withdrawn only once the new one stands.
+        if let Some(old) = old.as_ref().filter(|o| o.standing == Standing::Requested) {
+            let why = format!("superseded by CAP update {} (activation {})", alert.key(), a.id);
+            if let Ok(w) = self.desk.reject(old.id, source, &why, Timestamp::now()) {
+                self.store.save_activation(&w)?;
+                self.record(None, "live_rejected", format!("activation {} rejected by {source}: {why}", w.id));
+            }
         }
         r.activation = Some(a.id);
         r.outcome = match (&old, &a.standing) {
