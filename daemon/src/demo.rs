@@ -59,6 +59,8 @@ pub struct Prepared {
     pub operator_token: String,
     /// A second operator's token: a LIVE warning one requests, the other approves.
     pub second_token: String,
+    /// A warning platform's token (`submit_cap`), for the sample CAP alert the demo writes.
+    pub cap_token: String,
     /// The first occurrence of the demo's chime schedule.
     pub first_sounding: jiff::Timestamp,
 }
@@ -73,6 +75,8 @@ pub const DEMO_SCHEDULE: &str = "demo-chime";
 const PLANNED_RATING_DB: f64 = 125.0;
 /// Name of the zone boundaries file the demo writes.
 const ZONES_FILE: &str = "zones.geojson";
+/// Name of the sample CAP alert the demo writes.
+const CAP_SAMPLE: &str = "typhoon-cap.xml";
 
 /// Writes the demo fleet, its zones, a synthetic population, an operator token and a chime
 /// schedule into `dir`.
@@ -89,7 +93,8 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
     std::fs::write(o.dir.join("people.csv"), synthetic_population(&options))?;
     let (operator_token, first_entry) = new_token("demo-operator", Role::Operator);
     let (second_token, second_entry) = new_token("demo-second-officer", Role::Operator);
-    let token_entry = format!("{first_entry}\n{second_entry}");
+    let (cap_token, cap_entry) = new_token("demo-typhoon-platform", Role::Viewer);
+    let token_entry = format!("{first_entry}\n{second_entry}\n{cap_entry}permissions = [\"submit_cap\"]\n");
     let first_sounding = (jiff::Timestamp::now() + o.first_sounding_in).round(jiff::Unit::Second)?;
     let configure = |g: &generate::Generated| -> anyhow::Result<Loaded> {
         let written = generate::write(g, &o.dir)?;
@@ -128,7 +133,8 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
         .collect();
     generate::add_sirens(&mut g, &options.code, &sites, options.seed)?;
     let loaded = configure(&g)?;
-    Ok(Prepared { loaded, generated: g, operator_token, second_token, first_sounding })
+    std::fs::write(o.dir.join(CAP_SAMPLE), sample_cap_alert(&g.fleet))?;
+    Ok(Prepared { loaded, generated: g, operator_token, second_token, cap_token, first_sounding })
 }
 
 /// The generated sirend.toml made the demo's: its ports, short polls and heartbeats, the
@@ -154,7 +160,54 @@ fn demo_config(
          [[schedule]]\nname = \"{DEMO_SCHEDULE}\"\nkind = \"chime\"\nstart = \"{start}\"\n\
          rrule = \"FREQ=MINUTELY;INTERVAL=5\"\nsequence = [{{ pattern = \"chime\" }}]\n"
     )?;
+    // A typhoon signal, and a rule that sounds it for the platform's severe typhoon alerts.
+    write!(
+        text,
+        "\n[live]\n[[live.signals]]\nname = \"typhoon\"\nsequence = [{{ pattern = \"pre-warning\" }}]\n\n\
+         [cap]\nsender = \"sirend-demo@localhost\"\n\n[[cap.rules]]\nname = \"typhoon\"\nevent = \"台风\"\n\
+         severity = [\"Severe\", \"Extreme\"]\nsignal = \"typhoon\"\n"
+    )?;
     Ok(text)
+}
+
+/// A CAP 1.2 typhoon warning whose polygon covers the first town of `fleet`: what a city's
+/// warning platform would post (`POST /api/cap`).
+fn sample_cap_alert(fleet: &siren_proto::fleet::Fleet) -> String {
+    let town = fleet.sirens.first().map(|s| s.zone.to_string()).unwrap_or_default();
+    let sirens: Vec<_> = fleet.sirens.iter().filter(|s| s.zone.to_string() == town).collect();
+    let fold = |f: fn(&siren_proto::fleet::Siren) -> f64, init: f64, pick: fn(f64, f64) -> f64| {
+        sirens.iter().map(|s| f(s)).fold(init, pick)
+    };
+    let (south, north) = (fold(|s| s.latitude, 90.0, f64::min) - 0.002, fold(|s| s.latitude, -90.0, f64::max) + 0.002);
+    let (west, east) =
+        (fold(|s| s.longitude, 180.0, f64::min) - 0.002, fold(|s| s.longitude, -180.0, f64::max) + 0.002);
+    let sent = jiff::Timestamp::now().to_zoned(TimeZone::fixed(jiff::tz::offset(8))).strftime("%Y-%m-%dT%H:%M:%S%:z");
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>DEMO-TY-{stamp}</identifier>
+  <sender>typhoon-platform@demo.example</sender>
+  <sent>{sent}</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>台风</event>
+    <urgency>Immediate</urgency>
+    <severity>Extreme</severity>
+    <certainty>Observed</certainty>
+    <headline>台风红色预警 (demo)</headline>
+    <area>
+      <areaDesc>{town}</areaDesc>
+      <polygon>{south:.5},{west:.5} {south:.5},{east:.5} {north:.5},{east:.5} {north:.5},{west:.5} {south:.5},{west:.5}</polygon>
+    </area>
+  </info>
+</alert>
+"#,
+        stamp = jiff::Timestamp::now().as_second()
+    )
 }
 
 /// People on a grid of points 0.01 degrees apart over the generated area, densest at the
@@ -207,7 +260,7 @@ pub fn scenario(fleet: &siren_proto::fleet::Fleet) -> Scenario {
 /// Runs the demo until Ctrl-C.
 pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
-    let Prepared { loaded, generated: g, operator_token, second_token, first_sounding } = prepare(&o)?;
+    let Prepared { loaded, generated: g, operator_token, second_token, cap_token, first_sounding } = prepare(&o)?;
     let sirens = g.fleet.sirens.len();
     let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     let dir = o.dir.canonicalize()?;
@@ -223,7 +276,7 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     if o.faults {
         sim.play(scenario(&g.fleet));
     }
-    let tokens = [operator_token.as_str(), second_token.as_str()];
+    let tokens = [operator_token.as_str(), second_token.as_str(), cap_token.as_str()];
     print_banner(&daemon, &o, &dir, (sirens, buses.len(), devices.len()), tokens, first_sounding);
     shutdown.await;
     devices.shutdown().await;
@@ -237,7 +290,7 @@ fn print_banner(
     o: &DemoOptions,
     dir: &Path,
     (sirens, buses, mqtt): (usize, usize, usize),
-    [operator_token, second_token]: [&str; 2],
+    [operator_token, second_token, cap_token]: [&str; 3],
     first_sounding: jiff::Timestamp,
 ) {
     let http = daemon.http;
@@ -258,6 +311,12 @@ fn print_banner(
     );
     println!("  second officer  {second_token}");
     println!("                  (approves the first's LIVE requests: POST /api/activations, then .../approve)");
+    println!("  CAP platform    {cap_token}");
+    println!(
+        "                  (curl -X POST -H 'Authorization: Bearer <token>' -H 'Content-Type: application/cap+xml' \\"
+    );
+    println!("                   --data-binary @{} http://{http}/api/cap)", dir.join(CAP_SAMPLE).display());
+    println!("  CAP feed        http://{http}/api/cap.atom");
     if o.faults {
         println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
     } else {
