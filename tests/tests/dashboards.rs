@@ -512,11 +512,13 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_a
     // Every series the dashboards and rules read is one sirend exports. Some appear only
     // once what they report happens: the last missed occurrence after a miss
     // (tests/tests/soundings.rs sees it), a command-path fault while a siren has one, the
-    // last activation nobody ordered (tests/tests/daemon_mqtt.rs sees both).
+    // last activation nobody ordered (tests/tests/daemon_mqtt.rs sees both), CAP feed polls
+    // where feeds are configured (tests/tests/soundings.rs sees them).
     let on_event_only = [
         "sirend_sounding_last_missed_timestamp_seconds",
         "siren_command_path_failing",
         "siren_last_uncommanded_activation_timestamp_seconds",
+        "sirend_cap_feed_polls_total",
     ];
     let exposition = http::get(sirend, "/metrics").body;
     let exported: BTreeSet<&str> =
