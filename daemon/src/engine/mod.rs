@@ -31,7 +31,7 @@ pub mod polls;
 pub mod status;
 pub mod stops;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ use crate::store::{Event, Store, StoreError};
 /// seconds before a trigger. A campaign scans every target when asked; asking at every reply
 /// of a 10,000-siren arming made that scan the daemon's bottleneck.
 const SOUNDINGS_EVERY: Duration = Duration::from_millis(10);
+/// Stored campaigns whose targets are remembered (see `Engine::stored_targets`).
+const STORED_TARGETS_KEPT: usize = 8;
 /// Inputs handled at most between two ticks when they queue up.
 const INPUTS_PER_TICK: usize = 256;
 /// Capacity the table of requests awaiting answers keeps after a burst.
@@ -222,6 +224,7 @@ pub struct Engine {
     intake: crate::cap::intake::Intake,
     cap_config: crate::cap::rules::CapConfig,
     publishing: Option<cap::Publishing>,
+    stored_targets: HashMap<u32, Arc<HashSet<String>>>,
     /// The arrival time of the input being handled.
     arrived: Option<Timestamp>,
 }
@@ -338,6 +341,7 @@ impl Engine {
             intake: crate::cap::intake::Intake::default(),
             cap_config: crate::cap::rules::CapConfig::default(),
             publishing: None,
+            stored_targets: HashMap::new(),
             arrived: None,
         })
     }
@@ -1152,14 +1156,29 @@ impl Engine {
             return;
         }
         let id = self.read_fleet().siren(index).id.clone();
-        let ordered = campaign != 0
-            && self.store.campaign(campaign).ok().flatten().is_some_and(|c| c.targets.iter().any(|t| t.siren == id));
+        let ordered = campaign != 0 && self.stored_targets(campaign).is_some_and(|targets| targets.contains(&id));
         if !ordered {
             self.watch_uncommanded(
                 index,
                 Seen { state: DeviceState::Sounding, campaign: Some(campaign), reported: true },
             );
         }
+    }
+
+    /// The sirens stored campaign `campaign` targeted (`None`: no such campaign), remembered
+    /// for a few campaigns: after a whole-fleet sounding every late status asks about the same
+    /// one, and reading it means reading every target.
+    fn stored_targets(&mut self, campaign: u32) -> Option<Arc<HashSet<String>>> {
+        if let Some(t) = self.stored_targets.get(&campaign) {
+            return Some(Arc::clone(t));
+        }
+        let c = self.store.campaign(campaign).ok().flatten()?;
+        let targets: Arc<HashSet<String>> = Arc::new(c.targets.into_iter().map(|t| t.siren).collect());
+        if self.stored_targets.len() >= STORED_TARGETS_KEPT {
+            self.stored_targets.clear();
+        }
+        self.stored_targets.insert(campaign, Arc::clone(&targets));
+        Some(targets)
     }
 
     /// Siren `index` says it is as `seen`: armed or sounding with no open campaign of ours
