@@ -60,6 +60,7 @@ mod refusals;
 pub mod server;
 mod soundings;
 mod stop;
+mod stream;
 pub mod views;
 
 pub use maintenance::{EndedView, WindowView};
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cap", post(cap::submit))
         .route("/api/cap/alerts", get(cap::alerts))
         .route("/api/cap.atom", get(cap::feed))
+        .route("/api/stream", get(stream::stream))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))

@@ -22,6 +22,8 @@ use crate::fleet::Acknowledgement;
 use crate::maintenance::{Ended, Scope, Window};
 use crate::sounding::campaign::Campaign;
 
+/// Committed events a live follower may fall behind by before it is told it lagged.
+pub const CHANGES_KEPT: usize = 4096;
 /// Schema version kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 8;
 /// Most writes committed in one transaction.
@@ -185,6 +187,8 @@ pub struct Store {
     reader: Mutex<Connection>,
     events_written: Arc<AtomicU64>,
     health: Arc<Health>,
+    /// Each event once committed, with its id.
+    changes: tokio::sync::broadcast::Sender<Stored>,
 }
 
 /// Whether the store's commits succeed, as its writer last found.
@@ -460,15 +464,30 @@ impl Store {
         let counter = Arc::clone(&events_written);
         let health = Arc::new(Health::default());
         let writer_health = Arc::clone(&health);
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_KEPT);
+        let writer_changes = changes.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(writer_conn, &rx, &counter, &writer_health))
+            .spawn(move || write_loop(writer_conn, &rx, &counter, &writer_health, &writer_changes))
             .map_err(StoreError::Thread)?;
-        Ok(Self { writes: Some(writes), writer: Some(thread), reader: Mutex::new(reader), events_written, health })
+        Ok(Self {
+            writes: Some(writes),
+            writer: Some(thread),
+            reader: Mutex::new(reader),
+            events_written,
+            health,
+            changes,
+        })
     }
 
     fn send(&self, w: Write) -> Result<(), StoreError> {
         self.writes.as_ref().ok_or(StoreError::WriterGone)?.send(w).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Every event from now on, as it is committed, with its id. A receiver that falls more
+    /// than [`CHANGES_KEPT`] behind is told it lagged (it reads the log from its last id).
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<Stored> {
+        self.changes.subscribe()
     }
 
     /// Queues an event; it is committed with the next batch.
@@ -870,45 +889,58 @@ fn answer<T>(rx: &Receiver<T>) -> Result<T, StoreError> {
 /// Commits what arrives, in batches. Writes whose commit failed are kept (events up to
 /// [`MAX_BACKLOG_EVENTS`]) and tried again every [`RETRY_EVERY`], so a disk that was full or
 /// read-only for a while loses nothing it had room to keep.
-fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &AtomicU64, health: &Health) {
+/// The next batch to commit: the writes kept from a failed commit, then what arrives (up to
+/// [`MAX_BATCH`] more), and how many of them are kept ones. Waits for the first write, or
+/// [`RETRY_EVERY`] while some are kept; `None` once every sender is gone and nothing is kept.
+fn gather(rx: &Receiver<Write>, backlog: &mut Vec<Write>, open: &mut bool) -> Option<(Vec<Write>, usize)> {
+    let first = if backlog.is_empty() {
+        Some(rx.recv().ok()?)
+    } else if *open {
+        match rx.recv_timeout(RETRY_EVERY) {
+            Ok(w) => Some(w),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                *open = false;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let retrying = backlog.len();
+    let mut batch = std::mem::take(backlog);
+    batch.extend(first);
+    while batch.len() < MAX_BATCH + retrying {
+        match rx.try_recv() {
+            Ok(w) => batch.push(w),
+            Err(_) => break,
+        }
+    }
+    Some((batch, retrying))
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: &Receiver<Write>,
+    events_written: &AtomicU64,
+    health: &Health,
+    changes: &tokio::sync::broadcast::Sender<Stored>,
+) {
     // A failure a flush has not reported yet.
     let mut unreported: Option<String> = None;
     let mut backlog: Vec<Write> = Vec::new();
     let mut open = true;
     while open || !backlog.is_empty() {
-        let first = if backlog.is_empty() {
-            match rx.recv() {
-                Ok(w) => Some(w),
-                Err(_) => break,
-            }
-        } else if open {
-            match rx.recv_timeout(RETRY_EVERY) {
-                Ok(w) => Some(w),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let retrying = backlog.len();
-        let mut batch = std::mem::take(&mut backlog);
-        batch.extend(first);
-        while batch.len() < MAX_BATCH + retrying {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
+        let Some((batch, retrying)) = gather(rx, &mut backlog, &mut open) else { break };
         health.commit_started();
         let committed = commit(&mut conn, &batch);
         health.commit_ended();
         let mut created = Vec::new();
+        let mut event_ids = Vec::new();
         let outcome = match committed {
-            Ok((n, ids)) => {
+            Ok((n, ids, events)) => {
                 created = ids;
+                event_ids = events;
                 events_written.fetch_add(n, Ordering::Relaxed);
                 if retrying > 0 {
                     tracing::info!(writes = retrying, "the store commits again: the writes kept meanwhile are stored");
@@ -931,6 +963,7 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
         let mut flushed = false;
         let mut events = 0;
         let mut created = created.into_iter();
+        let mut event_ids = event_ids.into_iter();
         // Answered once the health says what this commit left behind.
         let mut answers: Vec<Box<dyn FnOnce()>> = Vec::new();
         for w in batch {
@@ -957,6 +990,12 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
                     events += usize::from(matches!(kept, Write::Event(_)));
                     backlog.push(kept);
                 }
+                // Committed: told to whoever follows the log live (nobody listening is fine).
+                Write::Event(event) => {
+                    if let Some(id) = event_ids.next() {
+                        let _ = changes.send(Stored { id, event });
+                    }
+                }
                 _ => {}
             }
         }
@@ -977,12 +1016,16 @@ fn write_loop(mut conn: Connection, rx: &Receiver<Write>, events_written: &Atomi
     }
 }
 
+/// What a commit wrote: the number of events and their ids, the campaigns created.
+type Committed = (u64, Vec<Option<u32>>, Vec<i64>);
+
 /// Commits `batch` in one transaction: the events written, and the ids of the campaigns it
-/// created (in order; `None` where the occurrence already had one).
-fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32>>), rusqlite::Error> {
+/// created (in order; `None` where the occurrence already had one), and the events' ids.
+fn commit(conn: &mut Connection, batch: &[Write]) -> Result<Committed, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut events = 0;
     let mut created = Vec::new();
+    let mut event_ids = Vec::new();
     {
         let mut insert =
             tx.prepare_cached("INSERT INTO events (at_us, siren, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
@@ -1031,6 +1074,7 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
                 }
                 Write::Event(e) => {
                     insert.execute(params![micros(e.at), e.siren, e.kind, e.detail])?;
+                    event_ids.push(tx.last_insert_rowid());
                     events += 1;
                 }
                 Write::State(s) => {
@@ -1073,7 +1117,7 @@ fn commit(conn: &mut Connection, batch: &[Write]) -> Result<(u64, Vec<Option<u32
         }
     }
     tx.commit()?;
-    Ok((events, created))
+    Ok((events, created, event_ids))
 }
 
 /// Writes an acknowledgement or a maintenance window (few: their statements are prepared when

@@ -733,3 +733,81 @@ async fn a_siren_active_that_nobody_ordered_is_an_alarm_and_is_stopped_unless_in
     mqtt.shutdown().await;
     daemon.stop().await;
 }
+
+/// Opens `GET path` as a server-sent event stream (with `Last-Event-ID` when given) and
+/// returns once its headers arrived: the daemon follows the log from then on.
+async fn open_stream(addr: std::net::SocketAddr, path: &str, last: Option<i64>) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let resume = last.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(60), conn.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("text/event-stream"), "{text}");
+    (conn, text)
+}
+
+/// Reads events from a stream `open_stream` opened until `enough` holds of the `(id, data)`
+/// pairs read so far (60 s guard).
+async fn read_events(
+    (mut conn, mut text): (tokio::net::TcpStream, String),
+    enough: impl Fn(&[(i64, String)]) -> bool,
+) -> Vec<(i64, String)> {
+    use tokio::io::AsyncReadExt as _;
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let events: Vec<(i64, String)> = text
+                .split("\n\n")
+                .filter_map(|block| {
+                    let id = block.lines().find_map(|l| l.strip_prefix("id: "))?.trim().parse().ok()?;
+                    let data = block.lines().find_map(|l| l.strip_prefix("data: "))?.to_owned();
+                    Some((id, data))
+                })
+                .collect();
+            if enough(&events) {
+                return events;
+            }
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.expect("gave up waiting for the stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_the_log_live_and_resumes_after_the_last_event_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim, url) = setup(dir.path(), 3, None, 2);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids = ids(&loaded);
+    // Followed before the sirens connect: each one's first state change comes live.
+    let stream = open_stream(daemon.http, "/api/stream?kind=state", None).await;
+    let mqtt = devices(&sim, &url, 2);
+    let heard = |e: &[(i64, String)]| ids.iter().all(|id| e.iter().any(|(_, d)| d.contains(id.as_str())));
+    let events = read_events(stream, heard).await;
+    for (_, data) in &events {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["kind"], "state", "{v}");
+    }
+    // A client that reconnects after the first event gets the rest from the log first.
+    let (first, _) = events[0];
+    let resumed = open_stream(daemon.http, "/api/stream?kind=state", Some(first)).await;
+    let rest = read_events(resumed, |e| e.len() >= events.len() - 1).await;
+    let later: Vec<i64> = events[1..].iter().map(|(id, _)| *id).collect();
+    assert_eq!(rest.iter().map(|(id, _)| *id).take(later.len()).collect::<Vec<_>>(), later);
+    // A siren that dies afterwards: its fall comes on a stream opened before it.
+    let stream = open_stream(daemon.http, &format!("/api/stream?siren={}", ids[0]), None).await;
+    sim.inject(&ids[0], &Fault::SilentDeath).unwrap();
+    let down = read_events(stream, |e| e.iter().any(|(_, d)| d.contains("down"))).await;
+    assert!(down.iter().all(|(_, d)| d.contains(ids[0].as_str())), "{down:?}");
+    mqtt.shutdown().await;
+    daemon.stop().await;
+}

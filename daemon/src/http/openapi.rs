@@ -46,6 +46,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::cap::submit,
         super::cap::alerts,
         super::cap::feed,
+        super::stream::stream,
     ),
     components(schemas(crate::liveness::State)),
     modifiers(&Bearer),
