@@ -1207,6 +1207,7 @@ async fn cap_alerts_request_update_and_cancel_one_warning_and_exercises_and_bad_
         json(&body)["activation"].is_null() && json(&body)["outcome"].as_str().unwrap().contains("Exercise"),
         "{body}"
     );
+    assert_eq!(json(&body)["rule"], "typhoon", "the rule that matched is recorded: {body}");
     // A flood drill whose rule says so becomes a TEST sounding of the same sirens' zones.
     // (Over a siren in none of the warning's zones: a test never shares a siren with it.)
     let zone_of = |id: &str| loaded.fleet.sirens.iter().find(|x| x.id == id).unwrap().zone.to_string();

@@ -88,6 +88,10 @@ impl Engine {
         let kind = match decision {
             Decision::Duplicate(_) => unreachable!("answered above"),
             Decision::Record(why) => {
+                // The rule that matched, if one did, though the alert's status or type kept it
+                // from acting.
+                r.rule =
+                    self.cap_config.rule_for(&alert.info, &alert.sender, source).map(|(rule, _)| rule.name.clone());
                 r.outcome = why;
                 "recorded"
             }
