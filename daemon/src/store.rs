@@ -526,19 +526,10 @@ impl Store {
 
     /// The latest `limit` CAP alerts received, oldest first.
     pub fn cap_alerts(&self, limit: usize) -> Result<Vec<crate::cap::intake::Received>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+        self.latest_bodies(
             "SELECT body FROM (SELECT id, body FROM cap_alerts ORDER BY id DESC LIMIT ?1) ORDER BY id",
-        )?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for body in rows {
-            match serde_json::from_str(&body?) {
-                Ok(a) => out.push(a),
-                Err(e) => tracing::error!(error = %e, "unreadable CAP alert record"),
-            }
-        }
-        Ok(out)
+            limit,
+        )
     }
 
     /// Queues a LIVE activation as it is now without waiting for the commit (a stop must not
@@ -549,16 +540,23 @@ impl Store {
 
     /// The latest `limit` LIVE activations, oldest first.
     pub fn activations(&self, limit: usize) -> Result<Vec<crate::live::Activation>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+        self.latest_bodies(
             "SELECT body FROM (SELECT id, body FROM activations ORDER BY id DESC LIMIT ?1) ORDER BY id",
-        )?;
+            limit,
+        )
+    }
+
+    /// The JSON bodies `query` (with the row limit as `?1`) selects, read as `T`; an
+    /// unreadable one is logged and left out.
+    fn latest_bodies<T: serde::de::DeserializeOwned>(&self, query: &str, limit: usize) -> Result<Vec<T>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(query)?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for body in rows {
             match serde_json::from_str(&body?) {
                 Ok(a) => out.push(a),
-                Err(e) => tracing::error!(error = %e, "unreadable activation"),
+                Err(e) => tracing::error!(error = %e, what = std::any::type_name::<T>(), "unreadable stored record"),
             }
         }
         Ok(out)

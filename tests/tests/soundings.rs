@@ -836,11 +836,8 @@ async fn one_step_stops_every_siren_and_disarms_the_sounding_being_armed() {
 async fn a_live_warning_needs_a_second_person_pre_empts_a_test_and_sounds_with_live_frames() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 3600);
-    let (second, entry) = new_token("second-officer", Role::Operator);
-    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
-    write!(text, "\n{entry}\n[live]\napproval_window_s = 60\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n").unwrap();
-    std::fs::write(&s.loaded.path, text).unwrap();
-    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let (second, loaded) =
+        with_second_officer(&s.loaded.path, &LIVE_BURST.replace("[live]\n", "[live]\napproval_window_s = 60\n"));
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
@@ -928,12 +925,7 @@ async fn a_live_warning_on_a_pty_serial_bus_is_one_broadcast_and_one_step_stops_
         siren.address = Address(17 + n);
     }
     let s = setup_fleet(dir.path(), 3600, g);
-    let (second, entry) = new_token("second-officer", Role::Operator);
-    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
-    write!(text, "\n{entry}\n[live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n")
-        .unwrap();
-    std::fs::write(&s.loaded.path, text).unwrap();
-    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let (second, loaded) = with_second_officer(&s.loaded.path, LIVE_BURST);
     let root = dir.path().canonicalize().unwrap();
     let _serial = s.sim.serve_serial("bus-c-1", 9600, Some(generate::pty_link(&root, "bus-c-1"))).unwrap();
     let daemon = Daemon::start(&loaded).await.unwrap();
@@ -1001,12 +993,7 @@ async fn a_live_warning_on_a_pty_serial_bus_is_one_broadcast_and_one_step_stops_
 async fn a_live_warning_drawn_as_an_area_sounds_the_sirens_inside_it_only() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 3600);
-    let (second, entry) = new_token("second-officer", Role::Operator);
-    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
-    write!(text, "\n{entry}\n[live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n")
-        .unwrap();
-    std::fs::write(&s.loaded.path, text).unwrap();
-    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let (second, loaded) = with_second_officer(&s.loaded.path, LIVE_BURST);
     let daemon = Daemon::start(&loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt_config(&s.url));
     let ids: Vec<String> = loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
@@ -1070,11 +1057,7 @@ async fn a_live_warning_drawn_as_an_area_sounds_the_sirens_inside_it_only() {
 async fn a_live_request_not_approved_within_its_window_expires_and_cannot_be_approved() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 3600);
-    let (second, entry) = new_token("second-officer", Role::Operator);
-    let mut text = std::fs::read_to_string(&s.loaded.path).unwrap();
-    write!(text, "\n{entry}\n[live]\napproval_window_s = 30\n").unwrap();
-    std::fs::write(&s.loaded.path, text).unwrap();
-    let loaded = Loaded::load(&s.loaded.path).unwrap();
+    let (second, loaded) = with_second_officer(&s.loaded.path, "[live]\napproval_window_s = 30\n");
     let daemon = Daemon::start(&loaded).await.unwrap();
     let ask = r#"{"zones":["hangzhou"],"signal":"pre-warning","reason":"storm surge"}"#;
     let (status, body) = request(daemon.http, "POST", "/api/activations", Some(&s.operator), ask);
@@ -1448,4 +1431,17 @@ fn refuses_bad_cap(daemon: &Daemon, platform: &str, operator: &str, area: &str) 
     assert_eq!(status, 422, "{body}");
     assert_eq!(post(operator, &invalid).0, 403, "no submit_cap");
     assert_eq!(json(&request(daemon.http, "GET", "/api/activations", None, "").1), serde_json::json!([]));
+}
+
+/// `[live]` with a short signal, `burst` (one chime).
+const LIVE_BURST: &str = "[live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{ pattern = \"chime\" }]\n";
+
+/// Adds a second officer's token (an operator) and `live` (TOML text) to the configuration
+/// at `path`; returns the token and the configuration loaded.
+fn with_second_officer(path: &Path, live: &str) -> (String, Loaded) {
+    let (second, entry) = new_token("second-officer", Role::Operator);
+    let mut text = std::fs::read_to_string(path).unwrap();
+    write!(text, "\n{entry}\n{live}").unwrap();
+    std::fs::write(path, text).unwrap();
+    (second, Loaded::load(path).unwrap())
 }
