@@ -216,14 +216,7 @@ pub(super) async fn reject(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = super::authenticated(&state, &headers, client, "reject-live") {
-        return *refused;
-    }
-    let reason = match reason_of(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    step(&state, id, client, &headers, Permission::ApproveLive, "reject-live", reason).await
+    reasoned_step(&state, id, client, &headers, Permission::ApproveLive, "reject-live", &body).await
 }
 
 /// Marks an activation a false alarm: recorded and audited, and whatever of it still sounds
@@ -248,14 +241,27 @@ pub(super) async fn false_alarm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = super::authenticated(&state, &headers, client, "false-alarm-live") {
+    reasoned_step(&state, id, client, &headers, Permission::RequestLive, "false-alarm-live", &body).await
+}
+
+/// A step that takes an optional reason: the token is checked before the body is read.
+async fn reasoned_step(
+    state: &AppState,
+    id: u32,
+    client: Client,
+    headers: &HeaderMap,
+    permission: Permission,
+    action: &'static str,
+    body: &Bytes,
+) -> Response {
+    if let Err(refused) = super::authenticated(state, headers, client, action) {
         return *refused;
     }
-    let reason = match reason_of(&body) {
+    let reason = match reason_of(body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    step(&state, id, client, &headers, Permission::RequestLive, "false-alarm-live", reason).await
+    step(state, id, client, headers, permission, action, reason).await
 }
 
 fn reason_of(body: &Bytes) -> Result<String, Box<Response>> {
