@@ -112,8 +112,9 @@ impl Engine {
             LiveInput::Reject { id, by, reason, reply } => {
                 let result =
                     self.desk.reject(id, &by, &reason, Timestamp::now()).map_err(LiveError::from).and_then(|a| {
-                        self.store.save_activation(&a)?;
+                        // Recorded first: the save waits for the commit that carries both.
                         self.record(None, "live_rejected", format!("activation {id} rejected by {by}: {reason}"));
+                        self.store.save_activation(&a)?;
                         Ok(a)
                     });
                 let _ = reply.send(result);
@@ -203,9 +204,10 @@ impl Engine {
     fn live_false_alarm(&mut self, id: u32, by: &str, reason: &str) -> Result<Activation, LiveError> {
         let now = Timestamp::now();
         let a = self.desk.false_alarm(id, format!("{by} at {now}: {reason}"))?;
-        self.store.save_activation(&a)?;
         tracing::warn!(activation = id, by, reason, "LIVE warning marked a false alarm");
+        // Recorded first: the save waits for the commit that carries both.
         self.record(None, "live_false_alarm", format!("activation {id} marked a false alarm by {by}: {reason}"));
+        self.store.save_activation(&a)?;
         // Whatever of it still sounds is stopped.
         if matches!(a.standing, Standing::Approved { .. }) {
             let scope = StopScope { zones: a.zones.clone(), sirens: a.sirens.clone() };
