@@ -58,6 +58,22 @@ pub struct Config {
     /// Test-sounding schedules; more may come from `soundings.include` files.
     #[serde(default)]
     pub schedule: Vec<ScheduleConfig>,
+    /// The web console at `/`.
+    #[serde(default)]
+    pub console: Console,
+}
+
+/// The web console (`[console]`): it needs nothing from outside; an office that runs its own
+/// map tile server may put its tiles under the map.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// A basemap tile URL with `{z}`, `{x}` and `{y}` (Web Mercator, 256-pixel tiles), for
+    /// example `https://tiles.example.gov/{z}/{x}/{y}.png`. None: zones and sirens only.
+    pub basemap: Option<String>,
+    /// The attribution the tiles' licence asks for, shown on the map.
+    #[serde(default)]
+    pub basemap_attribution: String,
 }
 
 /// How test soundings are run (docs/operations.md, "Test soundings").
@@ -768,6 +784,15 @@ impl Loaded {
             let parsed: ScheduleFile = toml::from_str(&text)
                 .map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
             sources.push((file, parsed.schedule));
+        }
+        if let Some(url) = &self.config.console.basemap {
+            let templated = ["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p));
+            if !(url.starts_with("https://") || url.starts_with("http://")) || !templated {
+                return Err(self.field(
+                    "console.basemap",
+                    "must be an http(s) URL with {z}, {x} and {y} in it (a Web Mercator tile server)",
+                ));
+            }
         }
         if jiff::tz::TimeZone::get(&s.timezone).is_err() {
             return Err(self.field("soundings.timezone", format!("unknown time zone `{}`", s.timezone)));

@@ -43,6 +43,29 @@ pub struct Daemon {
 }
 
 /// Builds the coverage grid of the daemon's own sirens; `None` when it owns none.
+/// What the web console is set up with; a zone whose area cannot be drawn leaves the map
+/// without zones rather than the daemon unstarted (coverage reports the same problem).
+fn console_settings(loaded: &Loaded) -> crate::http::console::ConsoleSettings {
+    let zones = if loaded.own_sirens().next().is_none() && loaded.config.coverage.boundaries.is_none() {
+        Vec::new()
+    } else {
+        Coverage::zone_areas(loaded).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the console's map shows no zone areas");
+            Vec::new()
+        })
+    };
+    let console = &loaded.config.console;
+    crate::http::console::ConsoleSettings {
+        basemap: console.basemap.clone(),
+        basemap_attribution: console.basemap_attribution.clone(),
+        timezone: loaded.config.soundings.timezone.clone(),
+        live_signals: loaded.config.live.signal_names(),
+        approval_window_s: loaded.config.live.approval_window_s,
+        version: env!("CARGO_PKG_VERSION"),
+        zones: crate::coverage::boundaries::to_geojson(&zones).into(),
+    }
+}
+
 fn start_coverage(loaded: &Loaded) -> anyhow::Result<Option<SharedCoverage>> {
     if loaded.own_sirens().next().is_none() {
         return Ok(None);
@@ -213,6 +236,7 @@ impl Daemon {
             engine: Some(engine_tx),
             views: Arc::default(),
             access: crate::http::Access { reads: c.http.reads_need_token(), metrics: c.http.metrics_need_token },
+            console: Arc::new(console_settings(loaded)),
         });
         let http_metrics = Arc::clone(&metrics);
         let limits = crate::http::server::Limits::default();

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use jiff::Timestamp;
@@ -33,12 +33,14 @@ pub struct AppState {
     pub engine: Option<tokio::sync::mpsc::Sender<crate::engine::Input>>,
     pub views: Arc<Views>,
     pub access: Access,
+    /// What the console is set up with.
+    pub console: Arc<console::ConsoleSettings>,
 }
 
 /// Which reads need a token (`[http] read_needs_token`, `metrics_need_token`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access {
-    /// The API and the landing page.
+    /// The API (the console's page and scripts hold no data and never need one).
     pub reads: bool,
     pub metrics: bool,
 }
@@ -52,6 +54,7 @@ pub struct Views {
 }
 
 mod cap;
+pub mod console;
 mod coverage;
 mod live;
 mod maintenance;
@@ -69,7 +72,11 @@ pub use refusals::RefusalLog;
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::asset))
+        .route("/api/me", get(console::me))
+        .route("/api/console", get(console::settings))
+        .route("/api/zones.geojson", get(console::zones))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -108,7 +115,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Refuses reads without a valid token (with the `read` permission) where the configuration
 /// says they need one: siren positions and outages are sensitive in air defence. `/healthz`
-/// and `/readyz` never need one; `/metrics` when `metrics_need_token`.
+/// and `/readyz` never need one, nor the console's page and scripts (`/`, `/console/*`: they
+/// hold no data); `/metrics` when `metrics_need_token`.
 async fn reads_need_a_token(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -116,7 +124,8 @@ async fn reads_need_a_token(
 ) -> Response {
     let path = request.uri().path();
     let needs = match path {
-        "/healthz" | "/readyz" => false,
+        "/healthz" | "/readyz" | "/" => false,
+        _ if path.starts_with("/console/") => false,
         "/metrics" => state.access.metrics,
         _ => state.access.reads && request.method() == axum::http::Method::GET,
     };
@@ -774,37 +783,4 @@ async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> 
         .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
     }
-}
-
-async fn landing(State(state): State<AppState>) -> Html<String> {
-    let fleet = fleet(&state);
-    let mut counts = std::collections::BTreeMap::new();
-    for s in fleet.sirens() {
-        *counts.entry(s.liveness.state.as_str()).or_insert(0usize) += 1;
-    }
-    let now = Timestamp::now();
-    let in_maintenance = (0..fleet.sirens().len()).filter(|&i| fleet.in_maintenance(i, now).is_some()).count();
-    let acknowledged = (0..fleet.sirens().len()).filter(|&i| fleet.acknowledgement(i, now).is_some()).count();
-    let mut rows = counts.iter().fold(String::new(), |mut out, (k, v)| {
-        use std::fmt::Write as _;
-        let _ = write!(out, "<tr><td>{k}</td><td>{v}</td></tr>");
-        out
-    });
-    {
-        use std::fmt::Write as _;
-        let _ = write!(
-            rows,
-            "<tr><td>in maintenance</td><td>{in_maintenance}</td></tr><tr><td>acknowledged</td><td>{acknowledged}</td></tr>"
-        );
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>sirend</title></head><body>\
-         <h1>sirend</h1><p>{} sirens</p><table>{rows}</table>\
-         <p><a href=/metrics>/metrics</a> · <a href=/api/sirens>/api/sirens</a> · <a href=/api/events>/api/events</a> · \
-         <a href=/api/coverage>/api/coverage</a> · <a href=/api/coverage.geojson>/api/coverage.geojson</a> · \
-         <a href=/api/maintenance>/api/maintenance</a> · <a href=/api/openapi.json>/api/openapi.json</a> · \
-         <a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></p>\
-         <p><img src=/api/coverage.png alt=\"coverage map\" style=\"max-width:100%\"></p></body></html>",
-        fleet.sirens().len()
-    ))
 }

@@ -110,6 +110,7 @@ async fn api_with(access: sirend::http::Access) -> Api {
         engine: None,
         views: Arc::default(),
         access,
+        console: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -433,13 +434,14 @@ async fn reads_need_a_token_where_configured_and_health_never_does() {
     let api = api_with(sirend::http::Access { reads: true, metrics: false }).await;
     let addr = api.addr;
     tokio::task::spawn_blocking(move || {
-        for path in ["/api/sirens", "/api/events", "/api/coverage", "/"] {
+        for path in ["/api/sirens", "/api/events", "/api/coverage", "/api/me"] {
             let (status, body) = request(addr, "GET", path, None, "");
             assert_eq!(status, 401, "{path}: {body}");
             assert_eq!(request(addr, "GET", path, Some("not-a-token"), "").0, 401, "{path}");
             assert_eq!(request(addr, "GET", path, Some(&api.viewer), "").0, 200, "{path}");
         }
-        for path in ["/healthz", "/readyz", "/metrics"] {
+        // The console's page and scripts hold no data: it asks for a token itself.
+        for path in ["/healthz", "/readyz", "/metrics", "/", "/console/console.js"] {
             assert_eq!(request(addr, "GET", path, None, "").0, 200, "{path}");
         }
         let (_, metrics) = request(addr, "GET", "/metrics", None, "");

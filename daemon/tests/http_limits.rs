@@ -39,6 +39,7 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, SocketAddr, Arc<Ato
         engine: None,
         views: Arc::default(),
         access: sirend::http::Access::default(),
+        console: Arc::default(),
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind("0.0.0.0:0")).unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -75,6 +75,7 @@ fn serve(store: Arc<Store>) -> (tokio::runtime::Runtime, SocketAddr) {
         engine: None,
         views: Arc::default(),
         access: sirend::http::Access::default(),
+        console: Arc::default(),
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -160,6 +160,17 @@ impl Coverage {
         Ok(Self::new(built, ids.collect()))
     }
 
+    /// Each zone's area as people are shown it: the boundaries file's, or without one the
+    /// hull of its sirens' audible circles (what the coverage model takes the zone to be).
+    pub fn zone_areas(loaded: &Loaded) -> Result<Vec<boundaries::Boundary>, CoverageError> {
+        let settings = &loaded.config.coverage;
+        if let Some(path) = &settings.boundaries {
+            return boundaries::load(&loaded.resolve(path));
+        }
+        let spots: Vec<SirenSpot<'_>> = loaded.own_sirens().map(SirenSpot::from).collect();
+        layout::zone_hulls(settings, &spots)
+    }
+
     /// Coverage of a built layout; `sirens` names its sites in order.
     pub fn new(built: layout::Built, sirens: Vec<String>) -> Self {
         let mut map = CoverageMap::new(built.layout, built.sites);

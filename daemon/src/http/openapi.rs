@@ -17,6 +17,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     ),
     paths(
         super::metrics,
+        super::console::me,
+        super::console::settings,
+        super::console::zones,
         super::ready,
         super::sirens,
         super::siren,
@@ -59,6 +62,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "events", description = "What happened"),
         (name = "audit", description = "Who did what through the API"),
         (name = "monitoring", description = "Prometheus and health"),
+        (name = "console", description = "What the web console at / reads: the caller, its settings, the zones' areas"),
     )
 )]
 struct ApiDoc;

@@ -59,6 +59,7 @@ fn summary(c: &Campaign) -> SoundingSummary {
         kind: c.kind.as_str(),
         instant: c.instant.to_string(),
         phase: c.phase.as_str(),
+        sequence: c.sequence.clone(),
         note: c.note.clone(),
         targets: c.targets.len(),
         armed: c.targets.iter().filter(|t| t.armed_start_us.is_some()).count(),

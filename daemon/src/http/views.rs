@@ -247,6 +247,8 @@ pub struct SoundingSummary {
     pub instant: String,
     /// `planned`, `arming`, `running`, `verifying`, `done`, `missed` or `cancelled`.
     pub phase: &'static str,
+    /// What sounds: patterns and pauses in order.
+    pub sequence: Vec<crate::sounding::sequence::Step>,
     pub note: Option<String>,
     pub targets: usize,
     pub armed: usize,
