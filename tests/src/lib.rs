@@ -2,6 +2,7 @@
 //! and small helpers around the simulator.
 
 pub mod broker;
+pub mod browser;
 pub mod http;
 pub mod tools;
 
