@@ -179,6 +179,8 @@ const app = {
   zoneFilter: sessionStorage.getItem('sirend.zone') || '',
   view: null,
   listeners: new Set(),
+  // Sirens changed since the views last drew (the map redraws only those).
+  touched: new Set(),
 };
 
 const may = (permission) => Boolean(app.me && app.me.permissions.includes(permission));
@@ -220,6 +222,12 @@ function zonePaths() {
 const changes = new Set();
 let changesTimer = 0;
 
+// How the page keeps up with the daemon (BENCHMARKS.md reads it): events received, and for the
+// state changes shown, ms from the daemon recording one to the page redrawing with it.
+const stats = { events: 0, shownLagMs: [] };
+window.sirendStats = stats;
+let unshown = [];
+
 function changed(what) {
   changes.add(what);
   if (changesTimer) return;
@@ -228,7 +236,12 @@ function changed(what) {
     const list = [...changes];
     changes.clear();
     for (const w of list) for (const l of [...app.listeners]) l(w);
-  }, 100);
+    app.touched.clear();
+    const now = Date.now();
+    for (const at of unshown) stats.shownLagMs.push(now - at);
+    if (stats.shownLagMs.length > 100000) stats.shownLagMs.splice(0, 50000);
+    unshown = [];
+  }, 250);
 }
 
 const severity = { down: 5, faulty: 4, unreachable: 3, degraded: 2, unknown: 1, ok: 0 };
@@ -238,7 +251,7 @@ const severity = { down: 5, faulty: 4, unreachable: 3, degraded: 2, unknown: 1, 
 async function loadSirens() {
   const list = await api('/api/sirens');
   app.sirens = new Map(list.map((s) => [s.id, s]));
-  changed('sirens');
+  changed('fleet');
 }
 
 async function loadCoverage() {
@@ -270,9 +283,14 @@ async function loadMaintenance() {
   changed('maintenance');
 }
 
-// Refreshes that the stream asks for, coalesced: a burst of changes costs one request each.
-const pending = { sirens: new Set(), all: false, coverage: false, soundings: false, activations: false, maintenance: false };
+// Refreshes that the stream asks for, coalesced: a burst of changes costs a request per
+// thing changed, a few sirens at a time, never the whole fleet again; coverage (computed over
+// the whole map) at most every five seconds.
+const pending = { sirens: new Set(), coverage: false, soundings: false, activations: false, maintenance: false };
+const SIRENS_PER_FLUSH = 20;
+const COVERAGE_EVERY_MS = 5000;
 let flushTimer = 0;
+let coverageAt = 0;
 
 function want(what, siren) {
   if (what === 'siren') pending.sirens.add(siren);
@@ -282,26 +300,35 @@ function want(what, siren) {
 
 async function flush() {
   flushTimer = 0;
-  const sirens = [...pending.sirens];
-  const { coverage, soundings, activations, maintenance } = pending;
-  const all = pending.all || sirens.length > 40;
-  Object.assign(pending, { all: false, coverage: false, soundings: false, activations: false, maintenance: false });
-  pending.sirens.clear();
+  const sirens = [...pending.sirens].slice(0, SIRENS_PER_FLUSH);
+  for (const id of sirens) pending.sirens.delete(id);
+  const coverage = pending.coverage && Date.now() - coverageAt >= COVERAGE_EVERY_MS;
+  const { soundings, activations, maintenance } = pending;
+  Object.assign(pending, { coverage: pending.coverage && !coverage, soundings: false, activations: false, maintenance: false });
   const jobs = [];
-  if (all) jobs.push(loadSirens());
-  else if (sirens.length) {
+  if (sirens.length) {
     jobs.push(
       Promise.all(sirens.map((id) => api(`/api/sirens/${encodeURIComponent(id)}`).catch(() => null))).then((got) => {
-        for (const s of got) if (s) app.sirens.set(s.id, s);
+        // Updated in place: the map and the views hold these records.
+        for (const s of got) {
+          if (s && app.sirens.has(s.id)) {
+            Object.assign(app.sirens.get(s.id), s);
+            app.touched.add(s.id);
+          }
+        }
         changed('sirens');
       }),
     );
   }
-  if (coverage) jobs.push(loadCoverage());
+  if (coverage) {
+    coverageAt = Date.now();
+    jobs.push(loadCoverage());
+  }
   if (soundings) jobs.push(loadSoundings());
   if (activations) jobs.push(loadActivations());
   if (maintenance) jobs.push(loadMaintenance());
   await Promise.allSettled(jobs);
+  if (pending.sirens.size || pending.coverage) flushTimer = setTimeout(flush, 400);
 }
 
 // ---- following the daemon -----------------------------------------------------------------
@@ -370,28 +397,40 @@ function onBlock(block) {
   onEvent(event);
 }
 
+// What an event changes. A state change and a fault raised or cleared say all there is to
+// know and are applied at once; anything else about a siren is read again from the daemon.
 function onEvent(e) {
   const kind = e.kind;
-  if (e.siren) {
-    const s = app.sirens.get(e.siren);
-    if (kind === 'state' && s) {
-      const m = /->\s*([a-z_]+)/.exec(e.detail || '');
-      if (m) {
-        s.state = m[1];
-        s.since = e.at;
-        changed('sirens');
-      }
+  stats.events += 1;
+  const s = e.siren ? app.sirens.get(e.siren) : null;
+  if (s && kind === 'state') {
+    const m = /->\s*([a-z_]+)/.exec(e.detail || '');
+    if (m) {
+      s.state = m[1];
+      s.since = e.at;
+      app.touched.add(s.id);
+      unshown.push(Date.parse(e.at));
+      changed('sirens');
     }
+    want('coverage');
+  } else if (s && (kind === 'fault_raised' || kind === 'fault_cleared')) {
+    const others = s.faults.filter((f) => f !== e.detail);
+    s.faults = kind === 'fault_raised' ? [...others, e.detail] : others;
+    app.touched.add(s.id);
+    changed('sirens');
+    want('coverage');
+  } else if (s) {
     want('siren', e.siren);
-    if (['state', 'fault_raised', 'fault_cleared', 'maintenance_started', 'maintenance_ended'].includes(kind)) {
-      want('coverage');
-    }
   }
   if (kind.startsWith('maintenance')) {
     want('maintenance');
-    want('all');
+    want('coverage');
+    // A zone's window names no siren: every siren's record says whether it is in one.
+    if (!e.siren) loadSirens().catch(() => {});
   }
   if (kind.startsWith('sounding') || kind === 'stop_complete' || kind === 'silent') want('soundings');
+  // The siren's own page shows what only a fresh read has (telemetry, acknowledgement).
+  if (s && route().name === 'siren' && route().arg === e.siren) want('siren', e.siren);
   if (kind.startsWith('live') || kind === 'stop_complete' || kind === 'cap_alert' || kind === 'uncommanded_activation') {
     want('activations');
     want('soundings');
@@ -586,7 +625,7 @@ function table(headers, rows, cls) {
   return h(
     'table',
     { class: cls || '' },
-    h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+    h('thead', {}, h('tr', {}, headers.map((x) => (Array.isArray(x) ? h('th', { scope: 'col', class: x[1] }, x[0]) : h('th', { scope: 'col' }, x))))),
     h('tbody', {}, rows),
   );
 }
@@ -610,6 +649,9 @@ VIEWS.overview = {
       onPick: (s) => (location.hash = `#/siren/${encodeURIComponent(s.id)}`),
       label: mapLabel,
     });
+    // New containers: whatever was drawn into the last ones is not there.
+    this.countsDrawn = null;
+    this.alarmsDrawn = null;
     this.parts = {
       counts: h('div', { class: 'counts' }),
       lost: h('div'),
@@ -650,13 +692,13 @@ VIEWS.overview = {
   },
   update(what) {
     const p = this.parts;
-    if (['all', 'sirens', 'filter', 'maintenance'].includes(what)) {
+    if (['all', 'fleet', 'sirens', 'filter', 'maintenance'].includes(what)) {
       const sirens = [...app.sirens.values()].filter((s) => inFilter(s.zone));
-      this.map.setData({
-        sirens: sirens.map((s) => ({ id: s.id, name: s.name, state: s.state, maintenance: Boolean(s.maintenance), lon: s.longitude, lat: s.latitude })),
-      });
+      if (what === 'sirens') this.map.touch(app.touched);
+      else if (what === 'maintenance') this.map.full();
+      else this.map.setData({ sirens });
       this.renderCounts(sirens);
-      this.renderAlarms(sirens);
+      this.alarmsSoon(what);
     }
     if (['all', 'coverage', 'filter'].includes(what)) {
       const zoneFeatures = app.zones ? app.zones.features.filter((f) => inFilter(f.properties.zone)) : [];
@@ -673,6 +715,10 @@ VIEWS.overview = {
     for (const s of sirens) counts[s.state] = (counts[s.state] || 0) + 1;
     const maint = sirens.filter((s) => s.maintenance).length;
     const acked = sirens.filter((s) => s.acknowledged).length;
+    // Only what changed is redrawn: a stream of changes must not lay the page out each time.
+    const signature = JSON.stringify([counts, maint, acked, sirens.length, lang]);
+    if (signature === this.countsDrawn) return;
+    this.countsDrawn = signature;
     replace(
       this.parts.counts,
       h(
@@ -691,10 +737,14 @@ VIEWS.overview = {
       replace(this.parts.lost, empty(t('overview.no_coverage')));
       return;
     }
-    const rows = c.zones.filter((z) => inFilter(z.zone) && (z.lost.area_m2 > 0 || z.lost.in_maintenance.area_m2 > 0));
-    // The zones the filter shows, deepest first where one holds another, ordered by people.
+    const losing = c.zones.filter((z) => inFilter(z.zone) && (z.lost.area_m2 > 0 || z.lost.in_maintenance.area_m2 > 0));
+    // The sum first (the filtered zone, or each city), then the smallest zones that lose
+    // anything, ordered by people: the zones in between repeat their towns' figures.
+    const top = losing.filter((z) => (app.zoneFilter ? z.zone === app.zoneFilter : !z.zone.includes('/')));
+    const leaves = losing.filter((z) => !top.includes(z) && !losing.some((o) => o.zone.startsWith(`${z.zone}/`)));
     const failures = (z) => Math.max(0, (z.lost.population ?? 0) - (z.lost.in_maintenance.population ?? 0));
-    rows.sort((a, b) => failures(b) - failures(a) || b.lost.area_m2 - a.lost.area_m2);
+    leaves.sort((a, b) => failures(b) - failures(a) || b.lost.area_m2 - a.lost.area_m2);
+    const rows = [...top, ...leaves];
     if (!rows.length) {
       replace(this.parts.lost, h('p', { class: 'all-good' }, t('overview.nobody_lost')));
       return;
@@ -703,11 +753,11 @@ VIEWS.overview = {
     replace(
       this.parts.lost,
       table(
-        [t('col.zone'), pop ? t('col.people_failures') : t('col.area_failures'), pop ? t('col.people_maintenance') : t('col.area_maintenance'), t('col.area_km2')],
+        [t('col.zone'), [pop ? t('col.people_failures') : t('col.area_failures'), 'num'], [pop ? t('col.people_maintenance') : t('col.area_maintenance'), 'num'], [t('col.area_km2'), 'num']],
         rows.map((z) =>
           h(
             'tr',
-            { class: z.lost_alert ? 'row-alert' : '' },
+            { class: `${top.includes(z) ? 'total-row' : ''} ${z.lost_alert ? 'row-alert' : ''}` },
             h('th', { scope: 'row' }, zoneLabel(z.zone)),
             h('td', { class: 'num strong' }, pop ? fmtPeople(failures(z)) : fmtKm2(z.lost.area_m2 - z.lost.in_maintenance.area_m2)),
             h('td', { class: 'num' }, pop ? fmtPeople(z.lost.in_maintenance.population) : fmtKm2(z.lost.in_maintenance.area_m2)),
@@ -747,9 +797,25 @@ VIEWS.overview = {
       list.length > 25 ? h('p', { class: 'hint' }, t('overview.more', { n: list.length - 25 })) : null,
     );
   },
+  // The alarm table follows at most once a second: a burst of changes redraws the map and
+  // the counts as they come, and the table when it settles.
+  alarmsSoon(what) {
+    const wait = what === 'sirens' ? 1000 - (Date.now() - (this.alarmsAt || 0)) : 0;
+    clearTimeout(this.alarmsTimer);
+    const draw = () => {
+      this.alarmsAt = Date.now();
+      this.renderAlarms([...app.sirens.values()].filter((s) => inFilter(s.zone)));
+    };
+    if (wait <= 0) draw();
+    else this.alarmsTimer = setTimeout(draw, wait);
+  },
   renderAlarms(sirens) {
     const open = sirens.filter((s) => s.state !== 'ok' && s.state !== 'unknown');
     open.sort((a, b) => Boolean(a.acknowledged) - Boolean(b.acknowledged) || severity[b.state] - severity[a.state] || a.since.localeCompare(b.since));
+    const shown = open.slice(0, 200);
+    const signature = JSON.stringify([open.length, lang, Math.floor(Date.now() / 30000), shown.map((s) => [s.id, s.state, s.since, s.faults, s.acknowledged && s.acknowledged.by])]);
+    if (signature === this.alarmsDrawn) return;
+    this.alarmsDrawn = signature;
     if (!open.length) {
       replace(this.parts.alarms, h('p', { class: 'all-good' }, t('overview.no_alarms')));
       return;
@@ -758,7 +824,7 @@ VIEWS.overview = {
       this.parts.alarms,
       table(
         [t('col.siren'), t('col.state'), t('col.since'), t('col.faults'), t('col.acknowledged')],
-        open.slice(0, 200).map((s) =>
+        shown.map((s) =>
           h(
             'tr',
             { 'data-siren': s.id },
@@ -862,11 +928,11 @@ VIEWS.siren = {
       }
       return;
     }
-    if (!['all', 'sirens', 'maintenance'].includes(what)) return;
+    if (!['all', 'fleet', 'sirens', 'maintenance'].includes(what)) return;
     replace(
       this.parts.head,
       h('h1', {}, s.name, ' ', h('small', {}, s.id)),
-      h('p', { class: 'siren-state' }, badge(s.state), ' ', t('siren.since', { when: ago(s.since) }), ' · ', t('col.zone'), ': ', zoneLabel(s.zone), s.maintenance ? h('span', { class: 'tag' }, t('overview.in_maintenance')) : null),
+      h('p', { class: 'siren-state' }, badge(s.state), ' ', t('siren.since', { when: `${fmtTime(s.since)} (${ago(s.since)})` }), ' · ', t('col.zone'), ': ', zoneLabel(s.zone), s.maintenance ? h('span', { class: 'tag' }, t('overview.in_maintenance')) : null),
     );
     const tm = s.telemetry;
     const fact = (label, value) => h('div', { class: 'fact' }, h('dt', {}, label), h('dd', {}, value));
@@ -1111,7 +1177,7 @@ VIEWS.soundings = {
         h('td', { class: `num ${c.failed ? 'bad strong' : ''}` }, fmtNumber(c.failed)),
         h('td', {}, may('cancel_test') && c.phase === 'planned' && c.kind !== 'live' ? cancelButton(c) : null),
       );
-    const head = [t('col.campaign'), t('col.schedule'), t('col.kind'), t('col.instant'), t('col.phase'), t('col.targets'), t('col.passed'), t('col.failed'), ''];
+    const head = [t('col.campaign'), t('col.schedule'), t('col.kind'), t('col.instant'), t('col.phase'), [t('col.targets'), 'num'], [t('col.passed'), 'num'], [t('col.failed'), 'num'], ''];
     replace(this.parts.upcoming, upcoming.length ? table(head, upcoming.map(row), 'campaigns') : empty(t('soundings.none_upcoming')));
     replace(this.parts.index, past.length ? table(head, past.map(row), 'campaigns') : empty(t('soundings.none_past')));
   },
@@ -1183,8 +1249,18 @@ function zoneChecks(prefix) {
     const box = h('input', { type: 'checkbox', value: z, id: `${prefix}-${i}` });
     return { z, box, el: h('label', { class: `check depth-${z.split('/').length}`, for: `${prefix}-${i}` }, box, zoneLabel(z)) };
   });
+  // One line per zone with what is inside it (a district and its towns), cities on their own.
+  const depth = (z) => z.split('/').length;
+  const deepest = Math.max(...zones.map(depth), 1);
+  const groupDepth = Math.max(1, deepest - 1);
+  const groups = [];
+  for (const b of boxes) {
+    const d = depth(b.z);
+    if (d <= groupDepth || !groups.length) groups.push([b]);
+    else groups[groups.length - 1].push(b);
+  }
   return {
-    element: h('div', { class: 'zone-checks' }, boxes.map((b) => b.el)),
+    element: h('div', { class: 'zone-checks' }, groups.map((g) => h('div', { class: 'zone-group' }, g.map((b) => b.el)))),
     selected: () => boxes.filter((b) => b.box.checked).map((b) => b.z),
   };
 }
@@ -1271,7 +1347,7 @@ VIEWS.report = {
         t('report.coverage'),
         r.achieved_coverage && r.achieved_coverage.length
           ? table(
-              [t('col.zone'), t('report.area_ratio'), t('report.population_ratio')],
+              [t('col.zone'), [t('report.area_ratio'), 'num'], [t('report.population_ratio'), 'num']],
               r.achieved_coverage.map((z) => h('tr', {}, h('th', { scope: 'row' }, zoneLabel(z.zone)), h('td', { class: 'num' }, `${fmtNumber(z.area_ratio * 100, 1)}%`), h('td', { class: 'num' }, z.population_ratio === null ? '—' : `${fmtNumber(z.population_ratio * 100, 1)}%`))),
             )
           : empty(t('report.no_coverage')),
@@ -1279,7 +1355,7 @@ VIEWS.report = {
       section(
         t('report.every_siren'),
         table(
-          [t('col.siren'), t('col.zone'), t('col.result'), t('report.skew_ms'), t('report.notes')],
+          [t('col.siren'), t('col.zone'), t('col.result'), [t('report.skew_ms'), 'num'], t('report.notes')],
           sirens.map((s) =>
             h(
               'tr',
@@ -1377,12 +1453,12 @@ VIEWS.warning = {
         buttons.push(h('p', { class: 'hint' }, t('warning.own_request')));
       } else {
         buttons.push(h('button', { type: 'button', class: 'approve', onclick: () => this.approve(a) }, t('warning.approve')));
-        buttons.push(h('button', { type: 'button', onclick: () => this.reasoned(a, 'reject') }, t('warning.reject')));
+        buttons.push(h('button', { type: 'button', class: 'secondary', onclick: () => this.reasoned(a, 'reject') }, t('warning.reject')));
       }
     }
     if (a.state === 'approved' && live && may('stop')) buttons.push(stopButton([a]));
     if (a.state === 'approved' && !a.false_alarm && may('request_live')) {
-      buttons.push(h('button', { type: 'button', onclick: () => this.reasoned(a, 'false-alarm') }, t('warning.false_alarm')));
+      buttons.push(h('button', { type: 'button', class: 'secondary', onclick: () => this.reasoned(a, 'false-alarm') }, t('warning.false_alarm')));
     }
     return h(
       'article',
@@ -1655,6 +1731,7 @@ async function start() {
   renderAll();
   loadCoverage().catch((e) => toast(e.message, true));
   document.body.dataset.ready = 'true';
+  stats.readyMs = performance.now();
 }
 
 window.addEventListener('hashchange', () => {

@@ -18,8 +18,8 @@ export const STATE_STYLE = {
 
 export const GROUND_STYLE = {
   lost: { fill: 'rgba(213, 94, 0, 0.40)', stroke: '#D55E00', hatch: true },
-  lost_in_maintenance: { fill: 'rgba(0, 114, 178, 0.28)', stroke: '#0072B2', hatch: false },
-  design_gap: { fill: 'rgba(120, 120, 120, 0.16)', stroke: 'rgba(120,120,120,0.5)', hatch: false },
+  lost_in_maintenance: { fill: 'rgba(0, 114, 178, 0.30)', stroke: '#0072B2', hatch: false },
+  design_gap: { fill: 'rgba(120, 120, 120, 0.22)', stroke: '#8a8a8a', hatch: false },
 };
 
 function project(lon, lat) {
@@ -29,12 +29,9 @@ function project(lon, lat) {
   return [x, y];
 }
 
-// Draws `shape` of `size` (radius, px) at (x, y) on `ctx`.
-export function drawShape(ctx, shape, x, y, size, colour) {
-  ctx.beginPath();
-  ctx.fillStyle = colour;
-  ctx.strokeStyle = '#ffffff';
-  ctx.lineWidth = Math.max(1, size / 4);
+// Adds `shape` of `size` (radius, px) at (x, y) to the path being built on `ctx`: the sirens
+// of one state are one path, filled and outlined once (ten thousand shapes, two draws).
+function addShape(ctx, shape, x, y, size) {
   switch (shape) {
     case 'triangle':
       ctx.moveTo(x, y - size * 1.15);
@@ -71,34 +68,50 @@ export function drawShape(ctx, shape, x, y, size, colour) {
       break;
     }
     case 'ring':
-      ctx.arc(x, y, size, 0, Math.PI * 2);
-      ctx.stroke();
-      ctx.beginPath();
-      ctx.arc(x, y, size * 0.55, 0, Math.PI * 2);
-      ctx.fillStyle = '#ffffff';
+      ctx.moveTo(x + size * 0.8, y);
+      ctx.arc(x, y, size * 0.8, 0, Math.PI * 2);
       break;
     default:
+      ctx.moveTo(x + size, y);
       ctx.arc(x, y, size, 0, Math.PI * 2);
   }
-  ctx.stroke();
-  ctx.fill();
 }
 
-// An SVG icon of a state, for legends and lists.
-export function stateIcon(state, size = 14) {
+// Fills and outlines the path built of `shape`s: a filled shape in `colour` outlined in
+// white; the hollow ring (nothing known yet) white, outlined in `colour`.
+function paintShapes(ctx, shape, size, colour) {
+  const hollow = shape === 'ring';
+  ctx.fillStyle = hollow ? '#ffffff' : colour;
+  ctx.strokeStyle = hollow ? colour : '#ffffff';
+  ctx.lineWidth = hollow ? Math.max(1.5, size / 2.5) : Math.max(1, size / 4);
+  if (hollow) {
+    ctx.fill();
+    ctx.stroke();
+  } else {
+    ctx.stroke();
+    ctx.fill();
+  }
+}
+
+// Draws one `shape` of `size` at (x, y).
+export function drawShape(ctx, shape, x, y, size, colour) {
+  ctx.beginPath();
+  addShape(ctx, shape, x, y, size);
+  paintShapes(ctx, shape, size, colour);
+}
+
+// The shapes as characters, for lists and legends: cheap to draw in their hundreds.
+const GLYPH = { circle: '●', triangle: '▲', square: '■', cross: '✖', diamond: '◆', ring: '○' };
+
+// A state's icon for text: its shape in its colour (what it means is written beside it).
+export function stateIcon(state) {
   const style = STATE_STYLE[state] || STATE_STYLE.unknown;
-  const canvas = document.createElement('canvas');
-  const ratio = window.devicePixelRatio || 1;
-  canvas.width = size * ratio;
-  canvas.height = size * ratio;
-  canvas.style.width = `${size}px`;
-  canvas.style.height = `${size}px`;
-  canvas.className = 'state-icon';
-  canvas.setAttribute('aria-hidden', 'true');
-  const ctx = canvas.getContext('2d');
-  ctx.scale(ratio, ratio);
-  drawShape(ctx, style.shape, size / 2, size / 2, size * 0.36, style.colour);
-  return canvas;
+  const icon = document.createElement('span');
+  icon.className = 'state-icon';
+  icon.setAttribute('aria-hidden', 'true');
+  icon.style.color = style.colour;
+  icon.textContent = GLYPH[style.shape];
+  return icon;
 }
 
 export class FleetMap {
@@ -115,7 +128,16 @@ export class FleetMap {
     this.frame = 0;
     this.hatch = null;
     this.attach();
-    new ResizeObserver(() => this.redraw()).observe(canvas);
+    // The canvas's size as layout last gave it: read here, never while drawing, where asking
+    // for it would make the browser lay the whole page out again.
+    this.size = { w: 0, h: 0 };
+    new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1].contentRect;
+      this.size = { w: box.width, h: box.height };
+      // Until a person moves the map, it shows the whole fleet at whatever size it has.
+      if (!this.moved) this.view = null;
+      this.redraw();
+    }).observe(canvas);
   }
 
   attach() {
@@ -131,6 +153,7 @@ export class FleetMap {
       const dy = e.clientY - drag.y;
       if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
       if (!drag.moved) return;
+      this.moved = true;
       this.view.cx -= dx / this.view.scale;
       this.view.cy -= dy / this.view.scale;
       drag.x = e.clientX;
@@ -164,7 +187,10 @@ export class FleetMap {
         '+': () => this.zoomAt(c.clientWidth / 2, c.clientHeight / 2, 1.25),
         '=': () => this.zoomAt(c.clientWidth / 2, c.clientHeight / 2, 1.25),
         '-': () => this.zoomAt(c.clientWidth / 2, c.clientHeight / 2, 0.8),
-        0: () => this.fit(),
+        0: () => {
+          this.moved = false;
+          this.fit();
+        },
       };
       if (keys[e.key]) {
         e.preventDefault();
@@ -176,6 +202,7 @@ export class FleetMap {
 
   zoomAt(px, py, factor) {
     if (!this.view) return;
+    this.moved = true;
     const [wx, wy] = this.toWorld(px, py);
     this.view.scale = Math.min(2 ** 20, Math.max(0.5, this.view.scale * factor));
     const [nx, ny] = this.toWorld(px, py);
@@ -186,32 +213,25 @@ export class FleetMap {
 
   toWorld(px, py) {
     const v = this.view;
-    return [v.cx + (px - this.canvas.clientWidth / 2) / v.scale, v.cy + (py - this.canvas.clientHeight / 2) / v.scale];
+    return [v.cx + (px - this.size.w / 2) / v.scale, v.cy + (py - this.size.h / 2) / v.scale];
   }
 
   toScreen(wx, wy) {
     const v = this.view;
-    return [(wx - v.cx) * v.scale + this.canvas.clientWidth / 2, (wy - v.cy) * v.scale + this.canvas.clientHeight / 2];
+    return [(wx - v.cx) * v.scale + this.size.w / 2, (wy - v.cy) * v.scale + this.size.h / 2];
   }
 
-  // sirens: [{ id, name, state, maintenance, lon, lat }]; zones and ground: GeoJSON features.
+  // sirens: the console's own siren records ({ id, state, maintenance, longitude, latitude }),
+  // kept by reference, so that a change of state needs only a redraw; zones and ground:
+  // GeoJSON features.
   setData({ sirens, zones, ground }) {
-    if (sirens) {
-      this.sirens = sirens.map((s) => ({ ...s, world: project(s.lon, s.lat) }));
-    }
+    if (sirens) this.sirens = sirens.map((s) => ({ s, world: project(s.longitude, s.latitude) }));
+    this.drawn = null;
     if (zones) this.zones = zones.map((f) => this.prepare(f));
     if (ground) this.ground = ground.map((f) => this.prepare(f));
+    if (zones || ground) this.version = (this.version || 0) + 1;
     if (!this.view) this.fit();
     this.redraw();
-  }
-
-  // Updates one siren's state in place (the stream's state events), without rebuilding.
-  setState(id, state) {
-    const s = this.sirens.find((x) => x.id === id);
-    if (s) {
-      s.state = state;
-      this.redraw();
-    }
   }
 
   prepare(feature) {
@@ -241,10 +261,10 @@ export class FleetMap {
 
   fit() {
     const pts = [];
-    for (const s of this.sirens) pts.push(s.world);
+    for (const m of this.sirens) pts.push(m.world);
     for (const z of this.zones) for (const poly of z.rings) for (const p of poly[0] || []) pts.push(p);
-    const w = this.canvas.clientWidth || 600;
-    const h = this.canvas.clientHeight || 400;
+    const w = this.size.w || this.canvas.clientWidth || 600;
+    const h = this.size.h || this.canvas.clientHeight || 400;
     if (!pts.length) {
       this.view = { cx: TILE / 2, cy: TILE / 2, scale: 1 };
       return;
@@ -271,15 +291,99 @@ export class FleetMap {
   draw() {
     const c = this.canvas;
     const ratio = window.devicePixelRatio || 1;
-    const w = c.clientWidth;
-    const h = c.clientHeight;
+    const { w, h } = this.size;
     if (!w || !h) return;
     if (c.width !== Math.round(w * ratio) || c.height !== Math.round(h * ratio)) {
       c.width = Math.round(w * ratio);
       c.height = Math.round(h * ratio);
     }
     if (!this.view) this.fit();
+    const baseKey = this.baseKey;
+    const base = this.baseLayer(w, h, ratio);
     const ctx = c.getContext('2d');
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    if (baseKey === this.baseKey && this.drawn && dirty.size && dirty.size <= 400) {
+      this.drawAround(ctx, dirty, ratio);
+      return;
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(base, 0, 0);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    this.drawn = this.drawSirens(ctx, this.sirens, w, h);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.labels, 0, 0);
+  }
+
+  // Everything drawn again (a siren's maintenance ring, say, which reaches further).
+  full() {
+    this.drawn = null;
+    this.redraw();
+  }
+
+  // Sirens whose state changed (their ids), redrawn without the rest: a full map of ten
+  // thousand sirens takes the browser tens of milliseconds to paint, a few changes do not.
+  touch(ids) {
+    if (!this.dirty) this.dirty = new Set();
+    for (const id of ids) this.dirty.add(id);
+    this.redraw();
+  }
+
+  // Redraws the ground under each changed siren (from the base layer), then every siren
+  // within reach of it, then the zones' names, all clipped to those squares.
+  drawAround(ctx, ids, ratio) {
+    const d = this.drawn;
+    const reach = d.size * 2.2 + 3;
+    const squares = [];
+    for (const id of ids) {
+      const at = d.at.get(id);
+      if (at) squares.push([at[0] - reach, at[1] - reach]);
+    }
+    if (!squares.length) return;
+    const side = reach * 2;
+    ctx.save();
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.beginPath();
+    for (const [x, y] of squares) ctx.rect(x, y, side, side);
+    ctx.clip();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    for (const [x, y] of squares) {
+      const px = Math.max(0, Math.floor(x * ratio));
+      const py = Math.max(0, Math.floor(y * ratio));
+      const pw = Math.ceil(side * ratio) + 2;
+      ctx.drawImage(this.base, px, py, pw, pw, px, py, pw, pw);
+    }
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    const near = new Set();
+    for (const [x, y] of squares) {
+      for (let gx = Math.floor((x - reach) / d.cell); gx <= Math.floor((x + side + reach) / d.cell); gx++) {
+        for (let gy = Math.floor((y - reach) / d.cell); gy <= Math.floor((y + side + reach) / d.cell); gy++) {
+          for (const m of d.grid.get(`${gx},${gy}`) || []) near.add(m);
+        }
+      }
+    }
+    this.drawSirens(ctx, [...near], this.size.w, this.size.h);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    for (const [x, y] of squares) {
+      const px = Math.max(0, Math.floor(x * ratio));
+      const py = Math.max(0, Math.floor(y * ratio));
+      const pw = Math.ceil(side * ratio) + 2;
+      ctx.drawImage(this.labels, px, py, pw, pw, px, py, pw, pw);
+    }
+    ctx.restore();
+  }
+
+  // Tiles, ground and zone lines change only when the view or the coverage does, and hold
+  // most of the map's vertices: drawn once into a layer of their own, not at every change
+  // of a siren's state.
+  baseLayer(w, h, ratio) {
+    const v = this.view;
+    const key = [v.cx, v.cy, v.scale, w, h, ratio, this.version, this.tilesLoaded].join();
+    if (this.base && this.baseKey === key) return this.base;
+    this.base = this.base || document.createElement('canvas');
+    this.base.width = Math.round(w * ratio);
+    this.base.height = Math.round(h * ratio);
+    const ctx = this.base.getContext('2d');
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.fillStyle = '#f4f1ea';
     ctx.fillRect(0, 0, w, h);
@@ -287,8 +391,15 @@ export class FleetMap {
     for (const g of this.ground) this.drawGround(ctx, g);
     ctx.lineJoin = 'round';
     for (const z of this.zones) this.drawZone(ctx, z);
-    this.drawSirens(ctx, w, h);
-    this.drawZoneNames(ctx);
+    // The zones' names go over the sirens: a layer of their own, drawn with this one.
+    this.labels = this.labels || document.createElement('canvas');
+    this.labels.width = this.base.width;
+    this.labels.height = this.base.height;
+    const labels = this.labels.getContext('2d');
+    labels.setTransform(ratio, 0, 0, ratio, 0, 0);
+    this.drawZoneNames(labels);
+    this.baseKey = key;
+    return this.base;
   }
 
   path(ctx, rings) {
@@ -314,7 +425,7 @@ export class FleetMap {
       ctx.save();
       ctx.clip('evenodd');
       ctx.fillStyle = this.hatchPattern(ctx);
-      ctx.fillRect(0, 0, this.canvas.clientWidth, this.canvas.clientHeight);
+      ctx.fillRect(0, 0, this.size.w, this.size.h);
       ctx.restore();
     }
     ctx.strokeStyle = style.stroke;
@@ -371,41 +482,64 @@ export class FleetMap {
     }
   }
 
-  drawSirens(ctx, w, h) {
+  // Draws `list` (map entries of sirens) and returns where each went: its position by id,
+  // and a grid of 32-pixel cells of them, for redrawing a few later.
+  drawSirens(ctx, list, w, h) {
     const size = this.sirens.length > 2000 ? 3 : this.sirens.length > 300 ? 4.5 : 6.5;
+    const v = this.view;
+    const cx = w / 2 - v.cx * v.scale;
+    const cy = h / 2 - v.cy * v.scale;
+    const drawn = { size, cell: 32, at: new Map(), grid: new Map() };
     // Healthy first, so that a failure is never hidden under a healthy neighbour.
     const order = ['ok', 'unknown', 'degraded', 'unreachable', 'faulty', 'down'];
-    const byState = new Map(order.map((s) => [s, []]));
-    for (const s of this.sirens) (byState.get(s.state) || byState.get('unknown')).push(s);
-    for (const state of order) {
-      const style = STATE_STYLE[state];
-      for (const s of byState.get(state)) {
-        const [x, y] = this.toScreen(...s.world);
-        if (x < -10 || y < -10 || x > w + 10 || y > h + 10) continue;
-        if (s.maintenance) {
-          ctx.beginPath();
-          ctx.strokeStyle = '#0072B2';
-          ctx.lineWidth = 2;
-          ctx.setLineDash([2, 2]);
-          ctx.arc(x, y, size * 1.9, 0, Math.PI * 2);
-          ctx.stroke();
-          ctx.setLineDash([]);
-        }
-        drawShape(ctx, style.shape, x, y, state === 'ok' ? size : size * 1.35, style.colour);
-      }
+    const byState = new Map(order.map((st) => [st, []]));
+    const inMaintenance = [];
+    for (const m of list) {
+      const x = m.world[0] * v.scale + cx;
+      const y = m.world[1] * v.scale + cy;
+      if (x < -12 || y < -12 || x > w + 12 || y > h + 12) continue;
+      drawn.at.set(m.s.id, [x, y]);
+      const key = `${Math.floor(x / drawn.cell)},${Math.floor(y / drawn.cell)}`;
+      const cell = drawn.grid.get(key);
+      if (cell) cell.push(m);
+      else drawn.grid.set(key, [m]);
+      (byState.get(m.s.state) || byState.get('unknown')).push(x, y);
+      if (m.s.maintenance) inMaintenance.push(x, y);
     }
+    if (inMaintenance.length) {
+      ctx.beginPath();
+      for (let i = 0; i < inMaintenance.length; i += 2) {
+        ctx.moveTo(inMaintenance[i] + size * 1.9, inMaintenance[i + 1]);
+        ctx.arc(inMaintenance[i], inMaintenance[i + 1], size * 1.9, 0, Math.PI * 2);
+      }
+      ctx.strokeStyle = '#0072B2';
+      ctx.lineWidth = 2;
+      ctx.setLineDash([2, 2]);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    for (const state of order) {
+      const points = byState.get(state);
+      if (!points.length) continue;
+      const style = STATE_STYLE[state];
+      const r = state === 'ok' ? size : size * 1.35;
+      ctx.beginPath();
+      for (let i = 0; i < points.length; i += 2) addShape(ctx, style.shape, points[i], points[i + 1], r);
+      paintShapes(ctx, style.shape, r, style.colour);
+    }
+    return drawn;
   }
 
   // The siren nearest (x, y) within reach of a finger.
   pick(x, y) {
     let best = null;
     let bestD = 14 * 14;
-    for (const s of this.sirens) {
-      const [sx, sy] = this.toScreen(...s.world);
+    for (const m of this.sirens) {
+      const [sx, sy] = this.toScreen(...m.world);
       const d = (sx - x) ** 2 + (sy - y) ** 2;
       if (d < bestD) {
         bestD = d;
-        best = s;
+        best = m.s;
       }
     }
     return best;
@@ -429,7 +563,10 @@ export class FleetMap {
         let img = this.tiles.get(url);
         if (!img) {
           img = new Image();
-          img.onload = () => this.redraw();
+          img.onload = () => {
+            this.tilesLoaded = (this.tilesLoaded || 0) + 1;
+            this.redraw();
+          };
           img.src = url;
           this.tiles.set(url, img);
           if (this.tiles.size > 600) this.tiles.delete(this.tiles.keys().next().value);
