@@ -61,6 +61,8 @@ pub struct Prepared {
     pub second_token: String,
     /// A warning platform's token (`submit_cap`), for the sample CAP alert the demo writes.
     pub cap_token: String,
+    /// An administrator's token: the audit log.
+    pub admin_token: String,
     /// The first occurrence of the demo's chime schedule.
     pub first_sounding: jiff::Timestamp,
 }
@@ -94,7 +96,9 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
     let (operator_token, first_entry) = new_token("demo-operator", Role::Operator);
     let (second_token, second_entry) = new_token("demo-second-officer", Role::Operator);
     let (cap_token, cap_entry) = new_token("demo-typhoon-platform", Role::Viewer);
-    let token_entry = format!("{first_entry}\n{second_entry}\n{cap_entry}permissions = [\"submit_cap\"]\n");
+    let (admin_token, admin_entry) = new_token("demo-admin", Role::Admin);
+    let token_entry =
+        format!("{first_entry}\n{second_entry}\n{admin_entry}\n{cap_entry}permissions = [\"submit_cap\"]\n");
     let first_sounding = (jiff::Timestamp::now() + o.first_sounding_in).round(jiff::Unit::Second)?;
     let configure = |g: &generate::Generated| -> anyhow::Result<Loaded> {
         let written = generate::write(g, &o.dir)?;
@@ -134,7 +138,7 @@ pub fn prepare(o: &DemoOptions) -> anyhow::Result<Prepared> {
     generate::add_sirens(&mut g, &options.code, &sites, options.seed)?;
     let loaded = configure(&g)?;
     std::fs::write(o.dir.join(CAP_SAMPLE), sample_cap_alert(&g.fleet))?;
-    Ok(Prepared { loaded, generated: g, operator_token, second_token, cap_token, first_sounding })
+    Ok(Prepared { loaded, generated: g, operator_token, second_token, cap_token, admin_token, first_sounding })
 }
 
 /// The generated sirend.toml made the demo's: its ports, short polls and heartbeats, the
@@ -257,11 +261,40 @@ pub fn scenario(fleet: &siren_proto::fleet::Fleet) -> Scenario {
     Scenario { events }
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+/// A demo running: the daemon, the simulated fleet, and what serves the fleet to it.
+pub struct Running {
+    pub daemon: Daemon,
+    pub sim: Arc<SimFleet>,
+    /// The operator's, the second officer's, the CAP platform's and the administrator's tokens.
+    pub tokens: [String; 4],
+    pub first_sounding: jiff::Timestamp,
+    /// Where the fleet, keys, configuration and database are.
+    pub dir: PathBuf,
+    devices: siren_sim::mqtt::MqttDevices,
+    buses: Vec<siren_sim::serial::SerialBus>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("http", &self.daemon.http).field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Stops the simulated fleet, then the daemon.
+    pub async fn stop(self) {
+        self.devices.shutdown().await;
+        self.daemon.stop().await;
+        drop(self.buses);
+    }
+}
+
+/// Starts the demo: the daemon, and the simulated fleet on PTYs and MQTT, with the scenario of
+/// faults playing where `o.faults` says so.
+pub async fn start(o: &DemoOptions) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
-    let Prepared { loaded, generated: g, operator_token, second_token, cap_token, first_sounding } = prepare(&o)?;
-    let sirens = g.fleet.sirens.len();
+    let Prepared { loaded, generated: g, operator_token, second_token, cap_token, admin_token, first_sounding } =
+        prepare(o)?;
     let sim = Arc::new(SimFleet::build(g.fleet.clone(), &g.keys, SimClock::real_time(), &BuildOptions::default())?);
     let dir = o.dir.canonicalize()?;
     let mut buses = Vec::new();
@@ -276,12 +309,26 @@ pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>
     if o.faults {
         sim.play(scenario(&g.fleet));
     }
-    let tokens = [operator_token.as_str(), second_token.as_str(), cap_token.as_str()];
-    print_banner(&daemon, &o, &dir, (sirens, buses.len(), devices.len()), tokens, first_sounding);
+    let tokens = [operator_token, second_token, cap_token, admin_token];
+    Ok(Running { daemon, sim, tokens, first_sounding, dir, devices, buses })
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(o: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(&o).await?;
+    let sirens = running.sim.fleet.sirens.len();
+    let mqtt = running.devices.len();
+    let tokens = running.tokens.each_ref().map(String::as_str);
+    print_banner(
+        &running.daemon,
+        &o,
+        &running.dir,
+        (sirens, running.buses.len(), mqtt),
+        tokens,
+        running.first_sounding,
+    );
     shutdown.await;
-    devices.shutdown().await;
-    daemon.stop().await;
-    drop(buses);
+    running.stop().await;
     Ok(())
 }
 
@@ -290,18 +337,14 @@ fn print_banner(
     o: &DemoOptions,
     dir: &Path,
     (sirens, buses, mqtt): (usize, usize, usize),
-    [operator_token, second_token, cap_token]: [&str; 3],
+    [operator_token, second_token, cap_token, admin_token]: [&str; 4],
     first_sounding: jiff::Timestamp,
 ) {
     let http = daemon.http;
     println!();
     println!("sirend demo: {sirens} simulated sirens ({buses} serial buses on PTYs, {mqtt} on MQTT)");
-    println!("  landing page    http://{http}/");
+    println!("  console         http://{http}/   (log in with a token below)");
     println!("  metrics         http://{http}/metrics");
-    println!("  sirens (JSON)   http://{http}/api/sirens");
-    println!("  events (JSON)   http://{http}/api/events");
-    println!("  soundings       http://{http}/api/soundings");
-    println!("  coverage        http://{http}/api/coverage");
     println!("  API document    http://{http}/api/openapi.json");
     println!("  MQTT broker     mqtt://{}", o.broker);
     println!("  files           {}", dir.display());
@@ -317,6 +360,8 @@ fn print_banner(
     );
     println!("                   --data-binary @{} http://{http}/api/cap)", dir.join(CAP_SAMPLE).display());
     println!("  CAP feed        http://{http}/api/cap.atom");
+    println!("  administrator   {admin_token}");
+    println!("                  (the audit log)");
     if o.faults {
         println!("faults are injected over the first three minutes; a test chime sounds every 5 minutes from");
     } else {

@@ -184,6 +184,45 @@ impl Tab {
         Ok(())
     }
 
+    /// Samples the page's JavaScript while `during` runs: the functions it spent most time
+    /// in (self time, ms), busiest first.
+    pub async fn profile<F: std::future::Future<Output = anyhow::Result<()>>>(
+        &self,
+        during: F,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
+        use chromiumoxide::cdp::js_protocol::profiler::{
+            EnableParams, SetSamplingIntervalParams, StartParams, StopParams,
+        };
+        self.page.execute(EnableParams::default()).await?;
+        self.page.execute(SetSamplingIntervalParams::new(200)).await?;
+        self.page.execute(StartParams::default()).await?;
+        during.await?;
+        let profile = self.page.execute(StopParams::default()).await?.result.profile;
+        let deltas: Vec<i64> = profile.time_deltas.clone().unwrap_or_default();
+        let samples: Vec<i64> = profile.samples.clone().unwrap_or_default();
+        let mut by_node = std::collections::HashMap::new();
+        for (node, delta) in samples.iter().zip(deltas.iter().skip(1).chain(std::iter::once(&0))) {
+            *by_node.entry(*node).or_insert(0i64) += *delta;
+        }
+        let mut by_function: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        for node in &profile.nodes {
+            let us = by_node.get(&node.id).copied().unwrap_or(0);
+            let f = &node.call_frame;
+            let name = format!(
+                "{} {}:{}",
+                if f.function_name.is_empty() { "(anonymous)" } else { &f.function_name },
+                f.url.rsplit('/').next().unwrap_or(""),
+                f.line_number + 1
+            );
+            #[allow(clippy::cast_precision_loss, reason = "a display value")]
+            let ms = us as f64 / 1000.0;
+            *by_function.entry(name).or_insert(0.0) += ms;
+        }
+        let mut top: Vec<(String, f64)> = by_function.into_iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(top)
+    }
+
     /// Reloads the page.
     pub async fn reload(&self) -> anyhow::Result<()> {
         self.page.reload().await?;
