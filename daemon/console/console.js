@@ -249,7 +249,10 @@ const severity = { down: 5, faulty: 4, unreachable: 3, degraded: 2, unknown: 1, 
 // ---- loading ------------------------------------------------------------------------------
 
 async function loadSirens() {
-  const list = await api('/api/sirens');
+  // A token for one zone (a crew's, a town's) reads only that zone's sirens: on a phone, over
+  // a mobile network, that is what the crew came for.
+  const only = app.me && app.me.zones.length === 1 ? `?zone=${encodeURIComponent(app.me.zones[0])}` : '';
+  const list = await api(`/api/sirens${only}`);
   app.sirens = new Map(list.map((s) => [s.id, s]));
   changed('fleet');
 }
@@ -1395,6 +1398,7 @@ VIEWS.warning = {
   title: () => t('nav.warning'),
   mount(main) {
     this.list = h('div');
+    this.drawn = null;
     replace(
       main,
       h(
@@ -1413,12 +1417,17 @@ VIEWS.warning = {
       return;
     }
     if (!['all', 'activations', 'soundings'].includes(what)) return;
-    const list = app.activations.slice().sort((a, b) => b.id - a.id);
+    const list = app.activations.slice().sort((a, b) => b.id - a.id).slice(0, 50);
+    // Redrawn only when something shown changed: a button must not be replaced under the
+    // pointer of the person about to press it.
+    const signature = JSON.stringify([lang, list, list.map((a) => ended(a))]);
+    if (signature === this.drawn) return;
+    this.drawn = signature;
     if (!list.length) {
       replace(this.list, empty(t('warning.none')));
       return;
     }
-    replace(this.list, list.slice(0, 50).map((a) => this.card(a)));
+    replace(this.list, list.map((a) => this.card(a)));
     this.watchSoon();
   },
   // How each approved warning's sirens are doing, while one may still be sounding.
@@ -1610,30 +1619,56 @@ function eventDetail(e) {
   return e.detail;
 }
 
-// The audit log (administrators).
+// The audit log (administrators), filtered by who, what or the outcome as one types.
 VIEWS.audit = {
   title: () => t('nav.audit'),
   mount(main) {
     this.body = h('div');
-    replace(main, section(t('nav.audit'), this.body));
+    this.list = null;
+    this.text = h('input', { type: 'search', id: 'audit-text', placeholder: t('audit.filter_placeholder') });
+    this.refused = h('input', { type: 'checkbox', id: 'audit-refused' });
+    const draw = () => this.draw();
+    this.text.addEventListener('input', draw);
+    this.refused.addEventListener('change', draw);
+    replace(
+      main,
+      section(
+        t('nav.audit'),
+        h('div', { class: 'filters' }, h('label', { for: 'audit-text' }, t('audit.filter')), this.text, h('label', { class: 'check', for: 'audit-refused' }, this.refused, t('audit.only_refused'))),
+        this.body,
+      ),
+    );
     this.load();
   },
   async load() {
     try {
-      const list = await api('/api/audit');
-      replace(
-        this.body,
-        table(
-          [t('col.at'), t('audit.actor'), t('audit.action'), t('audit.target'), t('audit.allowed'), t('events.detail'), t('audit.client')],
-          list.map((a) => h('tr', { class: a.allowed ? '' : 'row-fail' }, h('td', {}, fmtTime(a.at)), h('td', {}, a.actor), h('td', {}, a.action), h('td', {}, a.target), h('td', {}, a.allowed ? t('audit.yes') : t('audit.refused')), h('td', {}, a.detail), h('td', {}, a.client))),
-          'audit',
-        ),
-      );
+      this.list = await api('/api/audit');
+      this.draw();
     } catch (e) {
       replace(this.body, empty(e.message));
     }
   },
-  update() {},
+  draw() {
+    if (!this.list) return;
+    const needle = this.text.value.trim().toLowerCase();
+    const match = (a) => [a.actor, a.action, a.target, a.detail, a.client].some((v) => String(v).toLowerCase().includes(needle));
+    const shown = this.list.filter((a) => (!this.refused.checked || !a.allowed) && (!needle || match(a)));
+    replace(
+      this.body,
+      table(
+        [t('col.at'), t('audit.actor'), t('audit.action'), t('audit.target'), t('audit.allowed'), t('events.detail'), t('audit.client')],
+        shown.map((a) => h('tr', { class: a.allowed ? '' : 'row-fail' }, h('td', {}, fmtTime(a.at)), h('td', {}, a.actor), h('td', {}, a.action), h('td', {}, a.target), h('td', {}, a.allowed ? t('audit.yes') : t('audit.refused')), h('td', {}, a.detail), h('td', {}, a.client))),
+        'audit',
+      ),
+    );
+  },
+  update(what, e) {
+    // What people do is audited as they do it: read the log again after events (debounced).
+    if (what === 'event' && e) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.load(), 1000);
+    }
+  },
 };
 
 // Login: the token is kept for this browser session only.

@@ -110,6 +110,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))
+        // Outermost, so that the JSON errors are made of plain bodies; the event stream and
+        // images are never compressed (tower-http's default predicate).
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 
@@ -209,9 +212,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             tracing::debug!("a scraper went away before the end of /metrics");
         }
     });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+    // Fused: the gzip layer polls a body once more after its end, which a bare `unfold`
+    // forbids.
+    let chunks = futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
-    });
+    }));
     ([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(chunks)).into_response()
 }
 

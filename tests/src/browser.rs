@@ -140,11 +140,23 @@ impl Tab {
     }
 
     /// Clicks the element `selector` finds, as a person would (the mouse, at its centre).
+    ///
+    /// A page that redraws the element between finding it and clicking it detaches the node
+    /// found; a person's click at that place would reach the new one, so it is found again.
     pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
-        let element = self.page.find_element(selector).await.with_context(|| format!("no `{selector}`"))?;
-        element.scroll_into_view().await?;
-        element.click().await.with_context(|| format!("clicking `{selector}`"))?;
-        Ok(())
+        let mut attempts = 0;
+        loop {
+            let element = self.page.find_element(selector).await.with_context(|| format!("no `{selector}`"))?;
+            let clicked = match element.scroll_into_view().await {
+                Ok(_) => element.click().await.map(drop),
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return Ok(()),
+                Err(e) if attempts < 5 && e.to_string().contains("detached") => attempts += 1,
+                Err(e) => return Err(e).with_context(|| format!("clicking `{selector}`")),
+            }
+        }
     }
 
     /// Types `text` into the field `selector` finds, key by key.

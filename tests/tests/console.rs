@@ -36,6 +36,9 @@ struct Setup {
     operator: String,
     second: String,
     admin: String,
+    /// A crew's token, for the first siren's district only.
+    crew: String,
+    district: String,
 }
 
 /// Six MQTT sirens on the embedded broker; an operator, a second officer and an
@@ -51,11 +54,14 @@ fn setup(dir: &Path, in_s: i64) -> Setup {
     let (operator, op_entry) = new_token("ops", Role::Operator);
     let (second, second_entry) = new_token("second-officer", Role::Operator);
     let (admin, admin_entry) = new_token("chief", Role::Admin);
+    let district = g.fleet.sirens[0].zone.levels().take(2).collect::<Vec<_>>().join("/");
+    let (crew, crew_entry) = new_token("crew-1", Role::Operator);
+    let crew_entry = format!("{crew_entry}zones = [\"{district}\"]\n");
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
     let start = start.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
     write!(
         text,
-        "\n{op_entry}\n{second_entry}\n{admin_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\n\
+        "\n{op_entry}\n{second_entry}\n{admin_entry}\n{crew_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\n\
          timezone = \"Asia/Shanghai\"\nlead_s = 8\narm_cutoff_s = 2\nverify_grace_s = 8\n\n\
          [live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n\n\
          [[schedule]]\nname = \"console-chime\"\nkind = \"chime\"\nstart = \"{start}\"\n\
@@ -65,7 +71,7 @@ fn setup(dir: &Path, in_s: i64) -> Setup {
     std::fs::write(&written.config, text).unwrap();
     let loaded = Loaded::load(&written.config).unwrap();
     let sim = Arc::new(SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &BuildOptions::default()).unwrap());
-    Setup { loaded, sim, broker: format!("mqtt://{port}"), operator, second, admin }
+    Setup { loaded, sim, broker: format!("mqtt://{port}"), operator, second, admin, crew, district }
 }
 
 fn mqtt(url: &str) -> MqttConfig {
@@ -157,6 +163,17 @@ async fn the_overview_follows_a_fault_without_reload_and_an_acknowledgement_is_a
     .unwrap();
 
     tab.close().await.unwrap();
+
+    // A crew's phone: its district only, on a page no wider than the screen.
+    let phone = console(&chromium, &daemon, &s.crew, "zh-CN", 390).await;
+    let mine = s.loaded.fleet.sirens.iter().filter(|x| x.zone.is_within(&s.district)).count();
+    let shown: String = phone.eval("document.querySelector('[data-state=total]').textContent").await.unwrap();
+    assert_eq!(shown, mine.to_string(), "the crew sees its district's {mine} sirens");
+    let filter: String = phone.eval("document.getElementById('zone-filter').value").await.unwrap();
+    assert_eq!(filter, s.district);
+    let wide: bool = phone.eval("document.documentElement.scrollWidth <= window.innerWidth + 1").await.unwrap();
+    assert!(wide, "nothing wider than the phone's screen");
+    phone.close().await.unwrap();
     devices.shutdown().await;
     daemon.stop().await;
 }
