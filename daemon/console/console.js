@@ -668,8 +668,8 @@ VIEWS.overview = {
       { class: 'legend' },
       Object.keys(STATE_STYLE).map((s) => h('li', {}, stateIcon(s), named('state', s))),
       h('li', {}, h('span', { class: 'swatch maint-ring', 'aria-hidden': 'true' }), t('map.in_maintenance')),
-      Object.entries(GROUND_STYLE).map(([k, st]) =>
-        h('li', {}, h('span', { class: `swatch ground-${k}`, style: `background:${st.fill};border-color:${st.stroke}`, 'aria-hidden': 'true' }), t(`ground.${k}`)),
+      Object.keys(GROUND_STYLE).map((k) =>
+        h('li', {}, h('span', { class: `swatch ground-${k}`, 'aria-hidden': 'true' }), t(`ground.${k}`)),
       ),
     );
     const attribution = app.settings.basemap && app.settings.basemap_attribution ? h('p', { class: 'attribution' }, app.settings.basemap_attribution) : null;
@@ -1663,8 +1663,10 @@ VIEWS.audit = {
     );
   },
   update(what, e) {
-    // What people do is audited as they do it: read the log again after events (debounced).
-    if (what === 'event' && e) {
+    // Read again after what people do (each read is itself audited, so not after every
+    // event the fleet makes).
+    const byPeople = /^(acknowledged|maintenance_|live_|stop_|sounding_cancelled|counters_resynced|cap_alert)/;
+    if (what === 'event' && e && byPeople.test(e.kind)) {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.load(), 1000);
     }
