@@ -35,7 +35,7 @@ const INDEX: Asset = Asset {
     body: include_str!("../../console/index.html"),
 };
 
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 6] = [
     Asset {
         name: "console.js",
         content_type: "text/javascript; charset=utf-8",
@@ -45,6 +45,16 @@ const ASSETS: [Asset; 4] = [
         name: "map.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../console/map.js"),
+    },
+    Asset {
+        name: "i18n.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/i18n.js"),
+    },
+    Asset {
+        name: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../console/dom.js"),
     },
     Asset {
         name: "words.js",
