@@ -42,9 +42,8 @@ pub struct Daemon {
     mqtt_link: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
-/// Builds the coverage grid of the daemon's own sirens; `None` when it owns none.
-/// What the web console is set up with; a zone whose area cannot be drawn leaves the map
-/// without zones rather than the daemon unstarted (coverage reports the same problem).
+/// What the web console is set up with. Zone areas that cannot be read leave the map without
+/// zones; coverage, set up from the same files, fails with the reason.
 fn console_settings(loaded: &Loaded) -> crate::http::console::ConsoleSettings {
     let zones = if loaded.own_sirens().next().is_none() && loaded.config.coverage.boundaries.is_none() {
         Vec::new()
@@ -66,6 +65,7 @@ fn console_settings(loaded: &Loaded) -> crate::http::console::ConsoleSettings {
     }
 }
 
+/// Builds the coverage grid of the daemon's own sirens; `None` when it owns none.
 fn start_coverage(loaded: &Loaded) -> anyhow::Result<Option<SharedCoverage>> {
     if loaded.own_sirens().next().is_none() {
         return Ok(None);
