@@ -44,6 +44,11 @@ struct Setup {
 /// Six MQTT sirens on the embedded broker; an operator, a second officer and an
 /// administrator; a `burst` LIVE signal; a chime `in_s` seconds from now.
 fn setup(dir: &Path, in_s: i64) -> Setup {
+    setup_with(dir, in_s, "")
+}
+
+/// As `setup`, with `extra` (TOML) appended to the configuration.
+fn setup_with(dir: &Path, in_s: i64, extra: &str) -> Setup {
     let options = Options { sirens: 6, seed: 23, serial_share: 0.0, redundant_share: 0.0, ..Options::default() };
     let g = generate::generate(&options).unwrap();
     let written = generate::write(&g, dir).unwrap();
@@ -65,7 +70,7 @@ fn setup(dir: &Path, in_s: i64) -> Setup {
          timezone = \"Asia/Shanghai\"\nlead_s = 8\narm_cutoff_s = 2\nverify_grace_s = 8\n\n\
          [live]\n[[live.signals]]\nname = \"burst\"\nsequence = [{{ pattern = \"chime\" }}]\n\n\
          [[schedule]]\nname = \"console-chime\"\nkind = \"chime\"\nstart = \"{start}\"\n\
-         timezone = \"UTC\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
+         timezone = \"UTC\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n\n{extra}\n"
     )
     .unwrap();
     std::fs::write(&written.config, text).unwrap();
@@ -105,13 +110,29 @@ async fn console(chromium: &Chromium, daemon: &Daemon, token: &str, lang: &str, 
 async fn the_overview_follows_a_fault_without_reload_and_an_acknowledgement_is_audited_with_the_users_name() {
     let Some(chromium) = Chromium::launch().await.unwrap() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(dir.path(), 3600);
+    // An office's own tile server under the map.
+    let (tiles, tiles_asked) = tile_server().await;
+    let basemap = format!(
+        "[console]\nbasemap = \"http://{tiles}/{{z}}/{{x}}/{{y}}.png\"\nbasemap_attribution = \"tiles: test office\"\n"
+    );
+    let s = setup_with(dir.path(), 3600, &basemap);
     let daemon = Daemon::start(&s.loaded).await.unwrap();
     let devices = s.sim.serve_mqtt(&mqtt(&s.broker));
     let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
     every_siren_ok(&daemon, &ids).await;
 
     let tab = console(&chromium, &daemon, &s.operator, "en", 1920).await;
+    wait_for("the map's tiles asked for", || !tiles_asked.lock().unwrap().is_empty()).await;
+    let asked = tiles_asked.lock().unwrap().clone();
+    // Each request is a tile: /{z}/{x}/{y}.png, numbers all.
+    let tile = |p: &String| {
+        let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+        let number = |x: &str| x.parse::<u32>().is_ok();
+        parts.len() == 3 && number(parts[0]) && number(parts[1]) && parts[2].strip_suffix(".png").is_some_and(number)
+    };
+    assert!(asked.iter().all(tile), "{asked:?}");
+    let attribution: String = tab.eval("document.querySelector('.attribution').textContent").await.unwrap();
+    assert_eq!(attribution, "tiles: test office");
     tab.wait_for("six sirens, all ok", "document.querySelector('[data-state=ok]')?.textContent === '6'", PAGE)
         .await
         .unwrap();
@@ -369,3 +390,39 @@ import('/console/words.js').then(({ WORDS }) => {
   return [...found];
 })
 ";
+
+/// A map tile server: every request is answered with the same 1×1 PNG, and its path kept.
+async fn tile_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A valid 1×1 grey PNG.
+    const PNG: [u8; 67] = [
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a, 0x7e, 0x9b, 0x55, 0x00, 0x00, 0x00,
+        0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x68, 0x00, 0x00, 0x00, 0x82, 0x00, 0x81, 0x77, 0xcd, 0x72,
+        0xb6, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = Arc::clone(&asked);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some(path) = text.split_whitespace().nth(1) {
+                    kept.lock().unwrap().push(path.to_owned());
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    PNG.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&PNG).await;
+            });
+        }
+    });
+    (addr, asked)
+}
