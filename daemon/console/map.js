@@ -346,13 +346,17 @@ export class FleetMap {
     ctx.beginPath();
     for (const [x, y] of squares) ctx.rect(x, y, side, side);
     ctx.clip();
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    for (const [x, y] of squares) {
-      const px = Math.max(0, Math.floor(x * ratio));
-      const py = Math.max(0, Math.floor(y * ratio));
+    // Copies each square of `layer` (device pixels) onto the map.
+    const copy = (layer) => {
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
       const pw = Math.ceil(side * ratio) + 2;
-      ctx.drawImage(this.base, px, py, pw, pw, px, py, pw, pw);
-    }
+      for (const [x, y] of squares) {
+        const px = Math.max(0, Math.floor(x * ratio));
+        const py = Math.max(0, Math.floor(y * ratio));
+        ctx.drawImage(layer, px, py, pw, pw, px, py, pw, pw);
+      }
+    };
+    copy(this.base);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     const near = new Set();
     for (const [x, y] of squares) {
@@ -363,13 +367,7 @@ export class FleetMap {
       }
     }
     this.drawSirens(ctx, [...near], this.size.w, this.size.h);
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    for (const [x, y] of squares) {
-      const px = Math.max(0, Math.floor(x * ratio));
-      const py = Math.max(0, Math.floor(y * ratio));
-      const pw = Math.ceil(side * ratio) + 2;
-      ctx.drawImage(this.labels, px, py, pw, pw, px, py, pw, pw);
-    }
+    copy(this.labels);
     ctx.restore();
   }
 

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod browser;
+pub mod config;
 pub mod http;
 pub mod tools;
 

@@ -21,7 +21,6 @@ use sirend::auth::{Role, new_token};
 use sirend::config::Loaded;
 use sirend::daemon::Daemon;
 use sirend::liveness::State;
-use sirennet_e2e::broker::free_port;
 use sirennet_e2e::browser::{Chromium, Tab, log_in};
 use sirennet_e2e::http;
 use sirennet_e2e::wait::wait_for;
@@ -51,11 +50,7 @@ fn setup(dir: &Path, in_s: i64) -> Setup {
 fn setup_with(dir: &Path, in_s: i64, extra: &str) -> Setup {
     let options = Options { sirens: 6, seed: 23, serial_share: 0.0, redundant_share: 0.0, ..Options::default() };
     let g = generate::generate(&options).unwrap();
-    let written = generate::write(&g, dir).unwrap();
-    let mut text = std::fs::read_to_string(&written.config).unwrap();
-    text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
-    let port = free_port().unwrap();
-    text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
+    let (config, mut text, port) = sirennet_e2e::config::written(&g, dir).unwrap();
     let (operator, op_entry) = new_token("ops", Role::Operator);
     let (second, second_entry) = new_token("second-officer", Role::Operator);
     let (admin, admin_entry) = new_token("chief", Role::Admin);
@@ -73,8 +68,8 @@ fn setup_with(dir: &Path, in_s: i64, extra: &str) -> Setup {
          timezone = \"UTC\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n\n{extra}\n"
     )
     .unwrap();
-    std::fs::write(&written.config, text).unwrap();
-    let loaded = Loaded::load(&written.config).unwrap();
+    std::fs::write(&config, text).unwrap();
+    let loaded = Loaded::load(&config).unwrap();
     let sim = Arc::new(SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &BuildOptions::default()).unwrap());
     Setup { loaded, sim, broker: format!("mqtt://{port}"), operator, second, admin, crew, district }
 }

@@ -54,11 +54,7 @@ fn setup_with(dir: &Path, in_s: i64, serial_share: f64) -> Setup {
 
 /// As `setup`, for a generated fleet.
 fn setup_fleet(dir: &Path, in_s: i64, g: generate::Generated) -> Setup {
-    let written = generate::write(&g, dir).unwrap();
-    let mut text = std::fs::read_to_string(&written.config).unwrap();
-    text = text.replace("listen = \"127.0.0.1:9750\"", "listen = \"127.0.0.1:0\"");
-    let port = free_port().unwrap();
-    text = text.replace("listen = \"127.0.0.1:1884\"", &format!("listen = \"{port}\""));
+    let (config, mut text, port) = sirennet_e2e::config::written(&g, dir).unwrap();
     let (operator, op_entry) = new_token("ops", Role::Operator);
     let (viewer, view_entry) = new_token("watch", Role::Viewer);
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
@@ -70,8 +66,8 @@ fn setup_fleet(dir: &Path, in_s: i64, g: generate::Generated) -> Setup {
          start = \"{start}\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
     )
     .unwrap();
-    std::fs::write(&written.config, text).unwrap();
-    let loaded = Loaded::load(&written.config).unwrap();
+    std::fs::write(&config, text).unwrap();
+    let loaded = Loaded::load(&config).unwrap();
     let options = BuildOptions { clock_offset_ms: 2_000, ..BuildOptions::default() };
     let sim = Arc::new(SimFleet::build(g.fleet, &g.keys, SimClock::real_time(), &options).unwrap());
     Setup { loaded, sim, url: format!("mqtt://{port}"), operator, viewer }
