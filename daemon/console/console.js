@@ -1009,10 +1009,11 @@ VIEWS.soundings = {
     replace(this.parts.upcoming, upcoming.length ? table(head, upcoming.map(row), 'campaigns') : empty(t('soundings.none_upcoming')));
     replace(this.parts.index, past.length ? table(head, past.map(row), 'campaigns') : empty(t('soundings.none_past')));
   },
+  // The chime is offered first: the gentlest signal is the default for a test.
   scheduleForm() {
     const at = h('input', { type: 'datetime-local', id: 'test-at', required: true });
     const kind = h('select', { id: 'test-kind' }, ['test', 'silent', 'chime'].map((k) => h('option', { value: k }, named('kind', k))));
-    const pattern = h('select', { id: 'test-pattern' }, ['chime', 'silent-test', 'pre-warning', 'air-raid', 'all-clear'].map((p) => h('option', { value: p }, signalName(p))));
+    const pattern = h('select', { id: 'test-pattern' }, [...app.settings.patterns].sort((a, b) => (b === 'chime') - (a === 'chime')).map((p) => h('option', { value: p }, signalName(p))));
     const zones = zoneChecks('test-zone');
     return h(
       'section',

@@ -59,6 +59,7 @@ fn console_settings(loaded: &Loaded) -> crate::http::console::ConsoleSettings {
         basemap_attribution: console.basemap_attribution.clone(),
         timezone: loaded.config.soundings.timezone.clone(),
         live_signals: loaded.config.live.signal_names(),
+        patterns: siren_proto::pattern::catalogue::NAMES.to_vec(),
         approval_window_s: loaded.config.live.approval_window_s,
         version: env!("CARGO_PKG_VERSION"),
         zones: crate::coverage::boundaries::to_geojson(&zones).into(),

@@ -88,6 +88,15 @@ async fn every_siren_ok(daemon: &Daemon, ids: &[String]) {
     .await;
 }
 
+/// The daemon and its simulated sirens, every siren ok; the sirens' ids.
+async fn running(s: &Setup) -> (Daemon, siren_sim::mqtt::MqttDevices, Vec<String>) {
+    let daemon = Daemon::start(&s.loaded).await.unwrap();
+    let devices = s.sim.serve_mqtt(&mqtt(&s.broker));
+    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
+    every_siren_ok(&daemon, &ids).await;
+    (daemon, devices, ids)
+}
+
 fn get_json(addr: SocketAddr, path: &str, token: Option<&str>) -> serde_json::Value {
     let r = http::request(addr, "GET", path, token, "");
     assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -111,10 +120,7 @@ async fn the_overview_follows_a_fault_without_reload_and_an_acknowledgement_is_a
         "[console]\nbasemap = \"http://{tiles}/{{z}}/{{x}}/{{y}}.png\"\nbasemap_attribution = \"tiles: test office\"\n"
     );
     let s = setup_with(dir.path(), 3600, &basemap);
-    let daemon = Daemon::start(&s.loaded).await.unwrap();
-    let devices = s.sim.serve_mqtt(&mqtt(&s.broker));
-    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    every_siren_ok(&daemon, &ids).await;
+    let (daemon, devices, ids) = running(&s).await;
 
     let tab = console(&chromium, &daemon, &s.operator, "en", 1920).await;
     wait_for("the map's tiles asked for", || !tiles_asked.lock().unwrap().is_empty()).await;
@@ -199,10 +205,7 @@ async fn a_live_warning_is_requested_and_approved_by_two_people_on_the_console_a
     let Some(chromium) = Chromium::launch().await.unwrap() else { return };
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 3600);
-    let daemon = Daemon::start(&s.loaded).await.unwrap();
-    let devices = s.sim.serve_mqtt(&mqtt(&s.broker));
-    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    every_siren_ok(&daemon, &ids).await;
+    let (daemon, devices, ids) = running(&s).await;
 
     // The first officer requests a real warning on the page.
     let first = console(&chromium, &daemon, &s.operator, "en", 1920).await;
@@ -293,10 +296,7 @@ async fn a_finished_tests_report_lists_its_failures_first_and_the_chinese_consol
     let Some(chromium) = Chromium::launch().await.unwrap() else { return };
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), 16);
-    let daemon = Daemon::start(&s.loaded).await.unwrap();
-    let devices = s.sim.serve_mqtt(&mqtt(&s.broker));
-    let ids: Vec<String> = s.loaded.fleet.sirens.iter().map(|x| x.id.clone()).collect();
-    every_siren_ok(&daemon, &ids).await;
+    let (daemon, devices, ids) = running(&s).await;
     // The last siren in report order fails the test: the report must still list it first.
     let mut sorted = ids.clone();
     sorted.sort();

@@ -29,43 +29,22 @@ struct Asset {
     body: &'static str,
 }
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_str!("../../console/index.html"),
-};
+/// An asset of `daemon/console/`, compiled in.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset { name: $name, content_type: $content_type, body: include_str!(concat!("../../console/", $name)) }
+    };
+}
+
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 
 const ASSETS: [Asset; 6] = [
-    Asset {
-        name: "console.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/console.js"),
-    },
-    Asset {
-        name: "map.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/map.js"),
-    },
-    Asset {
-        name: "i18n.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/i18n.js"),
-    },
-    Asset {
-        name: "dom.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/dom.js"),
-    },
-    Asset {
-        name: "words.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/words.js"),
-    },
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../console/console.css"),
-    },
+    asset!("console.js", "text/javascript; charset=utf-8"),
+    asset!("map.js", "text/javascript; charset=utf-8"),
+    asset!("i18n.js", "text/javascript; charset=utf-8"),
+    asset!("dom.js", "text/javascript; charset=utf-8"),
+    asset!("words.js", "text/javascript; charset=utf-8"),
+    asset!("console.css", "text/css; charset=utf-8"),
 ];
 
 /// The entity tag of each asset (index first), computed once: browsers revalidate with it
@@ -165,6 +144,8 @@ pub struct ConsoleSettings {
     pub timezone: String,
     /// The signals a LIVE warning may sound: the air-defence ones, then `[[live.signals]]`.
     pub live_signals: Vec<String>,
+    /// The catalogue's patterns, which a test sounding may play (docs/protocol.md).
+    pub patterns: Vec<&'static str>,
     /// How long a LIVE request waits for its second person, s.
     pub approval_window_s: u32,
     /// sirend's version.
@@ -182,6 +163,7 @@ impl Default for ConsoleSettings {
             basemap_attribution: String::new(),
             timezone: "UTC".to_owned(),
             live_signals: crate::live::LiveConfig::default().signal_names(),
+            patterns: siren_proto::pattern::catalogue::NAMES.to_vec(),
             approval_window_s: crate::live::LiveConfig::default().approval_window_s,
             version: env!("CARGO_PKG_VERSION"),
             zones: crate::coverage::boundaries::to_geojson(&[]).into(),
