@@ -61,6 +61,9 @@ pub struct Config {
     /// The web console at `/`.
     #[serde(default)]
     pub console: Console,
+    /// Several daemons on one PostgreSQL store.
+    #[serde(default)]
+    pub leadership: Leadership,
 }
 
 /// The web console (`[console]`): it needs nothing from outside; an office that runs its own
@@ -230,12 +233,52 @@ pub struct Store {
     /// The SQLite database, relative to the configuration file.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// A PostgreSQL database instead (`postgres://user:password@host:port/database`): what
+    /// two or more daemons share, one of them leading (`[leadership]`).
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Self { path: default_store_path() }
+        Self { path: default_store_path(), url: None }
     }
+}
+
+/// Daemons sharing one PostgreSQL store (`[leadership]`; docs/operations.md, "Two control
+/// rooms").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leadership {
+    /// This daemon's name among them (default: the host's name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the others reach this daemon's API, to forward writes to it while it leads
+    /// (`http://host:port`; default: `http://` + `http.listen`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Seconds a leader's lease lasts without renewal. A standby takes over at most this
+    /// plus a sixth of it after the leader dies; a leader cut off from the database stops
+    /// commanding two thirds of it after its last renewal.
+    #[serde(default = "default_lease_s")]
+    pub lease_s: f64,
+    /// How many daemons should share the database: fewer alive is an alert.
+    #[serde(default = "default_daemons")]
+    pub daemons: u32,
+}
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Self { name: None, url: None, lease_s: default_lease_s(), daemons: default_daemons() }
+    }
+}
+
+fn default_lease_s() -> f64 {
+    6.0
+}
+
+fn default_daemons() -> u32 {
+    2
 }
 
 fn default_store_path() -> PathBuf {
@@ -318,7 +361,8 @@ fn default_topic_root() -> String {
 pub struct Serial {
     /// The bus name the fleet file's `serial:<bus>` links refer to.
     pub bus: String,
-    /// The serial device, e.g. `/dev/ttyUSB0`.
+    /// The serial device, e.g. `/dev/ttyUSB0`, or a serial device server's TCP port,
+    /// `tcp://host:port` (one socket per line).
     pub port: PathBuf,
     #[serde(default = "default_baud")]
     pub baud: u32,
@@ -332,7 +376,25 @@ pub struct Serial {
     pub idle_gap_ms: Option<u32>,
 }
 
+/// Where a serial line is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialEndpoint {
+    /// A local device.
+    Device(PathBuf),
+    /// A serial device server: `host:port`.
+    Tcp(String),
+}
+
 impl Serial {
+    /// Where the line is: `tcp://host:port` is a device server's socket (no path is
+    /// resolved against the configuration's directory); anything else a device.
+    pub fn endpoint(&self) -> SerialEndpoint {
+        match self.port.to_str().and_then(|p| p.strip_prefix("tcp://")) {
+            Some(addr) => SerialEndpoint::Tcp(addr.trim_end_matches('/').to_owned()),
+            None => SerialEndpoint::Device(self.port.clone()),
+        }
+    }
+
     /// The idle gap this bus's receiver uses.
     pub fn idle_gap(&self) -> std::time::Duration {
         self.idle_gap_ms.map_or_else(
@@ -643,6 +705,12 @@ impl Loaded {
             if !buses.contains_key(s.bus.as_str()) {
                 return Err(self.field(at("bus"), format!("no siren of the fleet hangs on bus `{}`", s.bus)));
             }
+            if let SerialEndpoint::Tcp(addr) = s.endpoint() {
+                let port = addr.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+                if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
+                    return Err(self.field(at("port"), format!("`tcp://{addr}` is not tcp://host:port")));
+                }
+            }
             if !(300..=1_000_000).contains(&s.baud) {
                 return Err(self.field(at("baud"), format!("{} is not a plausible baud rate", s.baud)));
             }
@@ -717,7 +785,51 @@ impl Loaded {
         if c.liveness.heartbeat_s == 0 {
             return Err(self.field("liveness.heartbeat_s", "must be at least 1"));
         }
+        self.validate_leadership()?;
         self.validate_coverage()
+    }
+
+    fn validate_leadership(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        if let Some(url) = &c.store.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(self.field("store.url", "must be a postgres:// URL"));
+            }
+            if let Err(e) = url.parse::<postgres::Config>() {
+                return Err(self.field("store.url", format!("cannot be read: {e}")));
+            }
+        }
+        let l = &c.leadership;
+        if !(l.lease_s.is_finite() && (3.0..=60.0).contains(&l.lease_s)) {
+            return Err(self.field("leadership.lease_s", "must be between 3 and 60 seconds"));
+        }
+        if l.daemons == 0 {
+            return Err(self.field("leadership.daemons", "must be at least 1"));
+        }
+        if let Some(url) = &l.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(self.field("leadership.url", "must be an http:// or https:// URL"));
+            }
+        }
+        if l.name.as_deref().is_some_and(|n| n.is_empty() || n.contains('#')) {
+            return Err(self.field("leadership.name", "must not be empty nor contain `#`"));
+        }
+        if c.store.url.is_some() && c.mqtt.embedded && self.fleet.sirens.iter().any(siren_proto::fleet::Siren::has_mqtt)
+        {
+            return Err(self.field(
+                "mqtt.embedded",
+                "daemons sharing a PostgreSQL store need a broker they all reach: set `embedded = false` and `url`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the store is.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.config.store.url {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Sqlite(self.resolve(&self.config.store.path)),
+        }
     }
 
     fn validate_coverage(&self) -> Result<(), ConfigError> {

@@ -229,6 +229,56 @@ impl FleetState {
         }
     }
 
+    /// Takes the states another daemon (the leader) stored as this fleet's own: a standby's
+    /// view. Returns each siren whose ability to sound changed, with its new ability.
+    pub fn mirror(&mut self, rows: &[StateRow]) -> Vec<(usize, bool)> {
+        let mut changed = Vec::new();
+        for row in rows {
+            let Some(i) = self.index(&row.siren) else { continue };
+            let state = State::ALL.into_iter().find(|s| s.as_str() == row.state).unwrap_or(State::Unknown);
+            let l = &mut self.sirens[i].liveness;
+            let faults = siren_proto::message::FaultBits(row.faults);
+            if l.state == state && l.since == row.since && l.faults == faults && l.last_seen == row.last_seen {
+                continue;
+            }
+            if l.state.can_sound() != state.can_sound() {
+                changed.push((i, state.can_sound()));
+            }
+            l.state = state;
+            l.since = row.since;
+            l.faults = faults;
+            l.last_seen = row.last_seen;
+            l.flaps = row.flaps;
+            self.sirens[i].last_known = None;
+            self.version = self.version.wrapping_add(1);
+        }
+        changed
+    }
+
+    /// The acknowledgements stored now, in place of those held (a standby's view).
+    pub fn mirror_acknowledgements(&mut self, rows: Vec<(String, Acknowledgement)>, now: Timestamp) {
+        let held: Vec<(usize, Acknowledgement)> = (0..self.sirens.len())
+            .filter_map(|i| self.sirens[i].acknowledged.as_deref().map(|a| (i, a.clone())))
+            .collect();
+        let stored: Vec<(usize, Acknowledgement)> = rows
+            .into_iter()
+            .filter(|(_, a)| a.in_force(now))
+            .filter_map(|(siren, a)| self.index(&siren).map(|i| (i, a)))
+            .collect();
+        let mut sorted = stored.clone();
+        sorted.sort_by_key(|(i, _)| *i);
+        if sorted == held {
+            return;
+        }
+        for s in &mut self.sirens {
+            s.acknowledged = None;
+        }
+        for (i, a) in stored {
+            self.sirens[i].acknowledged = Some(Box::new(a));
+        }
+        self.version = self.version.wrapping_add(1);
+    }
+
     /// Attaches the acknowledgements the previous run left in force; one that has lapsed is
     /// left out. Each holds until the siren is heard again in a condition that ends it.
     pub fn restore_acknowledgements(&mut self, rows: Vec<(String, Acknowledgement)>, now: Timestamp) {

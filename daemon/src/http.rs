@@ -35,6 +35,8 @@ pub struct AppState {
     pub access: Access,
     /// What the console is set up with.
     pub console: Arc<console::ConsoleSettings>,
+    /// Who leads among the daemons sharing the store (this one, alone on SQLite).
+    pub cluster: Arc<cluster::Cluster>,
 }
 
 /// Which reads need a token (`[http] read_needs_token`, `metrics_need_token`).
@@ -54,6 +56,7 @@ pub struct Views {
 }
 
 mod cap;
+pub mod cluster;
 pub mod console;
 mod coverage;
 mod live;
@@ -107,9 +110,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cap/alerts", get(cap::alerts))
         .route("/api/cap.atom", get(cap::feed))
         .route("/api/stream", get(stream::stream))
+        .route("/api/leadership", get(cluster::leadership))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such path"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), reads_need_a_token))
         .layer(axum::middleware::from_fn(json_errors))
+        // A standby's writes go to the leader before anything here looks at them: the
+        // leader checks the token, audits and acts.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::answered_by))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::forward_writes))
         // Outermost, so that the JSON errors are made of plain bodies; the event stream and
         // images are never compressed (tower-http's default predicate).
         .layer(tower_http::compression::CompressionLayer::new())

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod fleet;
 pub mod history;
 pub mod http;
+pub mod leadership;
 pub mod link;
 pub mod live;
 pub mod liveness;

@@ -108,6 +108,7 @@ async fn api_with(access: sirend::http::Access) -> Api {
         refusals: Arc::default(),
         coverage: Some(coverage),
         engine: None,
+        cluster: sirend::http::cluster::Cluster::alone(),
         views: Arc::default(),
         access,
         console: Arc::default(),

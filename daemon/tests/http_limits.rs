@@ -37,6 +37,7 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, SocketAddr, Arc<Ato
         refusals: Arc::default(),
         coverage: None,
         engine: None,
+        cluster: sirend::http::cluster::Cluster::alone(),
         views: Arc::default(),
         access: sirend::http::Access::default(),
         console: Arc::default(),

@@ -73,6 +73,7 @@ fn serve(store: Arc<Store>) -> (tokio::runtime::Runtime, SocketAddr) {
         refusals: Arc::default(),
         coverage: None,
         engine: None,
+        cluster: sirend::http::cluster::Cluster::alone(),
         views: Arc::default(),
         access: sirend::http::Access::default(),
         console: Arc::default(),

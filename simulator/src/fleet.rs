@@ -144,13 +144,27 @@ impl SimFleet {
 
     /// Starts the serial bus `bus` on a new PTY.
     pub fn serve_serial(&self, bus: &str, baud: u32, link: Option<std::path::PathBuf>) -> anyhow::Result<SerialBus> {
+        let (devices, seed) = self.bus_devices(bus)?;
+        let config = BusConfig { name: bus.to_owned(), baud, link, tcp: None, seed };
+        SerialBus::start(&config, devices, self.clock).with_context(|| format!("starting bus `{bus}` on a PTY"))
+    }
+
+    /// The controllers on serial bus `bus`, and the seed of its line noise (reproducible per
+    /// bus).
+    fn bus_devices(&self, bus: &str) -> anyhow::Result<(Vec<Shared>, u64)> {
         let buses = self.fleet.buses();
         let members = buses.get(bus).with_context(|| format!("no serial bus `{bus}` in the fleet"))?;
         let devices = members.iter().filter_map(|s| self.controllers.get(&s.id).cloned()).collect();
-        // Line noise is reproducible per bus.
         let seed = bus.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let config = BusConfig { name: bus.to_owned(), baud, link, seed };
-        SerialBus::start(&config, devices, self.clock).with_context(|| format!("starting bus `{bus}` on a PTY"))
+        Ok((devices, seed))
+    }
+
+    /// Serves serial bus `bus` on TCP address `addr` (port 0: any free one), as a serial
+    /// device server does; [`SerialBus::tcp`] says where.
+    pub fn serve_serial_tcp(&self, bus: &str, baud: u32, addr: std::net::SocketAddr) -> anyhow::Result<SerialBus> {
+        let (devices, seed) = self.bus_devices(bus)?;
+        let config = BusConfig { name: bus.to_owned(), baud, link: None, tcp: Some(addr), seed };
+        SerialBus::start(&config, devices, self.clock).with_context(|| format!("serving bus `{bus}` on {addr}"))
     }
 
     /// Starts every siren that has an MQTT link as its own client of the broker.

@@ -40,8 +40,12 @@ enum Command {
         #[arg(long, default_value_t = 9600)]
         baud: u32,
         /// Where to link the PTY [default: <fleet dir>/pty/<bus>, where the generated sirend.toml looks].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tcp")]
         link: Option<PathBuf>,
+        /// Serve the line on this TCP address instead, as a serial device server does
+        /// (sirend's `[[serial]] port = "tcp://host:port"`).
+        #[arg(long)]
+        tcp: Option<std::net::SocketAddr>,
     },
     /// Serve every serial bus (each on a PTY linked where the generated sirend.toml looks)
     /// and every MQTT siren, in one process, until stopped: a siren with a serial line and
@@ -158,6 +162,44 @@ fn beside(file: &Path, name: &str) -> PathBuf {
     file.parent().map_or_else(|| PathBuf::from(name), |d| d.join(name))
 }
 
+/// `siren-sim serial`: one bus on a PTY (linked at `link`, or where the generated sirend.toml
+/// looks) or, with `tcp`, on a TCP port as a serial device server (`--link` and `--tcp`
+/// exclude each other).
+fn serve_serial(
+    fleet: &FleetArgs,
+    bus: &str,
+    baud: u32,
+    link: Option<PathBuf>,
+    tcp: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let link = match (link, tcp) {
+        (_, Some(_)) => None,
+        (Some(l), None) => Some(l),
+        (None, None) => {
+            let fleet_file = fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
+            Some(generate::pty_link(fleet_file.parent().unwrap_or(Path::new("/")), bus))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (sim, scenario) = fleet.load()?;
+        let served = match tcp {
+            Some(addr) => sim.serve_serial_tcp(bus, baud, addr)?,
+            None => sim.serve_serial(bus, baud, link)?,
+        };
+        println!("bus {bus}: {} at {baud} baud", served.path().display());
+        if let Some(l) = served.link() {
+            println!("linked as {}", l.display());
+        }
+        if let Some(s) = scenario {
+            sim.play(s);
+        }
+        fleet.keep_state(&sim, shutdown_signal()).await?;
+        drop(served);
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -182,29 +224,7 @@ fn main() -> anyhow::Result<()> {
             println!("config  {}", written.config.display());
             Ok(())
         }
-        Command::Serial { fleet, bus, baud, link } => {
-            let link = if let Some(l) = link {
-                l
-            } else {
-                let fleet_file = fleet.fleet.canonicalize().with_context(|| format!("{}", fleet.fleet.display()))?;
-                generate::pty_link(fleet_file.parent().unwrap_or(Path::new("/")), &bus)
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let (sim, scenario) = fleet.load()?;
-                let served = sim.serve_serial(&bus, baud, Some(link))?;
-                println!("bus {bus}: {} at {baud} baud", served.path().display());
-                if let Some(l) = served.link() {
-                    println!("linked as {}", l.display());
-                }
-                if let Some(s) = scenario {
-                    sim.play(s);
-                }
-                fleet.keep_state(&sim, shutdown_signal()).await?;
-                drop(served);
-                Ok(())
-            })
-        }
+        Command::Serial { fleet, bus, baud, link, tcp } => serve_serial(&fleet, &bus, baud, link, tcp),
         Command::Mqtt { fleet, broker, heartbeat, keep_alive } => {
             raise_open_file_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -1,6 +1,10 @@
-//! A multi-drop serial bus on a real pseudo-terminal.
+//! A multi-drop serial bus on a real pseudo-terminal, or on a TCP port as a serial device
+//! server offers a line to a control room.
 //!
-//! The daemon opens the PTY's slave side as if it were an RS-485 adapter. Every device on the
+//! The daemon opens the PTY's slave side as if it were an RS-485 adapter, or connects to the
+//! TCP port. A device server passes what any connected client writes onto the line and what
+//! the line carries to every client, as real ones do when several connections are allowed:
+//! two masters connected at once would collide on the line, as in the field. Every device on the
 //! bus sees every byte and answers only frames for its own address. The line is paced: bytes
 //! the daemon writes "arrive" at 10 bits per byte at the configured baud rate (8N1), a device
 //! starts answering after its turnaround, and its answer takes its own wire time, so the daemon
@@ -9,6 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +39,8 @@ pub struct BusConfig {
     pub baud: u32,
     /// A symbolic link to create to the PTY, so configurations can name a stable path.
     pub link: Option<PathBuf>,
+    /// Serve the line on this TCP address instead of a PTY (port 0: any free one).
+    pub tcp: Option<SocketAddr>,
     /// Seed for line-noise corruption.
     pub seed: u64,
 }
@@ -41,15 +48,31 @@ pub struct BusConfig {
 /// A running bus; dropping it stops the bus and removes the link.
 #[derive(Debug)]
 pub struct SerialBus {
+    /// The PTY, or `tcp://host:port`.
     path: PathBuf,
+    tcp: Option<SocketAddr>,
     link: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl SerialBus {
-    /// Creates the PTY and starts serving `devices` on it.
+    /// Creates the PTY (or the TCP listener) and starts serving `devices` on it.
     pub fn start(config: &BusConfig, devices: Vec<Shared>, clock: SimClock) -> io::Result<Self> {
+        if let Some(addr) = config.tcp {
+            let listener = TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            let port = Port::Tcp { listener, clients: Vec::new() };
+            let stop = Arc::new(AtomicBool::new(false));
+            let state = Line::new(port, devices, clock, config.baud, config.seed);
+            let thread = std::thread::Builder::new().name(format!("bus-{}", config.name)).spawn({
+                let stop = Arc::clone(&stop);
+                move || state.run(&stop)
+            })?;
+            let path = PathBuf::from(format!("tcp://{addr}"));
+            return Ok(Self { path, tcp: Some(addr), link: None, stop, thread: Some(thread) });
+        }
         let pty = nix::pty::openpty(None, None).map_err(io::Error::from)?;
         // Raw mode on the line: no echo, no CR/LF translation, no signals; bytes pass as they are.
         let mut termios = tcgetattr(pty.slave.as_fd()).map_err(io::Error::from)?;
@@ -68,15 +91,21 @@ impl SerialBus {
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let state = Line::new(pty.master, pty.slave, devices, clock, config.baud, config.seed);
+        let port = Port::Pty { master: File::from(pty.master), _slave: pty.slave };
+        let state = Line::new(port, devices, clock, config.baud, config.seed);
         let thread = std::thread::Builder::new().name(format!("bus-{}", config.name)).spawn({
             let stop = Arc::clone(&stop);
             move || state.run(&stop)
         })?;
-        Ok(Self { path, link, stop, thread: Some(thread) })
+        Ok(Self { path, tcp: None, link, stop, thread: Some(thread) })
     }
 
-    /// The PTY device the daemon opens.
+    /// The TCP address the line is served on, if it is.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The PTY device the daemon opens (`tcp://host:port` for a line on TCP).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -99,11 +128,91 @@ impl Drop for SerialBus {
     }
 }
 
+/// Where the line's bytes come from and go.
+enum Port {
+    Pty {
+        master: File,
+        /// Held open so the master side never sees a hang-up while the daemon reopens the port.
+        _slave: OwnedFd,
+    },
+    Tcp {
+        listener: TcpListener,
+        clients: Vec<TcpStream>,
+    },
+}
+
+impl Port {
+    /// Waits up to `ms` for bytes and reads them (none when nothing came).
+    fn read(&mut self, ms: u16, buf: &mut [u8]) -> Vec<u8> {
+        match self {
+            Self::Pty { master, .. } => {
+                let readable = {
+                    let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::from(ms)) {
+                        Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)),
+                        _ => false,
+                    }
+                };
+                if !readable {
+                    return Vec::new();
+                }
+                match master.read(buf) {
+                    Ok(0) | Err(_) => {
+                        std::thread::sleep(TICK);
+                        Vec::new()
+                    }
+                    Ok(n) => buf[..n].to_vec(),
+                }
+            }
+            Self::Tcp { listener, clients } => {
+                let ready: Vec<bool> = {
+                    let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                    fds.extend(clients.iter().map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)));
+                    let _ = poll(&mut fds, PollTimeout::from(ms));
+                    fds.iter()
+                        .map(|f| f.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)))
+                        .collect()
+                };
+                let mut bytes = Vec::new();
+                let mut gone = Vec::new();
+                for (i, c) in clients.iter_mut().enumerate() {
+                    if ready[i + 1] {
+                        match c.read(buf) {
+                            Ok(0) | Err(_) => gone.push(i),
+                            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                }
+                for i in gone.into_iter().rev() {
+                    clients.remove(i);
+                }
+                if ready[0] {
+                    while let Ok((c, _)) = listener.accept() {
+                        let _ = c.set_nodelay(true);
+                        clients.push(c);
+                    }
+                }
+                bytes
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match self {
+            // A closed or full PTY loses the answer, as a cut line would.
+            Self::Pty { master, .. } => drop(master.write_all(bytes)),
+            Self::Tcp { clients, .. } => {
+                for c in clients {
+                    let _ = c.write_all(bytes);
+                }
+            }
+        }
+    }
+}
+
 /// The bus's state on its thread.
 struct Line {
-    master: File,
-    /// Held open so the master side never sees a hang-up while the daemon reopens the port.
-    _slave: OwnedFd,
+    port: Port,
     devices: Vec<Shared>,
     clock: SimClock,
     byte_time: Duration,
@@ -116,13 +225,12 @@ struct Line {
 }
 
 impl Line {
-    fn new(master: OwnedFd, slave: OwnedFd, devices: Vec<Shared>, clock: SimClock, baud: u32, seed: u64) -> Self {
+    fn new(port: Port, devices: Vec<Shared>, clock: SimClock, baud: u32, seed: u64) -> Self {
         for d in &devices {
             lock(d).serial_byte_us = 10_000_000 / i64::from(baud.max(1));
         }
         Self {
-            master: File::from(master),
-            _slave: slave,
+            port,
             devices,
             clock,
             byte_time: Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1))),
@@ -152,18 +260,9 @@ impl Line {
             }
             let timeout = wake.saturating_duration_since(now);
             let ms = u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX);
-            let readable = {
-                let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(ms)) {
-                    Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)),
-                    _ => false,
-                }
-            };
-            if readable {
-                match self.master.read(&mut buf) {
-                    Ok(0) | Err(_) => std::thread::sleep(TICK),
-                    Ok(n) => self.on_bytes(&buf[..n]),
-                }
+            let bytes = self.port.read(ms, &mut buf);
+            if !bytes.is_empty() {
+                self.on_bytes(&bytes);
             }
             let now = Instant::now();
             self.write_due(now);
@@ -222,8 +321,7 @@ impl Line {
     fn write_due(&mut self, now: Instant) {
         while self.outgoing.front().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, bytes)) = self.outgoing.pop_front() {
-                // A closed or full PTY loses the answer, as a cut line would.
-                let _ = self.master.write_all(&bytes);
+                self.port.write(&bytes);
             }
         }
     }

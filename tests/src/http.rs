@@ -4,14 +4,21 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 
-/// A response: status code and body.
+/// A response: status code, headers and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
+    /// The first header named `name` (in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
@@ -71,9 +78,15 @@ fn exchange(
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     let payload = &raw[split + 4..];
     let body = if chunked { dechunk(payload)? } else { payload.to_vec() };
-    Ok(Response { status, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut rest: &[u8]) -> std::io::Result<Vec<u8>> {

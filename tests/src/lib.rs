@@ -5,6 +5,7 @@ pub mod broker;
 pub mod browser;
 pub mod config;
 pub mod http;
+pub mod proxy;
 pub mod tools;
 
 pub mod wait {

@@ -164,3 +164,41 @@ async fn a_bus_that_comes_back_is_polled_at_once_and_its_settling_line_makes_nob
     drop(served);
     daemon.stop().await;
 }
+
+/// The configuration of `setup` with each bus on a serial device server's TCP port instead
+/// of a PTY; the buses served there.
+fn on_device_servers(loaded: &Loaded, sim: &SimFleet) -> (Loaded, Vec<siren_sim::serial::SerialBus>) {
+    let mut text = std::fs::read_to_string(&loaded.path).unwrap();
+    let mut served = Vec::new();
+    for s in &loaded.config.serial {
+        let bus = sim.serve_serial_tcp(&s.bus, s.baud, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = format!("port = \"{}\"", s.port.display());
+        assert!(text.contains(&port), "{text}");
+        text = text.replace(&port, &format!("port = \"tcp://{}\"", bus.tcp().unwrap()));
+        served.push(bus);
+    }
+    std::fs::write(&loaded.path, text).unwrap();
+    (Loaded::load(&loaded.path).unwrap(), served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sirens_behind_a_serial_device_server_are_polled_over_tcp_and_unreachable_when_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, sim) = setup(dir.path(), 4);
+    let (loaded, mut served) = on_device_servers(&loaded, &sim);
+    let daemon = Daemon::start(&loaded).await.unwrap();
+    let ids: Vec<String> = loaded.fleet.sirens.iter().map(|s| s.id.clone()).collect();
+    wait_for("every siren ok over TCP", || ids.iter().all(|id| state(&daemon, id) == State::Ok)).await;
+    sim.inject(&ids[0], &Fault::MainsLoss).unwrap();
+    wait_for("degraded on mains loss", || state(&daemon, &ids[0]) == State::Degraded).await;
+    let polled = sirend::store::EventQuery { kind: Some("link_up".into()), limit: 100, ..Default::default() };
+    daemon.store.flush().unwrap();
+    assert!(daemon.store.events(&polled).unwrap().iter().any(|e| e.event.detail.starts_with("serial:")));
+    // The device servers go away: every siren behind them is unreachable, none down.
+    served.clear();
+    wait_for("unreachable when the device server is gone", || {
+        ids.iter().all(|id| state(&daemon, id) == State::Unreachable)
+    })
+    .await;
+    daemon.stop().await;
+}

@@ -50,6 +50,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::cap::alerts,
         super::cap::feed,
         super::stream::stream,
+        super::cluster::leadership,
     ),
     components(schemas(crate::liveness::State)),
     modifiers(&Bearer),

@@ -56,7 +56,12 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
 }
 
 /// Runs the client until the engine goes away.
-pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mpsc::Receiver<Output>) {
+pub async fn run(
+    config: MqttLink,
+    gate: crate::leadership::CommandGate,
+    inputs: mpsc::Sender<Input>,
+    mut outputs: mpsc::Receiver<Output>,
+) {
     let mut backoff = Backoff::new();
     // What the engine was last told; nothing yet, so that a broker that is never reachable
     // still turns its sirens `unreachable`.
@@ -135,6 +140,8 @@ pub async fn run(config: MqttLink, inputs: mpsc::Sender<Input>, mut outputs: mps
                     None => break "event loop ended".to_owned(),
                 },
                 out = outputs.recv() => match out {
+                    // Never a command while the gate is shut: another daemon may lead.
+                    Some(Output::Mqtt { .. }) if !gate.is_open() => {}
                     Some(Output::Mqtt { topic, payload }) => {
                         // A full client queue drops the command; the engine's request retries.
                         let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload);

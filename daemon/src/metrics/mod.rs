@@ -99,6 +99,43 @@ pub struct Metrics {
     live_sirens: Family<LiveLabel, Gauge>,
     http_refused: Counter,
     soundings: SharedBoard,
+    leadership: LeadershipMetrics,
+}
+
+/// Who leads among the daemons sharing the store.
+#[derive(Debug, Default)]
+struct LeadershipMetrics {
+    leader: Gauge,
+    epoch: Gauge,
+    since: Gauge,
+    alive: Gauge,
+    expected: Gauge,
+}
+
+impl LeadershipMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("sirend_leader", "1 while this daemon leads (commands the sirens)", self.leader.clone());
+        registry.register(
+            "sirend_leader_epoch",
+            "The leadership term this daemon leads, or the highest it has seen (0: a daemon alone on SQLite)",
+            self.epoch.clone(),
+        );
+        registry.register(
+            "sirend_leader_since_seconds",
+            "When the leader's term began, as a Unix time (0: no daemon is known to lead)",
+            self.since.clone(),
+        );
+        registry.register(
+            "sirend_daemons_alive",
+            "Daemons sharing the store seen alive within three renewal periods",
+            self.alive.clone(),
+        );
+        registry.register(
+            "sirend_daemons_expected",
+            "Daemons that should share the store ([leadership] daemons; 1 alone on SQLite)",
+            self.expected.clone(),
+        );
+    }
 }
 
 /// A counter registered under `name`.
@@ -240,6 +277,8 @@ impl Metrics {
         registry.register("siren_events_written", "Events committed to the store", events.clone());
         let store = StoreMetrics::default();
         store.register(&mut registry);
+        let leadership = LeadershipMetrics::default();
+        leadership.register(&mut registry);
         registry.register(
             "sirend_replay_leases_waiting",
             "Keys whose next counter lease could not be stored: nothing is sent under them",
@@ -288,6 +327,7 @@ impl Metrics {
             live_sirens,
             http_refused,
             soundings,
+            leadership,
         }
     }
 
@@ -420,6 +460,16 @@ impl Metrics {
     /// Shows how many keys wait for a counter lease to be stored.
     pub fn leases_waiting(&self, n: usize) {
         self.leases_waiting.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Shows who leads.
+    pub fn leadership(&self, s: &crate::leadership::Status) {
+        let m = &self.leadership;
+        m.leader.set(i64::from(s.leads));
+        m.epoch.set(s.epoch);
+        m.since.set(s.since.filter(|_| s.leader.is_some()).map_or(0, jiff::Timestamp::as_second));
+        m.alive.set(i64::try_from(s.alive()).unwrap_or(i64::MAX));
+        m.expected.set(i64::from(s.expected));
     }
 
     /// Brings the written-events counter up to the store's count.

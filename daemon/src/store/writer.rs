@@ -296,10 +296,8 @@ fn insert_events(db: &mut dyn Db, events: &[&super::Event]) -> Result<Vec<i64>, 
     while !rest.is_empty() {
         let n = EVENT_CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
         let (chunk, tail) = rest.split_at(n);
-        let params: Vec<Value> = chunk
-            .iter()
-            .flat_map(|e| values![micros(e.at), e.siren.as_ref(), &e.kind, &e.detail])
-            .collect();
+        let params: Vec<Value> =
+            chunk.iter().flat_map(|e| values![micros(e.at), e.siren.as_ref(), &e.kind, &e.detail]).collect();
         let rows = db.query(&insert_events_sql(n), &params)?;
         // Identities are drawn row by row in the order of VALUES: sorted, they follow it.
         let mut chunk_ids = rows.iter().map(|r| r.int(0)).collect::<Result<Vec<_>, _>>()?;
@@ -311,9 +309,8 @@ fn insert_events(db: &mut dyn Db, events: &[&super::Event]) -> Result<Vec<i64>, 
 }
 
 fn insert_events_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
-        .collect();
+    let values: Vec<String> =
+        (0..rows).map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4)).collect();
     format!("INSERT INTO events (at_us, siren, kind, detail) VALUES {} RETURNING id", values.join(", "))
 }
 
