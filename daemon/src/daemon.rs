@@ -477,6 +477,8 @@ async fn supervise(
                 Some(crate::leadership::Change::None) => {}
             },
             _ = mirror.tick(), if commander.is_none() => {
+                // The engine, which shows the store's health while it runs, does not.
+                shared.metrics.store_health(&shared.store.health());
                 let shared = shared.clone();
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || shared.mirror()).await {
                     tracing::warn!(error = %e, "the standby's view could not be read from the store");

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod config;
 pub mod http;
 pub mod proxy;
+pub mod rooms;
 pub mod tools;
 
 pub mod wait {

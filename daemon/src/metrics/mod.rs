@@ -194,6 +194,7 @@ struct StoreMetrics {
     commit_failures: Counter,
     backlog: Gauge,
     dropped: Counter,
+    fenced: Counter,
 }
 
 impl StoreMetrics {
@@ -217,6 +218,11 @@ impl StoreMetrics {
             "sirend_store_events_dropped",
             "Events dropped because the store could not commit and its backlog was full",
             self.dropped.clone(),
+        );
+        registry.register(
+            "sirend_store_fenced_writes",
+            "Writes refused because another daemon leads (what this daemon had queued when it lost the lease)",
+            self.fenced.clone(),
         );
     }
 }
@@ -407,6 +413,10 @@ impl Metrics {
         let dropped = m.dropped.get();
         if health.dropped > dropped {
             m.dropped.inc_by(health.dropped - dropped);
+        }
+        let fenced = m.fenced.get();
+        if health.fenced > fenced {
+            m.fenced.inc_by(health.fenced - fenced);
         }
     }
 
