@@ -2,6 +2,8 @@
 # MQTT-only fleet of $sirens into a temporary $work directory pointed at a private Mosquitto
 # on $broker_port and sirend's HTTP on $http_port, and kills everything started (pids+=...)
 # on exit. Call start_broker, then start_daemon (sets $daemon), once the configuration is final.
+# With STORE_URL=postgres://... the daemon's store is that PostgreSQL database (emptied first)
+# instead of a SQLite file.
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 work=$(mktemp -d)
@@ -13,6 +15,11 @@ cargo build --release -q -p sirend -p siren-sim
 ulimit -n "$(ulimit -Hn)"
 target/release/siren-sim fleet generate --sirens "$sirens" --seed 1 --serial-share 0 --out "$work" >/dev/null
 sed -i "s/^embedded = true/embedded = false\nurl = \"mqtt:\/\/127.0.0.1:$broker_port\"/; s/127.0.0.1:9750/127.0.0.1:$http_port/" "$work/sirend.toml"
+if [ -n "${STORE_URL:-}" ]; then
+  psql -q "$STORE_URL" -c 'DROP SCHEMA public CASCADE; CREATE SCHEMA public;' >/dev/null
+  sed -i "s|^path = \"sirend.db\"|url = \"$STORE_URL\"|" "$work/sirend.toml"
+  printf '\n[leadership]\nname = "bench"\ndaemons = 1\n' >> "$work/sirend.toml"
+fi
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nmax_queued_messages 100000\n' "$broker_port" > "$work/mosquitto.conf"
 
 start_broker() {

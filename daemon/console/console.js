@@ -81,6 +81,8 @@ const app = {
   activations: [],
   maintenance: [],
   live: 'connecting',
+  // Who leads, when several daemons share the store (GET /api/leadership).
+  leadership: null,
   zoneFilter: sessionStorage.getItem('sirend.zone') || '',
   view: null,
   listeners: new Set(),
@@ -252,6 +254,35 @@ function setLive(status) {
   replace(el, h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`live.${status}`));
 }
 
+// Which control room this is, when several daemons share the store: the leader commands; a
+// standby passes every write to it.
+function roleText(l) {
+  if (!l || !l.shared) return '';
+  if (l.leads) return t('role.leading', { name: l.name });
+  if (l.leader) return t('role.standby', { name: l.name, leader: l.leader.name });
+  return t('role.none');
+}
+
+function setRole() {
+  const el = document.getElementById('role-status');
+  if (!el) return;
+  const l = app.leadership;
+  el.className = `role-status${l && l.shared && !l.leads ? (l.leader ? ' standby' : ' none') : ''}`;
+  el.textContent = roleText(l);
+}
+
+async function followLeadership() {
+  for (;;) {
+    try {
+      app.leadership = await api('/api/leadership');
+    } catch (e) {
+      app.leadership = null;
+    }
+    setRole();
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
 async function follow() {
   if (streamAbort) streamAbort.abort();
   const abort = new AbortController();
@@ -395,6 +426,7 @@ function renderHeader() {
       'div',
       { class: 'session' },
       zoneSelect,
+      h('span', { id: 'role-status', class: 'role-status' }, roleText(app.leadership)),
       h('span', { id: 'live-status', class: `live-status live-${app.live}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`live.${app.live}`)),
       h(
         'button',
@@ -1584,6 +1616,7 @@ async function start() {
   }
   if (app.me.zones.length && !app.zoneFilter && app.me.zones.length === 1) app.zoneFilter = app.me.zones[0];
   follow();
+  followLeadership();
   try {
     const zones = api('/api/zones.geojson').then((z) => (app.zones = z));
     await Promise.all([loadSirens(), loadSoundings(), loadActivations(), loadMaintenance(), zones]);

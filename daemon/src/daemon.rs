@@ -179,7 +179,11 @@ impl EngineParts {
 
 /// Where the API's requests for the engine go: on PostgreSQL, to whichever engine runs now
 /// (none while this daemon stands by).
-type EngineSlot = Arc<std::sync::Mutex<Option<mpsc::Sender<crate::engine::Input>>>>;
+type EngineSlot = watch::Sender<Option<mpsc::Sender<crate::engine::Input>>>;
+
+/// How long a request for the engine waits for one (a term that has just begun builds its
+/// engine) before the API answers 503.
+const ENGINE_AWAITED: Duration = Duration::from_secs(5);
 
 impl Commander {
     /// Builds the engine and starts the links. The engine's inputs: `inputs`, and the API's
@@ -371,20 +375,20 @@ impl Daemon {
         let status = leadership.status.clone();
         // The API's requests for the engine: passed on to the engine of the current term.
         let (engine_tx, mut engine_rx) = mpsc::channel::<crate::engine::Input>(64);
-        let slot: EngineSlot = Arc::default();
+        let (slot, mut engine_now): (EngineSlot, _) = watch::channel(None);
         let mut tasks = JoinSet::new();
-        {
-            let slot = Arc::clone(&slot);
-            tasks.spawn(async move {
-                while let Some(input) = engine_rx.recv().await {
-                    let engine = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                    // None: no term; the request's reply is dropped and the API answers 503.
-                    if let Some(engine) = engine {
-                        let _ = engine.send(input).await;
-                    }
+        tasks.spawn(async move {
+            while let Some(input) = engine_rx.recv().await {
+                let engine = tokio::time::timeout(ENGINE_AWAITED, engine_now.wait_for(Option::is_some))
+                    .await
+                    .ok()
+                    .and_then(|e| e.ok().and_then(|e| e.clone()));
+                // None: no engine in time; the request's reply is dropped and the API answers 503.
+                if let Some(engine) = engine {
+                    let _ = engine.send(input).await;
                 }
-            });
-        }
+            }
+        });
         {
             let metrics = Arc::clone(&shared.metrics);
             let mut status = status.clone();
@@ -506,7 +510,7 @@ async fn lead(
         Commander::build(&loaded, &shared_, &gate)
     })
     .await??;
-    *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine_tx);
+    slot.send_replace(Some(engine_tx));
     commander.engine = Some(on_own_thread("engine", engine.run())?);
     Ok(commander)
 }
@@ -514,7 +518,7 @@ async fn lead(
 /// Stops commanding, if this daemon does.
 async fn stand_down(commander: &mut Option<Commander>, slot: &EngineSlot) {
     // The engine ends once the API's way to it is gone too.
-    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    slot.send_replace(None);
     if let Some(c) = commander.take() {
         c.stop().await;
         tracing::warn!("stopped commanding: standing by");

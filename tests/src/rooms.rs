@@ -97,8 +97,9 @@ pub struct Setup {
     _buses: Vec<SerialBus>,
     pub devices: Option<MqttDevices>,
     pub rooms: [Room; 2],
-    /// An operator's token.
+    /// Two operators' tokens (a LIVE warning one requests, the other approves).
     pub operator: String,
+    pub second: String,
     /// Every siren: id and key.
     pub sirens: Vec<(String, u16)>,
 }
@@ -149,11 +150,12 @@ pub fn setup(node: &Path, in_s: i64, lead_s: u32, db_proxy: bool) -> Option<(Set
         buses.push(served);
     }
     let (operator, op_entry) = new_token("ops", Role::Operator);
+    let (second, second_entry) = new_token("second-officer", Role::Operator);
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
     let start = start.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
     write!(
         text,
-        "\n{op_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\ntimezone = \"UTC\"\nlead_s = {lead_s}\n\
+        "\n{op_entry}\n{second_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\ntimezone = \"UTC\"\nlead_s = {lead_s}\n\
          arm_cutoff_s = 2\nverify_grace_s = 8\n\n[[schedule]]\nname = \"e2e-chime\"\nkind = \"chime\"\n\
          start = \"{start}\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
     )
@@ -177,7 +179,7 @@ pub fn setup(node: &Path, in_s: i64, lead_s: u32, db_proxy: bool) -> Option<(Set
     mqtt.check_every = Duration::from_millis(50);
     let devices = Some(sim.serve_mqtt(&mqtt));
     let sirens = g.fleet.sirens.iter().map(|s| (s.id.clone(), s.key_id.0)).collect();
-    let s = Setup { _dir: dir, db, sim, _broker: broker, _buses: buses, devices, rooms, operator, sirens };
+    let s = Setup { _dir: dir, db, sim, _broker: broker, _buses: buses, devices, rooms, operator, second, sirens };
     Some((s, proxy))
 }
 
@@ -186,7 +188,11 @@ impl Setup {
     pub async fn a_leads_b_stands_by(&mut self) {
         self.rooms[0].start();
         let a = &self.rooms[0];
-        wait_for("room A leads", || a.leads()).await;
+        let guard = std::time::Instant::now() + Duration::from_secs(60);
+        while !a.leads() {
+            assert!(std::time::Instant::now() < guard, "room A does not lead:\n{}", a.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.rooms[1].start();
         let b = &self.rooms[1];
         wait_for("room B stands by for A", || b.leader().as_deref() == Some("room-a")).await;
@@ -239,4 +245,3 @@ impl Setup {
         (last_old, first_new, old, new)
     }
 }
-

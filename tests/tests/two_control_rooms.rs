@@ -88,6 +88,9 @@ async fn a_leader_killed_while_arming_is_replaced_in_time_and_every_siren_sounds
     let r = http::request(a_room.http, "POST", "/api/soundings", Some(&s.operator), &body);
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("x-sirennet-leader"), Some("room-b"), "answered by the leader");
+    // What only the leader's engine holds is read from it too (the console's warning banner).
+    let r = http::get(a_room.http, "/api/activations");
+    assert_eq!((r.status, r.header("x-sirennet-leader")), (200, Some("room-b")), "{}", r.body);
     let planned = json(&http::get(s.rooms[1].http, "/api/soundings"));
     assert!(
         planned.as_array().unwrap().iter().any(|c| c["instant"].as_str().is_some_and(|i| i.starts_with(&at[..16])))
@@ -145,6 +148,72 @@ async fn a_leader_cut_off_from_the_database_stops_commanding_before_the_standby_
     wait_for("room A sees room B lead", || a.leader().as_deref() == Some("room-b")).await;
     assert!(!a.leads(), "{}", a.log());
     assert!(b.leads());
+    if let Some(d) = s.devices.take() {
+        d.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_warning_sounding_when_the_leader_dies_is_carried_on_and_stopped_in_one_step() {
+    let Some((mut s, _)) = setup(node(), 3600, 10, false) else { return };
+    s.a_leads_b_stands_by().await;
+    let a = s.rooms[0].http;
+    let ask = r#"{"signal":"air-raid","reason":"air raid expected: failover test"}"#;
+    let r = http::request(a, "POST", "/api/activations", Some(&s.operator), ask);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_u64().unwrap();
+    let r = http::request(a, "POST", &format!("/api/activations/{id}/approve"), Some(&s.second), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sounding = |s: &sirennet_e2e::rooms::Setup| {
+        s.sirens
+            .iter()
+            .filter(|(id, _)| lock(s.sim.controller(id).unwrap()).device.sounding_campaign().is_some())
+            .count()
+    };
+    wait_for("every siren sounding the warning", || sounding(&s) == s.sirens.len()).await;
+
+    s.rooms[0].kill();
+    let b = &s.rooms[1];
+    wait_for("room B leads", || b.leads()).await;
+    // Room B knows the warning it inherited: it shows it, lets it sound, and does not take
+    // the sirens for ones nobody ordered (it would stop them).
+    let view = json(&http::get(b.http, &format!("/api/activations/{id}")));
+    assert_eq!(view["state"], "approved", "{view:#}");
+    let heard_since = Instant::now();
+    wait_for("room B has heard every siren's status", || {
+        heard_since.elapsed() > Duration::from_secs(6)
+            && json(&http::get(b.http, "/api/sirens")).as_array().unwrap().iter().all(|x| x["state"] == "ok")
+    })
+    .await;
+    assert_eq!(sounding(&s), s.sirens.len(), "the warning still sounds on every siren\n{}", b.log());
+    let uncommanded = json(&http::get(b.http, "/api/events?kind=uncommanded_activation"));
+    assert!(uncommanded.as_array().unwrap().is_empty(), "taken for uncommanded: {uncommanded}");
+
+    // One step stops it, from the new leader.
+    let r = http::request(b.http, "POST", "/api/stop", Some(&s.operator), r#"{"reason":"failover test over"}"#);
+    assert!(matches!(r.status, 200 | 202), "{}", r.body);
+    let sweep = r.json()["id"].as_u64().unwrap();
+    let guard = Instant::now() + Duration::from_secs(60);
+    while sounding(&s) > 0 {
+        let still: Vec<&String> = s
+            .sirens
+            .iter()
+            .filter(|(id, _)| lock(s.sim.controller(id).unwrap()).device.sounding_campaign().is_some())
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            Instant::now() < guard,
+            "still sounding: {still:?}\nsweep: {}\n{}",
+            http::get(b.http, &format!("/api/stop/{sweep}")).body,
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Carried on, not started again: one LIVE sounding per siren, which the stop ended.
+    for (sid, _) in &s.sirens {
+        let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
+        assert!(truth.len() == 1 && truth[0].live && truth[0].ended.is_some(), "{sid}: {truth:?}");
+    }
     if let Some(d) = s.devices.take() {
         d.shutdown().await;
     }

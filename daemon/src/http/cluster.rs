@@ -18,7 +18,7 @@ use crate::leadership::Status;
 
 /// Set on a forwarded request: its receiver forwards it no further.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-sirennet-forwarded-by");
-/// Set on a forwarded request's answer: the daemon that answered.
+/// Set on the API's answers: the daemon that answered (the leader's name on a forwarded one).
 pub const ANSWERED_BY: HeaderName = HeaderName::from_static("x-sirennet-leader");
 /// The largest request body forwarded (the API's own limit is lower).
 const MAX_FORWARDED_BODY: usize = 4 * 1024 * 1024;
@@ -58,11 +58,19 @@ pub(super) async fn leadership(State(state): State<AppState>) -> Json<Status> {
     Json(state.cluster.status.borrow().clone())
 }
 
-/// On a standby, sends every write to the leader and hands back its answer; reads are
-/// answered here.
+/// Reads of what only the leader's engine holds: LIVE activations, stop sweeps, CAP alerts
+/// received and the CAP feed.
+fn held_by_the_leader(path: &str) -> bool {
+    path.starts_with("/api/activations") || path.starts_with("/api/stop/") || path.starts_with("/api/cap")
+}
+
+/// On a standby, sends every write (and every read of what only the leader's engine holds)
+/// to the leader and hands back its answer; the other reads are answered here, from the
+/// store.
 pub(super) async fn forward_writes(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let write = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !write || !request.uri().path().starts_with("/api/") {
+    let path = request.uri().path();
+    if !path.starts_with("/api/") || !(write || held_by_the_leader(path)) {
         return next.run(request).await;
     }
     let status = state.cluster.status.borrow().clone();
@@ -123,11 +131,11 @@ async fn forward(client: &reqwest::Client, base: &str, me: &str, request: Reques
     Ok(r)
 }
 
-/// Names the answering daemon on every write's answer (what a standby passes on).
+/// Names the answering daemon on every answer of the API (a standby passes on the leader's).
 pub(super) async fn answered_by(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let write = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let api = request.uri().path().starts_with("/api/");
     let mut r = next.run(request).await;
-    if write && !r.headers().contains_key(&ANSWERED_BY) {
+    if api && !r.headers().contains_key(&ANSWERED_BY) {
         let name = state.cluster.status.borrow().name.clone();
         if let Ok(v) = HeaderValue::from_str(&name) {
             r.headers_mut().insert(ANSWERED_BY, v);

@@ -220,6 +220,8 @@ pub fn config(url: &str, every: Duration) -> Result<tokio_postgres::Config, toki
     config.keepalives(true).keepalives_idle(Duration::from_secs(5));
     config.tcp_user_timeout(Duration::from_secs(5));
     let ms = every.as_millis();
-    config.options(format!("-c lock_timeout={ms} -c statement_timeout={ms}"));
+    let options =
+        format!("{} -c lock_timeout={ms} -c statement_timeout={ms}", config.get_options().unwrap_or_default());
+    config.options(options.trim());
     Ok(config)
 }
