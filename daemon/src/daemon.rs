@@ -459,6 +459,9 @@ async fn supervise(
 ) {
     let loaded = Arc::new(loaded);
     let mut commander: Option<Commander> = None;
+    // A term whose commanding parts could not be built yet (the store failed a read): tried
+    // again every second while the term lasts.
+    let mut unbuilt: Option<i64> = None;
     let mut mirror = tokio::time::interval(MIRROR_EVERY);
     mirror.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -469,24 +472,33 @@ async fn supervise(
                 Some(crate::leadership::Change::Lead { epoch }) => {
                     stand_down(&mut commander, &slot).await;
                     shared.store.fence(epoch);
-                    match lead(&loaded, &shared, &leadership.gate, &slot).await {
-                        Ok(c) => {
-                            tracing::warn!(epoch, "commanding: counters leased, campaigns resumed, links open");
-                            commander = Some(c);
-                        }
-                        Err(e) => tracing::error!(epoch, error = %e, "cannot take command"),
-                    }
+                    unbuilt = Some(epoch);
                 }
-                Some(crate::leadership::Change::StepDown { .. }) => stand_down(&mut commander, &slot).await,
+                Some(crate::leadership::Change::StepDown { .. }) => {
+                    unbuilt = None;
+                    stand_down(&mut commander, &slot).await;
+                }
                 Some(crate::leadership::Change::None) => {}
             },
             _ = mirror.tick(), if commander.is_none() => {
                 // The engine, which shows the store's health while it runs, does not.
                 shared.metrics.store_health(&shared.store.health());
-                let shared = shared.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || shared.mirror()).await {
-                    tracing::warn!(error = %e, "the standby's view could not be read from the store");
+                if unbuilt.is_none() {
+                    let shared = shared.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || shared.mirror()).await {
+                        tracing::warn!(error = %e, "the standby's view could not be read from the store");
+                    }
                 }
+            }
+        }
+        if let Some(epoch) = unbuilt {
+            match lead(&loaded, &shared, &leadership.gate, &slot).await {
+                Ok(c) => {
+                    tracing::warn!(epoch, "commanding: counters leased, campaigns resumed, links open");
+                    commander = Some(c);
+                    unbuilt = None;
+                }
+                Err(e) => tracing::error!(epoch, error = %e, "cannot take command yet; trying again in a second"),
             }
         }
     }
