@@ -78,6 +78,11 @@ fn states_and_counters_are_upserted_and_counters_never_go_back() {
             .save_counters(CounterRow { key_id: 7, tx_lease_end: 1024, rx_highest: 100, birth: Some((4, 880, true)) })
             .unwrap();
         store.flush().unwrap();
+        // Nor in a later commit.
+        store
+            .save_counters(CounterRow { key_id: 7, tx_lease_end: 1500, rx_highest: 800, birth: Some((4, 880, true)) })
+            .unwrap();
+        store.flush().unwrap();
         drop(store);
         let store = open();
         assert_eq!(store.states().unwrap(), [row("down", 1)]);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 
-use super::sql::{Db, DbError, Dialect, Dialects, Value, values};
+use super::sql::{Db, DbError, Dialect, Dialects, Row, Value, values};
 use super::{CounterRow, Health, MAX_BACKLOG_EVENTS, MAX_BATCH, RETRY_EVERY, Stored, Write, micros};
 
 /// What the writer shares with the store.
@@ -157,17 +157,15 @@ pub(super) fn write_loop(mut db: Box<dyn Db>, rx: &Receiver<Write>, parts: &Part
 /// What a commit wrote: the number of events and their ids, the campaigns created.
 type Committed = (u64, Vec<Option<u32>>, Vec<i64>);
 
-const SAVE_COUNTERS: Dialects = Dialects {
-    sqlite: "INSERT INTO counters (key_id, tx_lease_end, rx_highest, birth_boot_seq, birth_counter, birth_death_seen)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (key_id) DO UPDATE SET
+/// The upsert of counter rows after `VALUES ...`: a lease end or a receive counter never
+/// goes back.
+const COUNTERS_CONFLICT: Dialects = Dialects {
+    sqlite: " ON CONFLICT (key_id) DO UPDATE SET
                  tx_lease_end = MAX(tx_lease_end, excluded.tx_lease_end),
                  rx_highest = MAX(rx_highest, excluded.rx_highest),
                  birth_boot_seq = excluded.birth_boot_seq, birth_counter = excluded.birth_counter,
                  birth_death_seen = excluded.birth_death_seen",
-    postgres: "INSERT INTO counters (key_id, tx_lease_end, rx_highest, birth_boot_seq, birth_counter, birth_death_seen)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (key_id) DO UPDATE SET
+    postgres: " ON CONFLICT (key_id) DO UPDATE SET
                  tx_lease_end = GREATEST(counters.tx_lease_end, excluded.tx_lease_end),
                  rx_highest = GREATEST(counters.rx_highest, excluded.rx_highest),
                  birth_boot_seq = excluded.birth_boot_seq, birth_counter = excluded.birth_counter,
@@ -217,6 +215,8 @@ fn keep_audit(db: &mut dyn Db, batch: &[Write]) {
 fn write_all(db: &mut dyn Db, batch: &[Write]) -> Result<Committed, DbError> {
     let mut created = Vec::new();
     let mut queued = Vec::new();
+    let mut states: std::collections::BTreeMap<&str, &super::StateRow> = std::collections::BTreeMap::new();
+    let mut counters: std::collections::BTreeMap<u16, CounterRow> = std::collections::BTreeMap::new();
     for w in batch {
         match w {
             Write::Acknowledgement(..) | Write::Maintenance(_) => save_crews_word(db, w)?,
@@ -238,19 +238,12 @@ fn write_all(db: &mut dyn Db, batch: &[Write]) -> Result<Committed, DbError> {
                 db.execute("UPDATE campaigns SET phase = $1, body = $2 WHERE id = $3", &values![*phase, body, *id])?;
             }
             Write::Event(e) => queued.push(e),
-            Write::State(s) => {
-                db.execute(
-                    "INSERT INTO siren_state (siren, state, since_us, faults, last_seen_us, flaps)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (siren) DO UPDATE SET state = excluded.state, since_us = excluded.since_us,
-                         faults = excluded.faults, last_seen_us = excluded.last_seen_us, flaps = excluded.flaps",
-                    &values![&s.siren, &s.state, micros(s.since), s.faults, s.last_seen.map(micros), s.flaps],
-                )?;
-            }
-            Write::Counters(c) => save_counters(db, c)?,
+            // The last state of each siren in the batch is what counts.
+            Write::State(s) => drop(states.insert(s.siren.as_str(), s)),
+            Write::Counters(c) => merge_counters(&mut counters, c),
             Write::Durable(rows, _) => {
                 for c in rows {
-                    save_counters(db, c)?;
+                    merge_counters(&mut counters, c);
                 }
             }
             Write::Birth(b) => {
@@ -282,36 +275,93 @@ fn write_all(db: &mut dyn Db, batch: &[Write]) -> Result<Committed, DbError> {
         }
     }
     let event_ids = insert_events(db, &queued)?;
+    let state_rows: Vec<Vec<Value>> = states
+        .values()
+        .map(|s| values![&s.siren, &s.state, micros(s.since), s.faults, s.last_seen.map(micros), s.flaps].to_vec())
+        .collect();
+    write_rows(
+        db,
+        "INSERT INTO siren_state (siren, state, since_us, faults, last_seen_us, flaps)",
+        " ON CONFLICT (siren) DO UPDATE SET state = excluded.state, since_us = excluded.since_us,
+             faults = excluded.faults, last_seen_us = excluded.last_seen_us, flaps = excluded.flaps",
+        &state_rows,
+    )?;
+    let counter_rows: Vec<Vec<Value>> = counters
+        .values()
+        .map(|c| {
+            values![
+                c.key_id,
+                c.tx_lease_end,
+                c.rx_highest,
+                c.birth.map(|b| b.0),
+                c.birth.map(|b| b.1),
+                c.birth.map(|b| b.2)
+            ]
+            .to_vec()
+        })
+        .collect();
+    let conflict = COUNTERS_CONFLICT.for_(db.dialect());
+    write_rows(
+        db,
+        "INSERT INTO counters (key_id, tx_lease_end, rx_highest, birth_boot_seq, birth_counter, birth_death_seen)",
+        conflict,
+        &counter_rows,
+    )?;
     Ok((queued.len() as u64, created, event_ids))
 }
 
-/// Rows per `INSERT` of events, largest first: a batch is written in statements of these
-/// sizes (a few shapes, each prepared once), one round trip each on PostgreSQL.
-const EVENT_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+/// Adds `c` to the batch's counter rows: per key, the highest lease end and receive counter,
+/// and the latest birth (what writing them one after the other would leave).
+fn merge_counters(rows: &mut std::collections::BTreeMap<u16, CounterRow>, c: &CounterRow) {
+    rows.entry(c.key_id)
+        .and_modify(|r| {
+            r.tx_lease_end = r.tx_lease_end.max(c.tx_lease_end);
+            r.rx_highest = r.rx_highest.max(c.rx_highest);
+            r.birth = c.birth;
+        })
+        .or_insert(*c);
+}
+
+/// Rows per statement of a multi-row write, largest first: a batch is written in statements
+/// of these sizes (a few shapes, each prepared once per connection), one round trip each on
+/// PostgreSQL, where a statement per row would cost a round trip per row.
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Writes `rows` (of the same width) as `head VALUES (...), (...) tail`, in statements of
+/// [`CHUNKS`] rows; the rows each statement returned, in order of the statements.
+fn write_rows(db: &mut dyn Db, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<Vec<Vec<Row>>, DbError> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while let Some(first) = rest.first() {
+        let n = CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (chunk, tail_rows) = rest.split_at(n);
+        let width = first.len();
+        let tuples: Vec<String> = (0..n)
+            .map(|r| {
+                let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!("{head} VALUES {}{tail}", tuples.join(", "));
+        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        out.push(db.query(&sql, &params)?);
+        rest = tail_rows;
+    }
+    Ok(out)
+}
 
 /// Inserts `events` in order; their ids, in the same order.
 fn insert_events(db: &mut dyn Db, events: &[&super::Event]) -> Result<Vec<i64>, DbError> {
+    let rows: Vec<Vec<Value>> =
+        events.iter().map(|e| values![micros(e.at), e.siren.as_ref(), &e.kind, &e.detail].to_vec()).collect();
     let mut ids = Vec::with_capacity(events.len());
-    let mut rest = events;
-    while !rest.is_empty() {
-        let n = EVENT_CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
-        let (chunk, tail) = rest.split_at(n);
-        let params: Vec<Value> =
-            chunk.iter().flat_map(|e| values![micros(e.at), e.siren.as_ref(), &e.kind, &e.detail]).collect();
-        let rows = db.query(&insert_events_sql(n), &params)?;
+    for returned in write_rows(db, "INSERT INTO events (at_us, siren, kind, detail)", " RETURNING id", &rows)? {
         // Identities are drawn row by row in the order of VALUES: sorted, they follow it.
-        let mut chunk_ids = rows.iter().map(|r| r.int(0)).collect::<Result<Vec<_>, _>>()?;
+        let mut chunk_ids = returned.iter().map(|r| r.int(0)).collect::<Result<Vec<_>, _>>()?;
         chunk_ids.sort_unstable();
         ids.extend(chunk_ids);
-        rest = tail;
     }
     Ok(ids)
-}
-
-fn insert_events_sql(rows: usize) -> String {
-    let values: Vec<String> =
-        (0..rows).map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4)).collect();
-    format!("INSERT INTO events (at_us, siren, kind, detail) VALUES {} RETURNING id", values.join(", "))
 }
 
 /// Writes an acknowledgement or a maintenance window.
@@ -355,20 +405,5 @@ fn save_crews_word(db: &mut dyn Db, w: &Write) -> Result<(), DbError> {
         }
         _ => {}
     }
-    Ok(())
-}
-
-fn save_counters(db: &mut dyn Db, c: &CounterRow) -> Result<(), DbError> {
-    db.execute(
-        SAVE_COUNTERS.for_(db.dialect()),
-        &values![
-            c.key_id,
-            c.tx_lease_end,
-            c.rx_highest,
-            c.birth.map(|b| b.0),
-            c.birth.map(|b| b.1),
-            c.birth.map(|b| b.2)
-        ],
-    )?;
     Ok(())
 }
