@@ -136,3 +136,72 @@ fn the_latest_campaign_of_a_schedule_in_a_phase_is_found() {
         assert!(store.latest_campaign("daily", "missed").unwrap().is_none());
     });
 }
+
+/// A statement on the scratch database, from a thread of its own (the client must not run on
+/// an async thread; these tests have none, but the store's own threads are the model).
+fn on_postgres(url: &str, sql: &'static str) {
+    let url = url.to_owned();
+    std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(sql).unwrap())
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn on_postgresql_a_leader_whose_epoch_has_passed_writes_nothing_but_what_people_asked_of_it() {
+    let Some(server) = scratch::server() else { return };
+    let db = Scratch::create(&server).unwrap();
+    let store = Store::open_at(&Location::Postgres(db.url.clone())).unwrap();
+    // Another daemon leads, in epoch 2; this store still carries epoch 1.
+    on_postgres(
+        &db.url,
+        "INSERT INTO leadership (id, holder, url, epoch, since_us, expires_us) VALUES (1, 'b#1', '', 2, 0, 0)",
+    );
+    store.fence(1);
+    store.record(event(1, "A")).unwrap();
+    store
+        .audit(&sirend::store::AuditEntry {
+            at: t(1),
+            actor: "ops".into(),
+            action: "acknowledge".into(),
+            target: "A".into(),
+            allowed: true,
+            detail: String::new(),
+            client: "127.0.0.1".into(),
+        })
+        .unwrap();
+    let refused = store.flush().unwrap_err().to_string();
+    assert!(refused.contains("no longer leads"), "{refused}");
+    let lease = CounterRow { key_id: 9, tx_lease_end: 4096, rx_highest: 0, birth: None };
+    assert!(store.store_counters(vec![lease]).is_err(), "no lease for a deposed leader");
+    assert!(store.flush().is_err(), "the next flush reports the refusal too");
+    assert!(store.events(&EventQuery { limit: 10, ..EventQuery::default() }).unwrap().is_empty());
+    assert_eq!(store.counters(9).unwrap(), None);
+    assert_eq!(store.audit_log(10).unwrap().len(), 1, "the audit entry is kept");
+    assert!(store.health().fenced >= 3, "{:?}", store.health());
+    assert!(!store.health().failing, "refused, not failing");
+    // Leading in epoch 2, it writes again; nothing refused before comes back.
+    store.fence(2);
+    store.record(event(2, "A")).unwrap();
+    store.flush().unwrap();
+    let events = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).unwrap();
+    assert_eq!(events.iter().map(|e| e.event.at).collect::<Vec<_>>(), [t(2)]);
+}
+
+#[test]
+fn on_postgresql_daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some(server) = scratch::server() else { return };
+    let db = Scratch::create(&server).unwrap();
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let location = Location::Postgres(db.url.clone());
+            std::thread::spawn(move || Store::open_at(&location).map(drop))
+        })
+        .collect();
+    for o in opening {
+        o.join().unwrap().unwrap();
+    }
+    on_postgres(&db.url, "UPDATE sirennet_schema SET version = 99");
+    let err = Store::open_at(&Location::Postgres(db.url.clone())).unwrap_err().to_string();
+    assert!(err.contains("newer sirend") && err.contains("99"), "{err}");
+    assert!(!err.contains("password"), "{err}");
+}

@@ -94,3 +94,21 @@ impl Proxy {
         self.mode.store(OPEN, Ordering::SeqCst);
     }
 }
+
+/// A `postgres://` `url` with its host and port replaced by `addr` (a proxy's); `None` for a
+/// URL of another form.
+pub fn postgres_through(url: &str, addr: SocketAddr) -> Option<String> {
+    let rest = url.strip_prefix("postgres://")?;
+    let (authority, path) = rest.split_once('/')?;
+    let user = authority.rsplit_once('@').map_or(String::new(), |(u, _)| format!("{u}@"));
+    Some(format!("postgres://{user}{addr}/{path}"))
+}
+
+/// The server's address in a `postgres://` `url` (port 5432 when it names none).
+pub fn postgres_server(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("postgres://")?;
+    let authority = rest.split_once('/')?.0;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+    host.replace("localhost", "127.0.0.1").parse().ok()
+}

@@ -104,23 +104,6 @@ pub struct Setup {
     pub sirens: Vec<(String, u16)>,
 }
 
-/// `url` with its host and port replaced by `addr`.
-fn through(url: &str, addr: SocketAddr) -> String {
-    let rest = url.strip_prefix("postgres://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap();
-    let user = authority.rsplit_once('@').map_or(String::new(), |(u, _)| format!("{u}@"));
-    format!("postgres://{user}{addr}/{path}")
-}
-
-/// The server's address in `url`.
-fn server_of(url: &str) -> SocketAddr {
-    let rest = url.strip_prefix("postgres://").unwrap();
-    let authority = rest.split_once('/').unwrap().0;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
-    host.replace("localhost", "127.0.0.1").parse().unwrap()
-}
-
 /// Six sirens (half on serial lines behind device servers, half on MQTT), a chime `in_s`
 /// seconds away armed from `lead_s` before, and two daemons' configurations, run by the
 /// `sirend_node` binary `node`; room A reaches the database through a proxy when `db_proxy`.
@@ -160,11 +143,11 @@ pub fn setup(node: &Path, in_s: i64, lead_s: u32, db_proxy: bool) -> Option<(Set
          start = \"{start}\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
     )
     .unwrap();
-    let proxy = db_proxy.then(|| Proxy::start(server_of(&db.url)).unwrap());
+    let proxy = db_proxy.then(|| Proxy::start(crate::proxy::postgres_server(&db.url).unwrap()).unwrap());
     let rooms = ["room-a", "room-b"].map(|name| {
         let http = free_port().unwrap();
         let url = match (&proxy, name) {
-            (Some(p), "room-a") => through(&db.url, p.addr),
+            (Some(p), "room-a") => crate::proxy::postgres_through(&db.url, p.addr).unwrap(),
             _ => db.url.clone(),
         };
         let mut t = text.replace("@DB@", &url).replace("listen = \"127.0.0.1:9750\"", &format!("listen = \"{http}\""));

@@ -39,11 +39,15 @@ pub(crate) fn config(url: &str, application: &str) -> Result<Config, postgres::E
     Ok(config)
 }
 
-/// One connection, made again when it was lost; its statements prepared once per connection.
+/// One connection, made again when it was lost (never inside a transaction: what the lost
+/// connection's transaction held is gone with it, and the statements after it must not run
+/// on a new connection outside any transaction); its statements prepared once per
+/// connection.
 pub(crate) struct PgDb {
     config: Config,
     client: Option<Client>,
     statements: HashMap<String, Statement>,
+    in_transaction: bool,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -55,11 +59,14 @@ impl std::fmt::Debug for PgDb {
 impl PgDb {
     /// A connection to be made at first use.
     pub(crate) fn new(config: Config) -> Self {
-        Self { config, client: None, statements: HashMap::new() }
+        Self { config, client: None, statements: HashMap::new(), in_transaction: false }
     }
 
     fn client(&mut self) -> Result<&mut Client, DbError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
+            if self.in_transaction {
+                return Err(DbError::ConnectionLost);
+            }
             self.statements.clear();
             self.client = None;
             self.client = Some(self.config.connect(NoTls)?);
@@ -68,18 +75,30 @@ impl PgDb {
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        // A new connection first forgets the old one's statements.
+        self.client()?;
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client()?.prepare(sql)?;
+        let r = self.client()?.prepare(sql);
+        let s = self.failed(r)?;
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
+    }
+
+    /// Runs `op`, and once more on a new connection if the connection turned out to be lost
+    /// (an idle connection learns of its loss only when used) outside a transaction.
+    fn again_if_lost<T>(&mut self, mut op: impl FnMut(&mut Self) -> Result<T, DbError>) -> Result<T, DbError> {
+        match op(self) {
+            Err(_) if self.client.is_none() && !self.in_transaction => op(self),
+            r => r,
+        }
     }
 
     /// Forgets a connection that failed, so the next use makes a new one.
     fn failed<T>(&mut self, r: Result<T, postgres::Error>) -> Result<T, DbError> {
         r.map_err(|e| {
-            if self.client.as_ref().is_some_and(Client::is_closed) {
+            if e.is_closed() || self.client.as_ref().is_some_and(Client::is_closed) {
                 self.client = None;
             }
             DbError::Postgres(e)
@@ -97,21 +116,51 @@ impl Db for PgDb {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let statement = self.statement(sql)?;
-        let r = self.client()?.execute(&statement, &refs(params));
-        self.failed(r)
+        self.again_if_lost(|db| {
+            let statement = db.statement(sql)?;
+            let r = db.client()?.execute(&statement, &refs(params));
+            db.failed(r)
+        })
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let statement = self.statement(sql)?;
-        let r = self.client()?.query(&statement, &refs(params));
-        let rows = self.failed(r)?;
+        let rows = self.again_if_lost(|db| {
+            let statement = db.statement(sql)?;
+            let r = db.client()?.query(&statement, &refs(params));
+            db.failed(r)
+        })?;
         rows.iter().map(row).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        let r = self.client()?.batch_execute(sql);
-        self.failed(r)
+        match sql {
+            "ROLLBACK" => {
+                self.in_transaction = false;
+                match self.client.as_mut().filter(|c| !c.is_closed()) {
+                    Some(c) => {
+                        let r = c.batch_execute(sql);
+                        self.failed(r)
+                    }
+                    // The server rolled it back when the connection went.
+                    None => Ok(()),
+                }
+            }
+            "COMMIT" => {
+                let r = self.client().map(|c| c.batch_execute(sql));
+                self.in_transaction = false;
+                self.failed(r?)
+            }
+            _ => {
+                let r = self.again_if_lost(|db| {
+                    let r = db.client()?.batch_execute(sql);
+                    db.failed(r)
+                });
+                if sql == "BEGIN" {
+                    self.in_transaction = r.is_ok();
+                }
+                r
+            }
+        }
     }
 }
 

@@ -146,6 +146,9 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Postgres(#[from] postgres::Error),
+    /// The connection went while a transaction was open: the transaction is gone.
+    #[error("the connection to the database was lost inside a transaction")]
+    ConnectionLost,
     #[error("column {column}: expected {expected}")]
     Decode { column: usize, expected: &'static str },
     /// A leader's write after another daemon took the lead over (a higher epoch): refused,

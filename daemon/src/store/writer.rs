@@ -174,12 +174,13 @@ const COUNTERS_CONFLICT: Dialects = Dialects {
 
 /// Commits `batch` in one transaction: the events written, and the ids of the campaigns it
 /// created (in order; `None` where the occurrence already had one), and the events' ids.
-/// With a `fence` (an epoch), the transaction first locks the leadership row and goes on
-/// only if the epoch there is still `fence`; a takeover, which updates that row, waits for
-/// it, and no commit of the former leader's follows a takeover.
+/// With a `fence` (an epoch), the transaction ends by locking the leadership row and commits
+/// only if the epoch there is still `fence`: a takeover, which updates that row, either came
+/// first (the commit is refused) or waits for the commit. The lock is taken last so that a
+/// long batch does not hold up the leader's own renewals.
 fn commit(db: &mut dyn Db, batch: &[Write], fence: i64) -> Result<Committed, DbError> {
     db.batch("BEGIN")?;
-    let written = check_fence(db, fence).and_then(|()| write_all(db, batch));
+    let written = write_all(db, batch).and_then(|w| check_fence(db, fence).map(|()| w));
     match written.and_then(|w| db.batch("COMMIT").map(|()| w)) {
         Ok(w) => Ok(w),
         Err(e) => {
