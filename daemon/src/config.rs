@@ -1023,6 +1023,22 @@ impl Loaded {
         let mut out = String::new();
         let _ = writeln!(out, "{}: OK", self.path.display());
         let _ = writeln!(out, "{} sirens ({} in the fleet file)", own.len(), self.fleet.sirens.len());
+        match self.store_location() {
+            crate::store::Location::Sqlite(path) => {
+                let _ = writeln!(out, "store: SQLite {} (this daemon alone)", path.display());
+            }
+            at @ crate::store::Location::Postgres(_) => {
+                let l = &self.config.leadership;
+                let _ = writeln!(
+                    out,
+                    "store: PostgreSQL {at}, shared by {} daemons; this one is `{}`, lease {} s (a standby takes over within {:.1} s)",
+                    l.daemons,
+                    l.name.as_deref().unwrap_or("(the host's name)"),
+                    l.lease_s,
+                    l.lease_s * 7.0 / 6.0
+                );
+            }
+        }
         let _ = writeln!(out, "\nsirens per zone:");
         for (z, n) in &zones {
             let depth = z.matches('/').count();

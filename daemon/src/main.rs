@@ -216,20 +216,22 @@ fn coverage(config: &std::path::Path, assume_all_ok: bool) -> anyhow::Result<()>
         }
         emit("design coverage: every siren counted as able to sound\n\n")?;
     } else {
-        let path = loaded.resolve(&loaded.config.store.path);
-        anyhow::ensure!(
-            path.exists(),
-            "{}: no store yet (the daemon has not run); --assume-all-ok shows the design coverage",
-            path.display()
-        );
-        let states = sirend::store::Store::open(&path)?.states()?;
+        let location = loaded.store_location();
+        if let sirend::store::Location::Sqlite(path) = &location {
+            anyhow::ensure!(
+                path.exists(),
+                "{}: no store yet (the daemon has not run); --assume-all-ok shows the design coverage",
+                path.display()
+            );
+        }
+        let states = sirend::store::Store::open_at(&location)?.states()?;
         let known: std::collections::HashMap<&str, &str> =
             states.iter().map(|r| (r.siren.as_str(), r.state.as_str())).collect();
         for (i, id) in ids.iter().enumerate() {
             let able = known.get(id.as_str()).and_then(|s| State::from_name(s)).is_some_and(State::can_sound);
             coverage.set_able(i, able);
         }
-        emit(&format!("coverage from the last known states in {}\n\n", path.display()))?;
+        emit(&format!("coverage from the last known states in {location}\n\n"))?;
     }
     emit(&sirend::coverage::table::render(&mut coverage))?;
     Ok(())

@@ -30,10 +30,12 @@ pub(crate) fn config(url: &str, application: &str) -> Result<Config, postgres::E
     config.keepalives(true).keepalives_idle(Duration::from_secs(5));
     config.tcp_user_timeout(Duration::from_secs(5));
     // The server's side of the same: a session whose client vanished inside a transaction
-    // holds its locks (the leadership row among them) only this long.
+    // holds its locks (the leadership row among them) only this long. Notices (a migration's
+    // "already exists, skipping") are not news.
     let mut options = config.get_options().unwrap_or_default().to_owned();
     options.push_str(
-        " -c idle_in_transaction_session_timeout=5000 -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=2",
+        " -c idle_in_transaction_session_timeout=5000 -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 \
+         -c tcp_keepalives_count=2 -c client_min_messages=warning",
     );
     config.options(options.trim());
     Ok(config)
