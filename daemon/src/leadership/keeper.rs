@@ -67,6 +67,9 @@ pub struct Outputs {
 pub async fn run(config: tokio_postgres::Config, me: Identity, mut lease: Lease, expected: u32, out: Outputs) {
     let every = lease.timing().renew_every();
     let mut client: Option<Client> = None;
+    // Whether the last attempt failed: a database out of reach is logged once, not at every
+    // attempt, and its return once.
+    let mut failing = false;
     loop {
         if out.changes.is_closed() {
             // The daemon has stopped commanding and is going: the lease is handed back so
@@ -94,9 +97,15 @@ pub async fn run(config: tokio_postgres::Config, me: Identity, mut lease: Lease,
                 (Outcome::Failed(format!("no answer within {} ms", every.as_millis())), None)
             }
         };
-        if let Outcome::Failed(e) = &outcome {
-            tracing::warn!(error = %e, "the leadership lease could not be taken or renewed");
+        match (&outcome, failing) {
+            (Outcome::Failed(e), false) => {
+                tracing::warn!(error = %e, "the leadership lease could not be taken or renewed; trying again");
+            }
+            (Outcome::Failed(e), true) => tracing::debug!(error = %e, "the leadership lease still out of reach"),
+            (_, true) => tracing::info!("the leadership lease can be reached again"),
+            (_, false) => {}
         }
+        failing = matches!(outcome, Outcome::Failed(_));
         let change = lease.attempted(sent, outcome, Instant::now());
         if !tell(&out, &lease, change, &me, expected, daemons) {
             return;
