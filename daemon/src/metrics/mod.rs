@@ -78,6 +78,11 @@ struct ReasonLabel {
 pub struct Metrics {
     /// Families with a few series each (links, zones, schedules): formatted at once.
     registry: Registry,
+    /// The daemon's own families (leadership, the store's health): exported by a standby too,
+    /// which exports nothing of the fleet (its view is the leader's, read back).
+    daemon: Registry,
+    /// Whether the fleet's families are exported: this daemon leads, or is alone.
+    exports_fleet: std::sync::atomic::AtomicBool,
     /// Families with series per siren: copied out of their locks in batches and streamed.
     per_siren: Registry,
     link_up: Family<LinkLabel, Gauge>,
@@ -136,6 +141,16 @@ impl LeadershipMetrics {
             self.expected.clone(),
         );
     }
+}
+
+/// The daemon's own families (a standby exports these alone), registered.
+fn daemon_families() -> (Registry, StoreMetrics, LeadershipMetrics) {
+    let mut daemon = Registry::default();
+    let store = StoreMetrics::default();
+    store.register(&mut daemon);
+    let leadership = LeadershipMetrics::default();
+    leadership.register(&mut daemon);
+    (daemon, store, leadership)
 }
 
 /// A counter registered under `name`.
@@ -281,10 +296,7 @@ impl Metrics {
         );
         registry.register("siren_frames_rejected", "Frames refused, by reason (docs/protocol.md §7)", rejected.clone());
         registry.register("siren_events_written", "Events committed to the store", events.clone());
-        let store = StoreMetrics::default();
-        store.register(&mut registry);
-        let leadership = LeadershipMetrics::default();
-        leadership.register(&mut registry);
+        let (daemon, store, leadership) = daemon_families();
         registry.register(
             "sirend_replay_leases_waiting",
             "Keys whose next counter lease could not be stored: nothing is sent under them",
@@ -313,6 +325,8 @@ impl Metrics {
         }
         Self {
             registry,
+            daemon,
+            exports_fleet: std::sync::atomic::AtomicBool::new(true),
             per_siren,
             link_up,
             polls,
@@ -348,11 +362,17 @@ impl Metrics {
     pub fn write_to<S: ChunkSink>(&self, sink: S, format: Format) -> Result<S, fmt::Error> {
         let mut w = ChunkWriter::new(sink, format);
         // The small families are formatted under their locks: into memory first (a few KiB).
+        let fleet = self.exports_fleet.load(std::sync::atomic::Ordering::Relaxed);
         let mut small = String::new();
-        prometheus_client::encoding::text::encode_registry(&mut small, &self.registry)?;
+        if fleet {
+            prometheus_client::encoding::text::encode_registry(&mut small, &self.registry)?;
+        }
+        prometheus_client::encoding::text::encode_registry(&mut small, &self.daemon)?;
         fmt::Write::write_str(&mut w, &small)?;
         drop(small);
-        prometheus_client::encoding::text::encode_registry(&mut w, &self.per_siren)?;
+        if fleet {
+            prometheus_client::encoding::text::encode_registry(&mut w, &self.per_siren)?;
+        }
         prometheus_client::encoding::text::encode_eof(&mut w)?;
         w.finish()
     }
@@ -472,8 +492,10 @@ impl Metrics {
         self.leases_waiting.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Shows who leads.
+    /// Shows who leads; only the leader (or a daemon alone) exports the fleet, so that
+    /// Prometheus, scraping every daemon, sees each siren once.
     pub fn leadership(&self, s: &crate::leadership::Status) {
+        self.exports_fleet.store(s.leads || !s.shared, std::sync::atomic::Ordering::Relaxed);
         let m = &self.leadership;
         m.leader.set(i64::from(s.leads));
         m.epoch.set(s.epoch);
@@ -558,6 +580,22 @@ mod tests {
         writer.join().unwrap().unwrap();
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(text.lines().filter(|l| l.starts_with("siren_info{")).count(), 5_000);
+    }
+
+    #[test]
+    fn a_standby_exports_its_own_families_and_nothing_of_the_fleet() {
+        let metrics = Metrics::new(fleet(3), None);
+        let mut status = crate::leadership::Status::alone("b", "http://b", Timestamp::now());
+        status.shared = true;
+        status.leads = false;
+        metrics.leadership(&status);
+        let text = metrics.encode();
+        assert!(text.contains("sirend_leader 0") && text.contains("sirend_store_failing"), "{text}");
+        assert!(!text.contains("siren_state{") && !text.contains("siren_info{"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        status.leads = true;
+        metrics.leadership(&status);
+        assert!(metrics.encode().contains("siren_state{"));
     }
 
     #[test]
