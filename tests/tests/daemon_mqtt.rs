@@ -467,6 +467,8 @@ async fn a_birth_is_followed_by_a_status_request_and_the_announced_heartbeat_per
         state(&daemon, &ids[0]) == State::Down
     })
     .await;
+    // The event is queued with the change of state; committed by the next flush at the latest.
+    daemon.store.flush().unwrap();
     let events = daemon
         .store
         .events(&sirend::store::EventQuery { siren: Some(ids[0].clone()), limit: 50, ..Default::default() })
