@@ -1035,7 +1035,9 @@ impl Loaded {
                     l.daemons,
                     l.name.as_deref().unwrap_or("(the host's name)"),
                     l.lease_s,
-                    l.lease_s * 7.0 / 6.0
+                    crate::leadership::Timing { lease: std::time::Duration::from_secs_f64(l.lease_s) }
+                        .takeover_within()
+                        .as_secs_f64()
                 );
             }
         }

@@ -83,7 +83,7 @@ pub(super) async fn forward_writes(State(state): State<AppState>, request: Reque
     let Some(leader) = status.leader.filter(|l| !l.url.is_empty()) else {
         return not_leading(&format!(
             "no daemon leads at the moment: a standby takes over within {:.0} s; try again",
-            status.lease_s * 7.0 / 6.0
+            takeover_within(status.lease_s).as_secs_f64().ceil()
         ));
     };
     match forward(&state.cluster.client, &leader.url, &status.name, request).await {
@@ -93,6 +93,11 @@ pub(super) async fn forward_writes(State(state): State<AppState>, request: Reque
             not_leading(&format!("this daemon is a standby and the leader ({}) could not be reached: {e}", leader.name))
         }
     }
+}
+
+/// How long a takeover takes at most with a lease of `lease_s` seconds.
+fn takeover_within(lease_s: f64) -> Duration {
+    crate::leadership::Timing { lease: Duration::from_secs_f64(lease_s.max(0.0)) }.takeover_within()
 }
 
 fn not_leading(message: &str) -> Response {

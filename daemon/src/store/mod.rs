@@ -30,8 +30,8 @@ use crate::fleet::Acknowledgement;
 use crate::maintenance::Window;
 use crate::sounding::campaign::Campaign;
 
+use self::sql::Db;
 pub use self::sql::DbError;
-use self::sql::{Db, Dialect};
 use self::sqlite::SqliteDb;
 
 /// Committed events a live follower may fall behind by before it is told it lagged.
@@ -251,7 +251,6 @@ pub struct Store {
     /// The leadership epoch every commit must still find in the database (0: none is
     /// checked, a single daemon's store).
     fence: Arc<AtomicI64>,
-    dialect: Dialect,
 }
 
 /// Where reads run.
@@ -374,12 +373,12 @@ impl Store {
     pub fn open_at(location: &Location) -> Result<Self, StoreError> {
         let at = location.to_string();
         let open_err = |source| StoreError::Open { at: at.clone(), source };
-        let (writer_db, reader, dialect): (Box<dyn Db>, Reader, Dialect) = match location {
+        let (writer_db, reader): (Box<dyn Db>, Reader) = match location {
             Location::Sqlite(path) => {
                 let mut db = sqlite::open(path).map_err(|e| open_err(e.into()))?;
                 migrated(&mut db, &at)?;
                 let reader = sqlite::open(path).map_err(|e| open_err(e.into()))?;
-                (Box::new(db), Reader::Local(Mutex::new(reader)), Dialect::Sqlite)
+                (Box::new(db), Reader::Local(Mutex::new(reader)))
             }
             Location::Postgres(url) => {
                 let config = postgres::config(url, "sirend").map_err(|e| open_err(e.into()))?;
@@ -394,7 +393,7 @@ impl Store {
                 })
                 .join()
                 .map_err(|_| StoreError::WriterGone)??;
-                (Box::new(db), Reader::Threads(read_threads(&config)?), Dialect::Postgres)
+                (Box::new(db), Reader::Threads(read_threads(&config)?))
             }
         };
         let events_written = Arc::new(AtomicU64::new(0));
@@ -414,17 +413,8 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer::write_loop(writer_db, &rx, &parts))
             .map_err(StoreError::Thread)?;
-        let store = Self {
-            writes: Some(writes),
-            writer: Some(thread),
-            reader,
-            events_written,
-            health,
-            changes,
-            told,
-            fence,
-            dialect,
-        };
+        let store =
+            Self { writes: Some(writes), writer: Some(thread), reader, events_written, health, changes, told, fence };
         store.told.store(store.last_event_id()?, Ordering::Relaxed);
         Ok(store)
     }
@@ -433,11 +423,6 @@ impl Store {
     /// (0: any; a single daemon's store).
     pub fn fence(&self, epoch: i64) {
         self.fence.store(epoch, Ordering::SeqCst);
-    }
-
-    /// Whether this is a PostgreSQL store (several daemons may share it).
-    pub fn is_shared(&self) -> bool {
-        self.dialect == Dialect::Postgres
     }
 
     fn send(&self, w: Write) -> Result<(), StoreError> {
