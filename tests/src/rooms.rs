@@ -24,7 +24,7 @@ use sirend::store::{Location, Store};
 use crate::broker::{TestBroker, free_port};
 use crate::http;
 use crate::proxy::Proxy;
-use crate::wait::wait_for;
+use crate::wait::{wait_explaining, wait_for};
 
 /// Seconds a lease lasts in these tests: a standby takes over within 5 + 5/6 s of the
 /// leader's death, well inside the 10 s the issue asks for.
@@ -171,11 +171,7 @@ impl Setup {
     pub async fn a_leads_b_stands_by(&mut self) {
         self.rooms[0].start();
         let a = &self.rooms[0];
-        let guard = std::time::Instant::now() + Duration::from_secs(60);
-        while !a.leads() {
-            assert!(std::time::Instant::now() < guard, "room A does not lead:\n{}", a.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_explaining("room A leads", || a.leads(), || a.log()).await;
         self.rooms[1].start();
         let b = &self.rooms[1];
         wait_for("room B stands by for A", || b.leader().as_deref() == Some("room-a")).await;

@@ -14,7 +14,7 @@ use siren_sim::fleet::lock;
 use sirend::store::{Location, Store};
 use sirennet_e2e::http;
 use sirennet_e2e::rooms::setup;
-use sirennet_e2e::wait::{wait_for, wait_within};
+use sirennet_e2e::wait::{wait_explaining, wait_for, wait_within};
 
 /// The daemon's process, built with these tests.
 fn node() -> &'static Path {
@@ -120,22 +120,22 @@ async fn a_leader_cut_off_from_the_database_stops_commanding_before_the_standby_
     let commanded = |(id, end): &&(String, u32)| {
         lock(s.sim.controller(id).unwrap()).received().iter().any(|r| !r.broadcast && r.counter >= *end)
     };
-    let guard = Instant::now() + Duration::from_secs(60);
-    while !ids.iter().all(commanded) {
-        assert!(
-            Instant::now() < guard,
-            "room B has not commanded {:?}\nB:\n{}",
-            ids.iter()
+    wait_explaining(
+        "room B has commanded every siren",
+        || ids.iter().all(commanded),
+        || {
+            let missing: Vec<_> = ids
+                .iter()
                 .filter(|x| !commanded(x))
                 .map(|(id, _)| {
                     let c = lock(s.sim.controller(id).unwrap());
                     (id, c.rejected().to_vec(), c.received().iter().map(|r| r.counter).collect::<Vec<_>>())
                 })
-                .collect::<Vec<_>>(),
-            b.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .collect();
+            format!("not commanded: {missing:?}\nB:\n{}", b.log())
+        },
+    )
+    .await;
     let (last_old, first_new, old, new) = s.commands_by_leader(&leases);
     assert!(old > 0 && new > 0, "both daemons commanded in turn: {old} then {new}");
     assert!(
@@ -193,22 +193,21 @@ async fn a_live_warning_sounding_when_the_leader_dies_is_carried_on_and_stopped_
     let r = http::request(b.http, "POST", "/api/stop", Some(&s.operator), r#"{"reason":"failover test over"}"#);
     assert!(matches!(r.status, 200 | 202), "{}", r.body);
     let sweep = r.json()["id"].as_u64().unwrap();
-    let guard = Instant::now() + Duration::from_secs(60);
-    while sounding(&s) > 0 {
-        let still: Vec<&String> = s
-            .sirens
-            .iter()
-            .filter(|(id, _)| lock(s.sim.controller(id).unwrap()).device.sounding_campaign().is_some())
-            .map(|(id, _)| id)
-            .collect();
-        assert!(
-            Instant::now() < guard,
-            "still sounding: {still:?}\nsweep: {}\n{}",
-            http::get(b.http, &format!("/api/stop/{sweep}")).body,
-            b.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_explaining(
+        "every siren silent",
+        || sounding(&s) == 0,
+        || {
+            let still: Vec<&String> = s
+                .sirens
+                .iter()
+                .filter(|(id, _)| lock(s.sim.controller(id).unwrap()).device.sounding_campaign().is_some())
+                .map(|(id, _)| id)
+                .collect();
+            let sweep = http::get(b.http, &format!("/api/stop/{sweep}")).body;
+            format!("still sounding: {still:?}\nsweep: {sweep}\n{}", b.log())
+        },
+    )
+    .await;
     // Carried on, not started again: one LIVE sounding per siren, which the stop ended.
     for (sid, _) in &s.sirens {
         let truth = lock(s.sim.controller(sid).unwrap()).device.soundings().to_vec();
