@@ -159,7 +159,18 @@ pub(super) async fn start(State(state): State<AppState>, client: Client, headers
         kind: "maintenance_started".into(),
         detail: format!("window {}: {}", window.id, window.summary()),
     });
+    committed(&state).await;
     (StatusCode::CREATED, Json(WindowView::new(&window, now))).into_response()
+}
+
+/// Waits until the window and its event are committed, so that a crew answered 201 or 200
+/// finds the change in `?all=true` and in the events, and it outlives a crash. The window is in
+/// force from the moment it is opened or ended, stored or not: a store that does not answer is
+/// logged, its writes stay queued and are retried, and the answer is not withheld.
+async fn committed(state: &AppState) {
+    if let Err(e) = super::read_store(state, crate::store::Store::flush).await {
+        tracing::warn!("a maintenance window is in force but not yet stored: {e}");
+    }
 }
 
 fn siren_of(w: &Window) -> Option<String> {
@@ -260,6 +271,7 @@ pub(super) async fn end(
         kind: "maintenance_ended".into(),
         detail: format!("window {}: {}: ended by {by}{note}", window.id, window.summary()),
     });
+    committed(&state).await;
     Json(WindowView::new(&window, now)).into_response()
 }
 
