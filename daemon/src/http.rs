@@ -287,6 +287,25 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     }
 }
 
+/// The client as the audit log records it: the address the request came from and, for a
+/// write a standby forwarded, the standby's name and the address it had the write from
+/// (`10.0.0.2 (site-b, for 192.168.1.20)`). The part in parentheses is what the sender
+/// says; the address before it is what this daemon saw.
+fn audited_client(client: Client, headers: &HeaderMap) -> String {
+    let peer = client.0.map(|a| a.ip().to_string()).unwrap_or_default();
+    let said = |name: &axum::http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+    };
+    match (said(&cluster::FORWARDED_BY), said(&cluster::FORWARDED_FOR)) {
+        (Some(by), Some(from)) => format!("{peer} ({by}, for {from})"),
+        (Some(by), None) => format!("{peer} ({by})"),
+        _ => peer,
+    }
+}
+
 /// What a write asks of its caller.
 #[derive(Debug)]
 pub(crate) struct Ask<'a> {
@@ -351,7 +370,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, client: Client, ask: &Ask<'_
         target: ask.target.to_owned(),
         allowed: refusal.is_none(),
         detail,
-        client: client.0.map(|a| a.ip().to_string()).unwrap_or_default(),
+        client: audited_client(client, headers),
     };
     if let Err(e) = state.store.audit(&entry) {
         // No write without its audit record.
@@ -531,7 +550,8 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: C
     }
 }
 
-/// The audit log, the latest 1,000 entries, oldest first (admin).
+/// The audit log, the latest 1,000 entries, oldest first (admin): every attempt made before
+/// it was asked for, this read included (the queued entries are committed first).
 #[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, description = "The entries", body = [views::AuditView]),
@@ -544,7 +564,7 @@ async fn audit(State(state): State<AppState>, client: Client, headers: HeaderMap
     if let Err(refused) = authorize(&state, &headers, client, &ask) {
         return *refused;
     }
-    match read_store(&state, |store| store.audit_log(1000)).await {
+    match read_store(&state, |store| store.flush().and_then(|()| store.audit_log(1000))).await {
         Ok(rows) => Json(
             rows.into_iter()
                 .map(|a| views::AuditView {

@@ -100,6 +100,8 @@ pub struct Setup {
     /// Two operators' tokens (a LIVE warning one requests, the other approves).
     pub operator: String,
     pub second: String,
+    /// An administrator's token (the audit log).
+    pub admin: String,
     /// Every siren: id and key.
     pub sirens: Vec<(String, u16)>,
 }
@@ -134,11 +136,12 @@ pub fn setup(node: &Path, in_s: i64, lead_s: u32, db_proxy: bool) -> Option<(Set
     }
     let (operator, op_entry) = new_token("ops", Role::Operator);
     let (second, second_entry) = new_token("second-officer", Role::Operator);
+    let (admin, admin_entry) = new_token("admin", Role::Admin);
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(in_s);
     let start = start.to_zoned(jiff::tz::TimeZone::UTC).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string();
     write!(
         text,
-        "\n{op_entry}\n{second_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\ntimezone = \"UTC\"\nlead_s = {lead_s}\n\
+        "\n{op_entry}\n{second_entry}\n{admin_entry}\n[liveness]\nheartbeat_s = 2\n\n[soundings]\ntimezone = \"UTC\"\nlead_s = {lead_s}\n\
          arm_cutoff_s = 2\nverify_grace_s = 8\n\n[[schedule]]\nname = \"e2e-chime\"\nkind = \"chime\"\n\
          start = \"{start}\"\nrrule = \"FREQ=DAILY\"\nsequence = [{{ pattern = \"chime\" }}]\n"
     )
@@ -162,7 +165,8 @@ pub fn setup(node: &Path, in_s: i64, lead_s: u32, db_proxy: bool) -> Option<(Set
     mqtt.check_every = Duration::from_millis(50);
     let devices = Some(sim.serve_mqtt(&mqtt));
     let sirens = g.fleet.sirens.iter().map(|s| (s.id.clone(), s.key_id.0)).collect();
-    let s = Setup { _dir: dir, db, sim, _broker: broker, _buses: buses, devices, rooms, operator, second, sirens };
+    let s =
+        Setup { _dir: dir, db, sim, _broker: broker, _buses: buses, devices, rooms, operator, second, admin, sirens };
     Some((s, proxy))
 }
 

@@ -88,6 +88,11 @@ async fn a_leader_killed_while_arming_is_replaced_in_time_and_every_siren_sounds
     let r = http::request(a_room.http, "POST", "/api/soundings", Some(&s.operator), &body);
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("x-sirennet-leader"), Some("room-b"), "answered by the leader");
+    // The leader's audit log says the write came through room A, and from where.
+    let audit = json(&http::request(s.rooms[1].http, "GET", "/api/audit", Some(&s.admin), ""));
+    let entry = audit.as_array().unwrap().iter().rev().find(|e| e["action"] == "schedule-sounding").cloned();
+    let client = entry.as_ref().and_then(|e| e["client"].as_str()).unwrap_or_default();
+    assert_eq!(client, "127.0.0.1 (room-a, for 127.0.0.1)", "{audit:#}");
     // What only the leader's engine holds is read from it too (the console's warning banner).
     let r = http::get(a_room.http, "/api/activations");
     assert_eq!((r.status, r.header("x-sirennet-leader")), (200, Some("room-b")), "{}", r.body);

@@ -18,6 +18,9 @@ use crate::leadership::Status;
 
 /// Set on a forwarded request: its receiver forwards it no further.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-sirennet-forwarded-by");
+/// Set on a forwarded request: the address the standby received it from, for the leader's
+/// audit log.
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-sirennet-forwarded-for");
 /// Set on the API's answers: the daemon that answered (the leader's name on a forwarded one).
 pub const ANSWERED_BY: HeaderName = HeaderName::from_static("x-sirennet-leader");
 /// The largest request body forwarded (the API's own limit is lower).
@@ -121,6 +124,9 @@ async fn forward(client: &reqwest::Client, base: &str, me: &str, request: Reques
         }
     }
     out = out.header(FORWARDED_BY.as_str(), me);
+    if let Some(super::Peer(from)) = parts.extensions.get::<super::Peer>() {
+        out = out.header(FORWARDED_FOR.as_str(), from.ip().to_string());
+    }
     let answer = out.send().await.map_err(|e| e.to_string())?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
