@@ -1,10 +1,11 @@
 //! Two control rooms: two sirend processes on one real PostgreSQL database (where
 //! `SIRENNET_POSTGRES_URL` names a server; CI starts one), simulated sirens on an MQTT broker
 //! both reach and on serial lines served by device servers (TCP). One daemon leads; the tests
-//! kill it (SIGKILL) while a sounding is being armed, or cut it off from the database, and
-//! check against the simulated devices' own records that the standby took over in time, that
-//! the sounding started on time everywhere, that no device saw a replayed counter, and that
-//! no device was commanded by both daemons at any moment.
+//! kill it (SIGKILL) while a sounding is being armed, or cut it off from the database (the
+//! connections closed, or held open and silent), and check against the simulated devices' own
+//! records that the standby took over in time, that the sounding started on time everywhere,
+//! that no device saw a replayed counter, and that no device was commanded by both daemons at
+//! any moment.
 #![allow(clippy::unwrap_used, reason = "test helpers may panic on impossible states")]
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use siren_sim::fleet::lock;
 use sirend::store::{Location, Store};
 use sirennet_e2e::http;
+use sirennet_e2e::proxy::Proxy;
 use sirennet_e2e::rooms::setup;
 use sirennet_e2e::wait::{wait_explaining, wait_for, wait_within};
 
@@ -107,10 +109,23 @@ async fn a_leader_killed_while_arming_is_replaced_in_time_and_every_siren_sounds
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_database_stops_commanding_before_the_standby_starts() {
+    leader_partitioned_from_the_database(Proxy::cut).await;
+}
+
+/// The partition WANs mostly have: nothing answers, and nothing says so (no reset, no FIN; the
+/// bytes sent are held, and delivered late when the partition heals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_database_falls_silent_stops_commanding_before_the_standby_starts() {
+    leader_partitioned_from_the_database(Proxy::stall).await;
+}
+
+/// Room A leads, then `partition` separates it from the database: it stands down before room B
+/// takes over, the devices never hear both, and once the database is back A stays a standby.
+async fn leader_partitioned_from_the_database(partition: fn(&Proxy)) {
     let Some((mut s, proxy)) = setup(node(), 3600, 10, true) else { return };
     let proxy = proxy.unwrap();
     s.a_leads_b_stands_by().await;
-    proxy.cut();
+    partition(&proxy);
     let cut = Instant::now();
     let leases = s.stored_leases();
     let (a, b) = (&s.rooms[0], &s.rooms[1]);
