@@ -271,6 +271,19 @@ pub(crate) async fn read_store<T: Send + 'static>(
     }
 }
 
+/// [`read_store`] after the writes queued so far are committed, so that a read shows what the
+/// API has already answered (an acknowledgement, an ended window, its event, its audit entry).
+/// A store that cannot commit is still read: what is committed is shown.
+pub(crate) async fn read_committed<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    if let Err(e) = read_store(state, crate::store::Store::flush).await {
+        tracing::debug!("read without the writes still queued: {e}");
+    }
+    read_store(state, read).await
+}
+
 /// The address a request came from (set per connection by [`server::serve`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
@@ -551,7 +564,7 @@ async fn resync(State(state): State<AppState>, Path(id): Path<String>, client: C
 }
 
 /// The audit log, the latest 1,000 entries, oldest first (admin): every attempt made before
-/// it was asked for, this read included (the queued entries are committed first).
+/// it was asked for, this read included.
 #[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, description = "The entries", body = [views::AuditView]),
@@ -564,7 +577,7 @@ async fn audit(State(state): State<AppState>, client: Client, headers: HeaderMap
     if let Err(refused) = authorize(&state, &headers, client, &ask) {
         return *refused;
     }
-    match read_store(&state, |store| store.flush().and_then(|()| store.audit_log(1000))).await {
+    match read_committed(&state, |store| store.audit_log(1000)).await {
         Ok(rows) => Json(
             rows.into_iter()
                 .map(|a| views::AuditView {
@@ -703,7 +716,7 @@ async fn history(State(state): State<AppState>, Path(id): Path<String>, Query(p)
         (Err(refused), _) | (_, Err(refused)) => return *refused,
     };
     let siren = id.clone();
-    let read = read_store(&state, move |store| {
+    let read = read_committed(&state, move |store| {
         let query = EventQuery {
             siren: Some(siren.clone()),
             since: Some(since),
@@ -801,7 +814,7 @@ async fn events(State(state): State<AppState>, Query(p): Query<EventParams>) -> 
         newest_first: p.after.is_none(),
         limit,
     };
-    match read_store(&state, move |store| store.events(&query)).await {
+    match read_committed(&state, move |store| store.events(&query)).await {
         Ok(rows) => Json(
             rows.into_iter()
                 .map(|r| views::EventView {

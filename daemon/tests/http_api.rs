@@ -204,6 +204,10 @@ async fn writes_need_a_token_of_the_right_role_and_are_audited() {
             serde_json::from_str(&request(addr, "GET", &format!("/api/sirens/{id}"), None, "").1).unwrap();
         assert_eq!(after["acknowledged"]["by"], "ops");
         assert_eq!(after["acknowledged"]["note"], "crew sent");
+        // Answered means in the event log: a read right after shows it.
+        let events: serde_json::Value =
+            serde_json::from_str(&request(addr, "GET", "/api/events?kind=acknowledged", None, "").1).unwrap();
+        assert!(events[0]["detail"].as_str().is_some_and(|d| d.contains("by ops: crew sent")), "{events}");
         // The audit log is for admins, and it has every attempt.
         assert_eq!(request(addr, "GET", "/api/audit", Some(&operator), "").0, 403);
         let (status, body) = request(addr, "GET", "/api/audit", Some(&admin), "");

@@ -298,7 +298,7 @@ pub(crate) struct ListQuery {
 pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let now = Timestamp::now();
     let windows = if q.all {
-        match super::read_store(&state, |store| store.maintenance_windows(false, 1000)).await {
+        match super::read_committed(&state, |store| store.maintenance_windows(false, 1000)).await {
             Ok(w) => w,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }

@@ -95,7 +95,7 @@ pub(super) async fn list(State(state): State<AppState>, Query(q): Query<ListQuer
         let body = Json(json!({"error": "`limit` is between 1 and 1000", "field": "limit"}));
         return (StatusCode::BAD_REQUEST, body).into_response();
     }
-    match super::read_store(&state, move |store| store.campaigns(false, limit)).await {
+    match super::read_committed(&state, move |store| store.campaigns(false, limit)).await {
         Ok(all) => Json(all.iter().map(summary).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -152,7 +152,7 @@ pub(super) async fn one(State(state): State<AppState>, Path(id): Path<String>) -
             format!("`{id}` is not a campaign id (a number, optionally .csv or .html)"),
         );
     };
-    let c = match super::read_store(&state, move |store| store.campaign(number)).await {
+    let c = match super::read_committed(&state, move |store| store.campaign(number)).await {
         Ok(Some(c)) => c,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no campaign {number}")),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
