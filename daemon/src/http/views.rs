@@ -185,6 +185,8 @@ pub struct AuditView {
     pub target: String,
     pub allowed: bool,
     pub detail: String,
+    /// The address the request came from; for a write a standby forwarded, followed by the
+    /// standby's name and the address it had the write from: `10.1.0.2 (site-b, for 192.168.20.14)`.
     pub client: String,
 }
 

@@ -183,7 +183,9 @@ pub struct AuditEntry {
     pub allowed: bool,
     /// Why it was refused, or the note or reason the caller gave.
     pub detail: String,
-    /// The client's address (empty when not known).
+    /// The client's address (empty when not known); for a write a standby forwarded, followed
+    /// by the standby's name and the address it had the write from:
+    /// `10.1.0.2 (site-b, for 192.168.20.14)`.
     pub client: String,
 }
 
